@@ -1,0 +1,3 @@
+from camfleet.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""Start, stop, kill and restart a local mosquitto with camfleet's configuration.
+
+Used by the tests (each gets its own broker on a free port), the benchmarks and the demo. The
+config is broker_config/dev.conf plus a listener on 127.0.0.1, a persistence directory and the
+current user (so a root run does not drop to a `mosquitto` user that cannot write the files).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from collections import deque
+from importlib import resources
+from pathlib import Path
+
+from camfleet.errors import UserError
+
+READY_MARKER = " running"  # "mosquitto version 2.0.11 running"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_config() -> str:
+    return resources.files("camfleet.broker_config").joinpath("dev.conf").read_text()
+
+
+class Mosquitto:
+    """One mosquitto process with its own config, data directory and port.
+
+    ``start()`` returns once mosquitto logs that it is running; ``stop()`` is a clean shutdown
+    (it saves persistent sessions), ``kill()`` is SIGKILL (it loses what was not autosaved).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_config: str = "",
+        executable: str = "mosquitto",
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.extra_config = extra_config
+        self.executable = executable
+        self.proc: subprocess.Popen[str] | None = None
+        self.log: deque[str] = deque(maxlen=2000)
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def write_config(self) -> Path:
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(
+            [
+                base_config(),
+                f"user {getpass.getuser()}",
+                f"listener {self.port} {self.host}",
+                f"persistence_location {data}/",
+                "log_dest stderr",
+                self.extra_config,
+                "",
+            ]
+        )
+        self.config_path.write_text(text)
+        return self.config_path
+
+    def start(self, timeout: float = 15.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("mosquitto is already running")
+        exe = shutil.which(self.executable) or shutil.which(
+            self.executable, path="/usr/sbin:/usr/local/sbin"
+        )
+        if exe is None:
+            raise UserError(
+                "mosquitto is not installed: run `sudo apt-get install -y mosquitto` "
+                "(scripts/setup does it for you)"
+            )
+        self.write_config()
+        self._ready.clear()
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read_log, args=(self.proc,), daemon=True)
+        self._reader.start()
+        if not self._ready.wait(timeout) or self.proc.poll() is not None:
+            self.kill()
+            tail = "\n".join(list(self.log)[-10:])
+            raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{tail}")
+
+    def _read_log(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            self.log.append(line.rstrip())
+            if READY_MARKER in line and "version" in line:
+                self._ready.set()
+        self._ready.set()  # process ended: wake start() so it reports the failure
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Clean shutdown (SIGTERM): persistent sessions and retained messages are saved."""
+        self._end(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: what was not yet autosaved is lost, as in a power cut."""
+        self._end(signal.SIGKILL, 10.0)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _end(self, sig: signal.Signals, timeout: float) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if self._reader is not None:
+            self._reader.join(5)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

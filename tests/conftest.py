@@ -1,0 +1,44 @@
+"""Shared fixtures: real brokers on free ports, owned by the test that uses them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from camfleet.embedded_broker import EmbeddedBroker
+from camfleet.mosquitto import Mosquitto
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto of this test's own: it may stop(), kill() and restart() it."""
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    yield broker
+    broker.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One mosquitto for the whole session, for tests that never stop it (use unique topics)."""
+    broker = Mosquitto(tmp_path_factory.mktemp("shared-mosquitto"))
+    broker.start()
+    yield broker
+    broker.kill()
+
+
+@pytest.fixture
+def amqtt_broker() -> Iterator[EmbeddedBroker]:
+    """The embedded pure-Python broker (MQTT 3.1.1), to prove the contract is broker-agnostic."""
+    broker = EmbeddedBroker()
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(params=["mosquitto", "amqtt"])
+def any_broker(request: pytest.FixtureRequest) -> Mosquitto | EmbeddedBroker:
+    """Each test using it runs once against mosquitto and once against amqtt."""
+    return request.getfixturevalue("mosquitto" if request.param == "mosquitto" else "amqtt_broker")
