@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from camfleet.proto import topics
 from camfleet.proto.errors import ContractError, Reason
-from camfleet.proto.topics import Kind
+from camfleet.proto.topics import Kind, Topic
 from camfleet.proto.v1 import command_pb2, config_pb2, frame_pb2, ota_pb2, state_pb2, telemetry_pb2
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -78,6 +79,23 @@ def decode(
         raise ContractError(Reason.BAD_TOPIC, f"unknown topic kind {kind!r}") from None
     cls = MESSAGE_FOR_KIND[kind]
     return decode_as(cls, payload, max_bytes)
+
+
+def decode_message(
+    topic: str,
+    payload: bytes | bytearray | memoryview,
+    root: str = topics.DEFAULT_ROOT,
+    max_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+) -> tuple[Topic, Decoded[Message]]:
+    """Parse ``topic`` and decode ``payload`` as the message that topic carries.
+
+    The single entry point for anything receiving camfleet traffic: a bad topic and a bad payload
+    both raise ContractError. The controller presence topic carries a ControllerState.
+    """
+    parsed = topics.parse(topic, root)
+    if parsed.is_controller:
+        return parsed, decode_as(state_pb2.ControllerState, payload, max_bytes)
+    return parsed, decode(parsed.kind, payload, max_bytes)
 
 
 def decode_as(
@@ -178,6 +196,8 @@ def _ack_rule(m: command_pb2.Ack) -> str | None:
         return "no command_id"
     if m.status == command_pb2.ACK_STATUS_UNSPECIFIED:
         return "status is unspecified"
+    if m.status not in command_pb2.AckStatus.values():
+        return f"status {m.status} is not a known AckStatus"
     return None
 
 
