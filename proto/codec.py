@@ -4,9 +4,12 @@
 :class:`~camfleet.proto.errors.ContractError` with one of these reasons, and nothing else:
 
 - ``oversize``: the payload is larger than ``max_bytes``;
+- ``empty``: a zero-byte payload, which on a retained topic is MQTT's deletion of the retained
+  message (receivers usually act on it rather than count it as an error);
 - ``bad_protobuf``: not parseable as the kind's message;
-- ``wrong_kind``: parseable, but carries fields that kind does not define and none that it does,
-  or lacks what the kind requires while carrying foreign fields (e.g. Telemetry on a frame topic);
+- ``wrong_kind``: parseable, but a field number the kind defines arrives with another wire type
+  (schema evolution never does that), or only foreign fields, or foreign fields and a broken
+  rule: another kind of message (e.g. Telemetry on a frame topic);
 - ``invalid``: the right message breaking a rule of its kind (a Frame without data, an Ack
   without command id, ...);
 - ``checksum_mismatch``: a Frame whose size or SHA-256 does not match its data.
@@ -111,13 +114,19 @@ def decode_as(
         raise ContractError(
             Reason.OVERSIZE, f"{name} payload of {len(payload)} bytes > {max_bytes}"
         )
+    if not payload:
+        raise ContractError(
+            Reason.EMPTY, f"empty {name} payload (on a retained topic: the message was cleared)"
+        )
     message = cls()
     try:
         message.ParseFromString(bytes(payload))
     except (DecodeError, RuntimeError, ValueError) as exc:
         # upb raises DecodeError; RuntimeError/ValueError cover recursion limits and bad UTF-8.
         raise ContractError(Reason.BAD_PROTOBUF, f"not a {name}: {exc}") from None
-    foreign = _has_unknown_fields(message)
+    foreign, clash = _scan_unknown(message)
+    if clash is not None:
+        raise ContractError(Reason.WRONG_KIND, f"not a {name}: {clash}")
     if foreign and not message.ListFields():
         raise ContractError(Reason.WRONG_KIND, f"payload has no {name} field, only foreign ones")
     rule = _RULES.get(name)
@@ -133,9 +142,21 @@ def decode_as(
     return Decoded(message, foreign)
 
 
-def _has_unknown_fields(message: Message) -> bool:
-    if len(UnknownFieldSet(message)):
-        return True
+def _scan_unknown(message: Message) -> tuple[bool, str | None]:
+    """Find unknown fields in ``message`` and its sub-messages.
+
+    Returns (any unknown field, clash). A clash is a field number this schema defines arriving
+    with another wire type: schema evolution never does that (a field's type cannot change), so
+    it means the payload is another kind of message. Unknown *numbers* are a newer writer's
+    fields and are accepted.
+    """
+    unknown = UnknownFieldSet(message)
+    found = len(unknown) > 0
+    by_number = message.DESCRIPTOR.fields_by_number
+    for item in unknown:
+        if item.field_number in by_number:
+            field = by_number[item.field_number]
+            return True, f"field {field.name} ({item.field_number}) has wire type {item.wire_type}"
     for field, value in message.ListFields():
         if field.message_type is None:
             continue
@@ -147,9 +168,12 @@ def _has_unknown_fields(message: Message) -> bool:
             values = list(value)
         else:
             values = [value]
-        if any(_has_unknown_fields(v) for v in values):
-            return True
-    return False
+        for sub in values:
+            sub_found, clash = _scan_unknown(sub)
+            found = found or sub_found
+            if clash is not None:
+                return True, f"{field.name}.{clash}"
+    return found, None
 
 
 # --- per-kind rules: return a problem description, or None when the message is acceptable ----

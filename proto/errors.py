@@ -21,7 +21,7 @@ class Reason(enum.StrEnum):
     OVERSIZE = "oversize"  # payload larger than the configured limit
     CHECKSUM_MISMATCH = "checksum_mismatch"  # size or SHA-256 does not match the data
     CHUNK_MISMATCH = "chunk_mismatch"  # a chunk disagrees with the other chunks of its frame
-    NOT_DECODABLE = "not_decodable"  # the topic carries no protobuf (e.g. the raw JPEG topic)
+    EMPTY = "empty"  # zero-byte payload: on a retained topic, MQTT's way to clear the message
 
 
 class ContractError(ValueError):

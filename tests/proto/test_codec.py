@@ -54,7 +54,7 @@ def test_frame_with_wrong_size_is_a_checksum_mismatch() -> None:
         (Kind.ACK, command_pb2.Ack(command_id="c1"), "status is unspecified"),
         (Kind.CMD, command_pb2.Command(id="c1"), "no action"),
         (Kind.STATE, state_pb2.DeviceState(session=3), "presence is unspecified"),
-        (Kind.DESIRED, config_pb2.Desired(), "version must be >= 1"),
+        (Kind.DESIRED, config_pb2.Desired(updated_at_ms=5), "version must be >= 1"),
         (Kind.EVENT, telemetry_pb2.Event(message="x"), "no type"),
     ],
 )
