@@ -1,0 +1,107 @@
+"""``camfleet proto``: decode camfleet payloads from a file or live from a broker."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections import Counter
+
+import click
+from camfleet.proto import codec, topics
+from camfleet.proto.errors import ContractError
+from camfleet.proto.render import to_dict
+
+from camfleet.errors import UserError
+from camfleet.mqtt_url import BrokerUrl
+
+
+@click.group()
+def proto() -> None:
+    """Decode and inspect camfleet MQTT payloads (the wire contract v1)."""
+
+
+@proto.command()
+@click.argument("topic")
+@click.argument("payload", type=click.File("rb"), default="-")
+@click.option("--root", default=topics.DEFAULT_ROOT, show_default=True, help="Topic root.")
+def decode(topic: str, payload: click.utils.LazyFile, root: str) -> None:
+    """Decode PAYLOAD (a file, or - for stdin) as the message TOPIC carries; print JSON.
+
+    Example: mosquitto_sub -C 1 -t camfleet/v1/cam-1/state -N > s.bin;
+    camfleet proto decode camfleet/v1/cam-1/state s.bin
+    """
+    data = payload.read()
+    try:
+        parsed, decoded = codec.decode_message(topic, data, root)
+    except ContractError as exc:
+        raise UserError(f"{topic}: {exc}") from None
+    out = {"topic": topic, "kind": parsed.kind.value, "message": to_dict(decoded.message)}
+    if decoded.unknown_fields:
+        out["unknown_fields"] = True
+    click.echo(json.dumps(out, indent=2))
+
+
+@proto.command()
+@click.option("--broker", default="mqtt://127.0.0.1:1883", show_default=True, help="Broker URL.")
+@click.option("--device", default=None, help="Only this device (default: every device).")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
+@click.option("--root", default=topics.DEFAULT_ROOT, show_default=True, help="Topic root.")
+@click.option("--count", type=int, default=0, help="Stop after N messages (0 = run until Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def watch(
+    broker: str, device: str | None, kinds: tuple[str, ...], root: str, count: int, as_json: bool
+) -> None:
+    """Subscribe to camfleet topics and print every message decoded, errors with their reason."""
+    import paho.mqtt.client as mqtt
+
+    url = BrokerUrl.parse(broker)
+    try:
+        wanted = [topics.Kind(k) for k in kinds] or list(topics.Kind)
+        owner = topics.validate_device_id(device) if device else "+"
+    except (ValueError, ContractError) as exc:
+        raise UserError(str(exc)) from None
+    filters = [f"{root}/v1/{owner}/{k.value}" for k in wanted]
+    if device is None:
+        filters += [topics.controller_state_topic(root), f"{root}/v1/_group/+/cmd"]
+    seen: Counter[str] = Counter()
+    done = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            _, decoded = codec.decode_message(msg.topic, msg.payload, root)
+            body: dict[str, object] = {"message": to_dict(decoded.message)}
+            seen["ok"] += 1
+        except ContractError as exc:
+            body = {"error": exc.reason.value, "detail": exc.detail}
+            seen[exc.reason.value] += 1
+        if as_json:
+            click.echo(json.dumps({"topic": msg.topic, "retained": bool(msg.retain), **body}))
+        else:
+            flag = " (retained)" if msg.retain else ""
+            click.echo(f"{msg.topic}{flag} {json.dumps(body, separators=(',', ':'))}")
+        if count and sum(seen.values()) >= count:
+            done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if url.username:
+        client.username_pw_set(url.username, url.password)
+    if url.tls:
+        client.tls_set()
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in filters])
+    try:
+        client.connect(url.host, url.port)
+    except OSError as exc:
+        raise UserError(f"cannot reach the broker at {url}: {exc}") from None
+    client.loop_start()
+    try:
+        done.wait() if count else threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        if not as_json:
+            click.echo(f"# {dict(seen)}", err=True)
+    sys.exit(0)
