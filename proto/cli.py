@@ -8,12 +8,12 @@ import threading
 from collections import Counter
 
 import click
-from camfleet.proto import codec, topics
-from camfleet.proto.errors import ContractError
-from camfleet.proto.render import to_dict
 
 from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
+from camfleet.proto import codec, topics
+from camfleet.proto.errors import ContractError
+from camfleet.proto.render import to_dict
 
 
 @click.group()

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
+
 from camfleet.proto import topics
 from camfleet.proto.errors import ContractError, Reason
 from camfleet.proto.topics import Kind, Topic
 from camfleet.proto.v1 import command_pb2, config_pb2, frame_pb2, ota_pb2, state_pb2, telemetry_pb2
-from google.protobuf.message import DecodeError, Message
-from google.protobuf.unknown_fields import UnknownFieldSet
 
 #: Largest payload decode() accepts by default. Frames above the device's max payload travel as
 #: chunks, so legitimate messages stay far below this; it bounds memory for hostile input.

@@ -6,14 +6,14 @@ import os
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from camfleet.proto import codec
 from camfleet.proto.chunking import Reassembler, needs_chunking, split_frame
 from camfleet.proto.errors import ContractError, Reason
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import frame_pb2
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.proto.samples import sample_frame
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from camfleet.proto import codec
 from camfleet.proto.errors import ContractError, Reason
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import command_pb2, config_pb2, frame_pb2, state_pb2, telemetry_pb2
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.proto.samples import SAMPLES, sample_frame
 
 

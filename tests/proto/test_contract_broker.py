@@ -12,11 +12,11 @@ import uuid
 import aiomqtt
 import paho.mqtt.client as mqtt
 import pytest
+
 from camfleet.proto import codec, topics
 from camfleet.proto.errors import ContractError, Reason
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import config_pb2, state_pb2
-
 from tests.proto.mqtt_helpers import Subscriber, publish
 from tests.proto.samples import SAMPLES
 
@@ -69,7 +69,6 @@ def test_every_kind_crosses_the_broker_with_aiomqtt(any_broker) -> None:  # type
 
 def test_a_large_frame_crosses_as_chunks(any_broker) -> None:  # type: ignore[no-untyped-def]
     from camfleet.proto.chunking import Reassembler, split_frame
-
     from tests.proto.samples import sample_frame
 
     device = unique_device()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from camfleet.proto.receipts import covers, make_receipt, ranges_from
 from hypothesis import given
 from hypothesis import strategies as st
+
+from camfleet.proto.receipts import covers, make_receipt, ranges_from
 
 
 def test_consecutive_seqs_fold_into_one_range_per_session() -> None:

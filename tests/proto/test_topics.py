@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from camfleet.proto import topics
 from camfleet.proto.errors import ContractError, Reason
 from camfleet.proto.topics import Kind
-from hypothesis import given
-from hypothesis import strategies as st
 
 device_ids = st.from_regex(r"[a-z0-9-][a-z0-9_-]{0,63}", fullmatch=True)
 

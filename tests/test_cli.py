@@ -1,0 +1,146 @@
+"""The camfleet command: help, user errors as one line, proto decode/watch, broker run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from camfleet.mosquitto import free_port
+from camfleet.proto import codec, topics
+from camfleet.proto.topics import Kind
+from tests.proto.mqtt_helpers import publish
+from tests.proto.samples import SAMPLES
+
+CAMFLEET = [sys.executable, "-m", "camfleet"]
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    raw = subprocess.run(
+        [*CAMFLEET, *args], input=stdin, capture_output=True, timeout=60, check=False
+    )
+    return subprocess.CompletedProcess(
+        raw.args, raw.returncode, raw.stdout.decode(), raw.stderr.decode()
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("camfleet: error:") and words in lines[0], lines
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for name in ("controller", "edge", "sim", "demo", "devices", "capture", "frames", "proto"):
+        assert f"  {name}" in result.stdout
+
+
+def test_unknown_subcommand_is_a_usage_error() -> None:
+    result = run("nonsense")
+    assert result.returncode == 2 and "No such command" in result.stderr
+
+
+def test_proto_decode_prints_json(tmp_path: Path) -> None:
+    payload = tmp_path / "state.bin"
+    payload.write_bytes(codec.encode(SAMPLES[Kind.STATE]))
+    result = run("proto", "decode", "camfleet/v1/cam-1/state", str(payload))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["kind"] == "state"
+    assert out["message"]["presence"] == "PRESENCE_ONLINE" and out["message"]["session"] == 7
+
+
+def test_proto_decode_summarises_image_data(tmp_path: Path) -> None:
+    frame = SAMPLES[Kind.FRAME]
+    result = run("proto", "decode", "camfleet/v1/cam-1/frame", "-", stdin=codec.encode(frame))
+    assert result.returncode == 0, result.stderr
+    message = json.loads(result.stdout)["message"]
+    assert message["data_bytes"] == len(frame.data)  # type: ignore[attr-defined]
+    assert message["sha256"] == frame.sha256.hex()  # type: ignore[attr-defined]
+
+
+def test_proto_decode_of_garbage_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\xff" * 9)
+    assert_one_line_error(
+        run("proto", "decode", "camfleet/v1/cam-1/frame", str(bad)), "bad_protobuf"
+    )
+    assert_one_line_error(
+        run("proto", "decode", "camfleet/v1/CAM/frame", str(bad)), "invalid device id 'CAM'"
+    )
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
+    """The next stdout line of ``proc``, or fail after ``timeout`` seconds."""
+    got: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        got.append(proc.stdout.readline())
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert ready.wait(timeout), "no output line in time"
+    return got[0]
+
+
+def test_proto_watch_prints_messages_and_errors(shared_mosquitto) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen(
+        [
+            *CAMFLEET,
+            "proto",
+            "watch",
+            "--broker",
+            shared_mosquitto.url,
+            "--device",
+            "watched",
+            "--count",
+            "2",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    state_topic = topics.device_topic("watched", Kind.STATE)
+    host, port = shared_mosquitto.host, shared_mosquitto.port
+    publish(host, port, [(state_topic, codec.encode(SAMPLES[Kind.STATE]), True)])
+    # The retained state reaches the watcher once it has subscribed: then send the garbage.
+    first = json.loads(read_line(proc))
+    publish(host, port, [(topics.device_topic("watched", Kind.ACK), b"\x08\x08garbage", False)])
+    second = json.loads(read_line(proc))
+    assert proc.wait(20) == 0
+    assert first["topic"] == state_topic and first["message"]["session"] == 7
+    assert second["error"] in ("bad_protobuf", "wrong_kind")
+
+
+def test_proto_watch_with_an_unreachable_broker_is_one_clear_line() -> None:
+    port = free_port()
+    result = run("proto", "watch", "--broker", f"mqtt://127.0.0.1:{port}", "--count", "1")
+    assert_one_line_error(result, "cannot reach the broker")
+
+
+def test_bad_broker_url_is_one_clear_line() -> None:
+    assert_one_line_error(run("proto", "watch", "--broker", "http://x"), "scheme must be mqtt")
+
+
+def test_broker_run_serves_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CAMFLEET, "broker", "run", "--port", str(port), "--data", str(tmp_path / "b")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = read_line(proc)
+    assert f"mqtt://127.0.0.1:{port}" in line
+    publish("127.0.0.1", port, [("camfleet/v1/x/event", b"hello", False)])
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
