@@ -10,6 +10,22 @@ import pytest
 from camfleet.embedded_broker import EmbeddedBroker
 from camfleet.mosquitto import Mosquitto
 
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A skipped test proves nothing: fail the run, and say to install what the test needs."""
+    if _skipped and exitstatus == 0:
+        print(f"\nFAILED: {len(_skipped)} skipped test(s); install what they need instead:")
+        for nodeid in _skipped:
+            print(f"  {nodeid}")
+        session.exitstatus = 1
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
