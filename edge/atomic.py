@@ -1,0 +1,34 @@
+"""Crash-safe file writes: the file holds the old content or the new, never a mix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TMP_PREFIX = ".tmp-"
+
+
+def atomic_write(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write a temp file next to ``path``, fsync it, rename it over ``path``, fsync the dir."""
+    tmp = path.with_name(TMP_PREFIX + path.name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if fsync:
+        sync_dir(path.parent)
+
+
+def sync_dir(directory: Path) -> None:
+    """fsync a directory so a rename or unlink in it survives a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,141 @@
+"""``camfleet edge``: run the agent, check a config file, list camera backends."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from camfleet.edge.cameras import BACKENDS
+from camfleet.edge.cameras.settings import to_dict
+from camfleet.edge.config import EdgeConfig, load_config
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("edge.toml"),
+    show_default=True,
+    help="Agent config file (TOML). See docs/edge.md and edge/edge.example.toml.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def edge() -> None:
+    """The Linux edge agent: a Pi, MaixCAM or webcam box as a camfleet device."""
+
+
+@edge.command()
+@CONFIG_OPTION
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def run(config_path: Path, log_level: str) -> None:
+    """Connect to the broker and capture, spool and publish frames until stopped (SIGTERM)."""
+    from camfleet.edge.agent import EdgeAgent
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = load_config(config_path)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    agent = EdgeAgent(config)
+    logging.getLogger("camfleet.edge").info(
+        "device %s: %s camera, broker %s, spool %s (%d frames waiting)",
+        config.device.id,
+        config.camera.backend,
+        config.broker.url,
+        config.spool.dir,
+        agent.spool.depth,
+    )
+    agent.run(stop)
+
+
+@edge.command("check-config")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the validated config as JSON.")
+@click.option(
+    "--open-camera",
+    is_flag=True,
+    help="Also open the camera and check the settings against its capabilities.",
+)
+def check_config(config_path: Path, as_json: bool, open_camera: bool) -> None:
+    """Validate a config file (and optionally the camera) without connecting."""
+    config = load_config(config_path)
+    if open_camera:
+        from camfleet.edge import cameras
+
+        camera = cameras.create(
+            config.camera.backend, {"label": config.device.id, **config.camera.options}
+        )
+        with camera:
+            camera.validate(config.camera.settings)
+    summary = describe(config)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        click.echo(
+            f"{config_path}: OK: device {config.device.id}, {config.camera.backend} "
+            f"camera, broker {config.broker.url}, spool {config.spool.dir}"
+        )
+
+
+@edge.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def backends(as_json: bool) -> None:
+    """List the camera backends (their libraries are imported only when used)."""
+    if as_json:
+        click.echo(json.dumps(sorted(BACKENDS)))
+    else:
+        for name in BACKENDS:
+            click.echo(name)
+
+
+def describe(config: EdgeConfig) -> dict[str, Any]:
+    """The validated config as plain JSON-able values (defaults filled in)."""
+    return {
+        "source": config.source,
+        "device": {
+            "id": config.device.id,
+            "board": config.device.board,
+            "groups": list(config.device.groups),
+            "location": config.device.location,
+        },
+        "broker": {
+            "url": str(config.broker.url),
+            "root": config.broker.root,
+            "client_id": config.client_id,
+            "keepalive_s": config.broker.keepalive_s,
+            "max_payload": config.broker.max_payload,
+        },
+        "camera": {
+            "backend": config.camera.backend,
+            "settings": to_dict(config.camera.settings),
+            "options": config.camera.options,
+        },
+        "frames": vars(config.frames),
+        "spool": {
+            "dir": str(config.spool.dir),
+            "max_frames": config.spool.max_frames,
+            "max_bytes": config.spool.max_bytes,
+            "fsync": config.spool.fsync,
+        },
+        "schedule": vars(config.schedule),
+        "agent": {
+            "state_dir": str(config.agent.state_dir),
+            "telemetry_interval_s": config.agent.telemetry_interval_s,
+            "allow_machine_reboot": config.agent.allow_machine_reboot,
+            "max_burst": config.agent.max_burst,
+        },
+    }

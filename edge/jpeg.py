@@ -1,0 +1,135 @@
+"""JPEG encoding for backends that hand over pixels, plus EXIF tags and preview copies.
+
+Two encoders: Pillow (always present) and simplejpeg (``pip install 'camfleet[fastjpeg]'``,
+libjpeg-turbo with no copy from a numpy array). ``auto`` picks simplejpeg when it is installed:
+bench/edge_capture.py measures both in one run (docs/performance.md has the figures).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from datetime import UTC, datetime
+from typing import Any
+
+from PIL import Image
+
+from camfleet.errors import UserError
+
+ENCODERS = ("auto", "pillow", "simplejpeg")
+
+
+def available_encoder(name: str = "auto") -> str:
+    """Resolve ``auto`` to the best installed encoder; refuse a named one that is missing."""
+    if name not in ENCODERS:
+        raise UserError(f"unknown JPEG encoder {name!r}: use one of {', '.join(ENCODERS)}")
+    if name == "pillow":
+        return name
+    try:
+        import simplejpeg  # noqa: F401
+    except ImportError:
+        if name == "simplejpeg":
+            raise UserError(
+                "JPEG encoder simplejpeg is not installed: pip install 'camfleet[fastjpeg]'"
+            ) from None
+        return "pillow"
+    return "simplejpeg"
+
+
+def encode(image: Image.Image | Any, quality: int, encoder: str = "pillow") -> bytes:
+    """Encode a PIL image or an HxWx3 RGB uint8 array as baseline JPEG at ``quality`` 1..100."""
+    if encoder == "simplejpeg":
+        import numpy as np
+        import simplejpeg
+
+        array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+        return bytes(simplejpeg.encode_jpeg(array, quality=quality, colorspace="RGB"))
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(image)
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def preview(jpeg: bytes, max_side: int, quality: int = 70) -> bytes:
+    """A resized copy whose longer side is at most ``max_side`` (the original when smaller)."""
+    with Image.open(io.BytesIO(jpeg)) as img:
+        if max(img.size) <= max_side:
+            return jpeg
+        img.draft("RGB", (max_side, max_side))  # DCT scaling: decode at 1/2, 1/4, 1/8 directly
+        copy = img.convert("RGB")
+        copy.thumbnail((max_side, max_side))
+        out = io.BytesIO()
+        copy.save(out, "JPEG", quality=quality)
+        return out.getvalue()
+
+
+# EXIF tag numbers (TIFF/EXIF 2.3).
+_IMAGE_DESCRIPTION = 0x010E
+_MAKE = 0x010F
+_MODEL = 0x0110
+_SOFTWARE = 0x0131
+_DATETIME = 0x0132
+_ARTIST = 0x013B
+_GPS_IFD = 0x8825
+
+
+def exif_bytes(
+    *,
+    device_id: str,
+    captured_at_ms: int,
+    board: str = "",
+    software: str = "camfleet",
+    location: dict[str, Any] | None = None,
+) -> bytes:
+    """EXIF APP1 payload (``Exif\\0\\0`` + TIFF) with device, time and optional GPS location."""
+    exif = Image.Exif()
+    exif[_ARTIST] = device_id
+    exif[_MAKE] = "camfleet"
+    if board:
+        exif[_MODEL] = board
+    exif[_SOFTWARE] = software
+    if captured_at_ms:
+        when = datetime.fromtimestamp(captured_at_ms / 1000, UTC)
+        exif[_DATETIME] = when.strftime("%Y:%m:%d %H:%M:%S")
+    if location:
+        name = location.get("name")
+        if name:
+            exif[_IMAGE_DESCRIPTION] = str(name)
+        if "lat" in location and "lon" in location:
+            exif[_GPS_IFD] = _gps(float(location["lat"]), float(location["lon"]))
+    data = exif.tobytes()
+    return data if data.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + data
+
+
+def _gps(lat: float, lon: float) -> dict[int, Any]:
+    def dms(value: float) -> tuple[float, float, float]:
+        value = abs(value)
+        degrees = int(value)
+        minutes = int((value - degrees) * 60)
+        seconds = round(((value - degrees) * 60 - minutes) * 60, 4)
+        return (float(degrees), float(minutes), seconds)
+
+    return {
+        1: "N" if lat >= 0 else "S",
+        2: dms(lat),
+        3: "E" if lon >= 0 else "W",
+        4: dms(lon),
+    }
+
+
+def with_exif(jpeg: bytes, exif: bytes) -> bytes:
+    """Insert an APP1 EXIF segment right after SOI without re-encoding the image.
+
+    An existing EXIF APP1 (from the camera) is replaced, so the file has exactly one.
+    """
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise ValueError("not a JPEG (no SOI marker)")
+    if len(exif) + 2 > 0xFFFF:
+        raise ValueError("EXIF block too large for one APP1 segment")
+    rest = jpeg[2:]
+    # Skip an existing EXIF APP1 so tags are not duplicated.
+    if rest[:2] == b"\xff\xe1" and rest[4:10] == b"Exif\x00\x00":
+        (length,) = struct.unpack(">H", rest[2:4])
+        rest = rest[2 + length :]
+    return b"\xff\xd8\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + rest

@@ -1,0 +1,120 @@
+"""Publishes spooled frames in order, a bounded window at a time, and replays after reconnects.
+
+The spool is the only source: a captured frame is first made durable, then sent from disk. On
+every new connection the sender starts again from the oldest frame not yet receipted, so frames
+captured during an outage (and frames sent but never receipted) are replayed in (session, seq)
+order; a frame whose session is not the live connection's is flagged ``historical``. Frames
+whose encoded size exceeds the max payload travel as chunks (camfleet.proto.chunking).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as paho
+
+from camfleet.edge.mqtt import Connection
+from camfleet.edge.spool import CorruptFrame, Spool, SpoolKey
+from camfleet.proto import codec
+from camfleet.proto.chunking import needs_chunking, split_frame
+from camfleet.proto.topics import Kind, device_topic
+from camfleet.proto.v1 import frame_pb2
+
+log = logging.getLogger(__name__)
+
+
+class SpoolSender:
+    def __init__(
+        self,
+        spool: Spool,
+        connection: Connection,
+        *,
+        device_id: str,
+        root: str,
+        connected_session: Callable[[], int],
+        max_payload: Callable[[], int],
+        window: int,
+        on_corrupt: Callable[[str], None],
+    ) -> None:
+        self.spool = spool
+        self.conn = connection
+        self.frame_topic = device_topic(device_id, Kind.FRAME, root)
+        self.chunk_topic = device_topic(device_id, Kind.CHUNK, root)
+        self._connected_session = connected_session
+        self._max_payload = max_payload
+        self.window = window
+        self._on_corrupt = on_corrupt
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0  # frames published (replays included)
+        self.replayed = 0  # of which historical
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="edge-sender", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def wake(self) -> None:
+        """A frame was spooled (or something changed): look for work now."""
+        with self.conn.changed:
+            self.conn.changed.notify_all()
+
+    def _run(self) -> None:
+        cond = self.conn.changed
+        while not self._stop.is_set():
+            with cond:
+                while not self._stop.is_set() and not self.conn.connected.is_set():
+                    cond.wait(1.0)
+                epoch = self.conn.epoch
+            if self._stop.is_set():
+                return
+            self._send_connection(epoch)
+
+    def _send_connection(self, epoch: int) -> None:
+        """Send everything spooled, oldest first, until the connection of ``epoch`` ends."""
+        cond = self.conn.changed
+        cursor: SpoolKey | None = None
+        inflight: list[paho.MQTTMessageInfo] = []
+        while not self._stop.is_set():
+            with cond:
+                while True:
+                    if self._stop.is_set() or self.conn.epoch != epoch:
+                        return
+                    if not self.conn.connected.is_set():
+                        return
+                    inflight = [i for i in inflight if not i.is_published()]
+                    key = self.spool.next_after(cursor)
+                    if key is not None and len(inflight) < self.window:
+                        break
+                    cond.wait(1.0)
+            try:
+                frame = self.spool.read(key)
+            except FileNotFoundError:  # receipted or dropped meanwhile
+                cursor = key
+                continue
+            except CorruptFrame as exc:
+                self._on_corrupt(str(exc))
+                cursor = key
+                continue
+            if frame.session != self._connected_session():
+                frame.historical = True
+                self.replayed += 1
+            inflight.extend(self._publish(frame))
+            self.sent += 1
+            cursor = key
+
+    def _publish(self, frame: frame_pb2.Frame) -> list[paho.MQTTMessageInfo]:
+        max_payload = self._max_payload()
+        if not needs_chunking(frame, max_payload):
+            return [self.conn.publish(self.frame_topic, codec.encode(frame), qos=1)]
+        return [
+            self.conn.publish(self.chunk_topic, codec.encode(chunk), qos=1)
+            for chunk in split_frame(frame, max_payload)
+        ]

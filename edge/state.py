@@ -1,0 +1,79 @@
+"""What the agent keeps on disk between runs: session number, config overlay, desired version.
+
+The session number increments on every connect and must never repeat (the controller orders
+births and wills by it, and (session, seq) identifies frames), so it is written atomically
+before it is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from camfleet.edge.atomic import atomic_write
+from camfleet.proto.v1 import config_pb2
+
+MAX_SESSION = 2**32 - 1
+M = TypeVar("M", bound=Message)
+
+
+class AgentState:
+    """Files under ``state_dir``: ``session``, ``config_overlay.pb``, ``desired.pb``."""
+
+    def __init__(self, state_dir: Path, fsync: bool = True) -> None:
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+
+    # --- session --------------------------------------------------------------------------
+
+    @property
+    def _session_path(self) -> Path:
+        return self.dir / "session"
+
+    def last_session(self) -> int:
+        try:
+            text = self._session_path.read_text().strip()
+        except FileNotFoundError:
+            return 0
+        return int(text) if text.isdigit() else 0
+
+    def next_session(self) -> int:
+        """Allocate and persist the next session number (wraps to 1 after 2**32-1)."""
+        session = self.last_session() + 1
+        if session > MAX_SESSION:
+            session = 1
+        atomic_write(self._session_path, f"{session}\n".encode(), self.fsync)
+        return session
+
+    # --- config set by SetConfig commands -------------------------------------------------
+
+    def load_overlay(self) -> config_pb2.DeviceConfig:
+        return self._load(self.dir / "config_overlay.pb", config_pb2.DeviceConfig())
+
+    def save_overlay(self, config: config_pb2.DeviceConfig) -> None:
+        atomic_write(
+            self.dir / "config_overlay.pb", config.SerializeToString(deterministic=True), self.fsync
+        )
+
+    # --- the last desired config applied -------------------------------------------------
+
+    def load_desired(self) -> config_pb2.Desired:
+        return self._load(self.dir / "desired.pb", config_pb2.Desired())
+
+    def save_desired(self, desired: config_pb2.Desired) -> None:
+        atomic_write(
+            self.dir / "desired.pb", desired.SerializeToString(deterministic=True), self.fsync
+        )
+
+    @staticmethod
+    def _load(path: Path, message: M) -> M:
+        try:
+            message.ParseFromString(path.read_bytes())
+        except FileNotFoundError:
+            pass
+        except Exception:  # a damaged file: start from defaults rather than refuse to run
+            message.Clear()
+        return message

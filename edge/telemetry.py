@@ -1,0 +1,76 @@
+"""Health readings of a Linux board, as a Telemetry message.
+
+Everything is read from /proc, /sys and statvfs (no psutil: light on a Pi Zero). A reading the
+board does not have (no thermal zone in a container) stays absent, as the contract says.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from camfleet.proto.v1 import common_pb2, telemetry_pb2
+
+THERMAL_ROOT = Path("/sys/class/thermal")
+
+
+def cpu_temperature_c(root: Path = THERMAL_ROOT) -> float | None:
+    """The first CPU-like thermal zone in degrees C (Pi: cpu-thermal, MaixCAM: soc), or None."""
+    zones = sorted(root.glob("thermal_zone*"))
+    for zone in zones:
+        try:
+            kind = (zone / "type").read_text().strip().lower()
+            value = int((zone / "temp").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if any(word in kind for word in ("cpu", "soc", "x86_pkg", "core")) or zone == zones[0]:
+            return value / 1000.0
+    return None
+
+
+def mem_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def system_uptime_ms() -> int:
+    try:
+        return int(float(Path("/proc/uptime").read_text().split()[0]) * 1000)
+    except (OSError, ValueError, IndexError):
+        return int(time.monotonic() * 1000)
+
+
+def read(
+    *, session: int, spool_dir: Path, spool_depth: int, spool_bytes: int, camera_status: str
+) -> telemetry_pb2.Telemetry:
+    t = telemetry_pb2.Telemetry(
+        timestamp_ms=int(time.time() * 1000),
+        session=session,
+        uptime_ms=system_uptime_ms(),
+        wake_cause=common_pb2.WAKE_CAUSE_ALWAYS_ON,
+        spool_depth=spool_depth,
+        spool_bytes=spool_bytes,
+        camera_status=camera_status,
+    )
+    temp = cpu_temperature_c()
+    if temp is not None:
+        t.temperature_c = temp
+    try:
+        t.cpu_load = os.getloadavg()[0]
+    except OSError:
+        pass
+    mem = mem_available()
+    if mem is not None:
+        t.mem_free = mem
+    try:
+        t.disk_free = shutil.disk_usage(spool_dir).free
+    except OSError:
+        pass
+    return t

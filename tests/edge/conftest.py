@@ -1,0 +1,86 @@
+"""Fixtures for the edge agent tests: configs, in-process agents, test receivers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from camfleet.edge.agent import EdgeAgent
+from camfleet.edge.config import EdgeConfig, config_from_dict
+from camfleet.mosquitto import Mosquitto
+from tests.edge.receiver import Receiver
+
+_ids = itertools.count(1)
+
+
+def agent_config(
+    tmp_path: Path, broker: Mosquitto, device_id: str, **sections: dict[str, Any]
+) -> EdgeConfig:
+    """A config dict for ``device_id`` on ``broker``, state under tmp_path, fast reconnects."""
+    data: dict[str, Any] = {
+        "device": {"id": device_id, "board": "test-board"},
+        "broker": {"url": broker.url, "reconnect_min_s": 0.05, "reconnect_max_s": 0.3,
+                   "keepalive_s": 5},
+        "camera": {"backend": "synthetic", "width": 160, "height": 120,
+                   "options": {"seed": 7}},
+        "spool": {"fsync": True},
+        "agent": {"state_dir": str(tmp_path / device_id / "state"),
+                  "telemetry_interval_s": 0},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return config_from_dict(data, source="test")
+
+
+class RunningAgent:
+    """An EdgeAgent running on its own thread, stopped by the fixture."""
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self.agent = EdgeAgent(config)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.agent.run, args=(self.stop_event,),
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "agent did not stop"
+
+
+@pytest.fixture
+def device_id(request: pytest.FixtureRequest) -> str:
+    return f"edge-{next(_ids)}-{abs(hash(request.node.name)) % 10**6}"
+
+
+@pytest.fixture
+def run_agent() -> Iterator[Callable[[EdgeConfig], RunningAgent]]:
+    started: list[RunningAgent] = []
+
+    def start(config: EdgeConfig) -> RunningAgent:
+        running = RunningAgent(config)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def receiver_for() -> Iterator[Callable[..., Receiver]]:
+    made: list[Receiver] = []
+
+    def make(broker: Mosquitto, device_id: str, **kwargs: Any) -> Receiver:
+        r = Receiver(broker.host, broker.port, device_id, **kwargs)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()

@@ -1,0 +1,48 @@
+"""A capture command produces a frame a subscriber decodes and verifies (real mosquitto)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+from PIL import Image
+
+from camfleet.proto.v1 import command_pb2, common_pb2, state_pb2
+from tests.edge.conftest import agent_config
+
+
+def test_capture_command_produces_verified_frame(shared_mosquitto, tmp_path, device_id,
+                                                  run_agent, receiver_for):
+    rx = receiver_for(shared_mosquitto, device_id)
+    cfg = agent_config(tmp_path, shared_mosquitto, device_id,
+                       device={"location": {"lat": 48.5, "lon": 9.25, "name": "garden"}})
+    running = run_agent(cfg)
+    rx.wait_for(lambda g: any(s.presence == state_pb2.PRESENCE_ONLINE for s in g.states),
+                what="birth")
+    birth = [s for s in rx.got.states if s.presence == state_pb2.PRESENCE_ONLINE][-1]
+    assert birth.platform == "synthetic" and birth.board == "test-board"
+    assert birth.session >= 1 and "chunks" in birth.capabilities
+
+    rx.command("c1", capture=command_pb2.CaptureNow(
+        overrides=common_pb2.CameraSettings(width=320, height=240, jpeg_quality=60, hflip=True),
+        metadata={"why": "test"}))
+    ack = rx.wait_ack("c1")
+    assert ack.status == command_pb2.ACK_STATUS_DONE, ack.detail
+    assert len(ack.capture_ids) == 1
+    rx.wait_for(lambda g: len(g.frames) == 1, what="the frame")
+    frame = next(iter(rx.got.frames.values()))
+    # codec.decode already checked size and sha256; check them again explicitly.
+    assert hashlib.sha256(frame.data).digest() == frame.sha256 and frame.size == len(frame.data)
+    assert frame.capture_id == ack.capture_ids[0] and frame.command_id == "c1"
+    assert frame.session == birth.session and frame.seq == 1 and not frame.historical
+    assert (frame.width, frame.height) == (320, 240)
+    assert frame.settings.jpeg_quality == 60 and frame.settings.hflip
+    assert frame.metadata["why"] == "test" and frame.metadata["location_name"] == "garden"
+    image = Image.open(io.BytesIO(frame.data))
+    assert image.format == "JPEG" and image.size == (320, 240)
+    exif = image.getexif()
+    assert exif[315] == device_id and exif[270] == "garden"  # Artist, ImageDescription
+    assert exif.get_ifd(0x8825)[1] == "N"
+    # The receipt removes it from the spool.
+    agent = running.agent
+    assert agent.wait_until(lambda: agent.spool.depth == 0, 10), "receipt did not empty the spool"
