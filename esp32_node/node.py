@@ -1,0 +1,762 @@
+"""One wake of the camera node, from boot to deep sleep (docs/esp32-node.md walks through it).
+
+config from NVS -> Wi-Fi (before the camera: its inrush browns out a weak supply while Wi-Fi
+calibrates) -> MQTT (clean_session=False, will = offline) -> birth -> queued commands and the
+retained desired config -> spool replay -> capture for the wake cause -> publish -> telemetry ->
+receipts -> OTA -> stay awake if asked -> asleep state -> arm wake sources -> deepsleep.
+
+Every step that can fail on a real device (Wi-Fi, broker, camera, flash) degrades the wake instead
+of ending it: no network means the frame stays in the spool for the next wake.
+"""
+
+import gc
+import hashlib
+import time
+
+import camctl
+import cfg as cfgmod
+import esp32
+import firmware_info
+import frames
+import machine
+import mqtt
+import network
+import ota as otamod
+import pb
+import schemas as S
+import wake
+from spool import Spool
+from store import Store
+
+PLATFORM = "esp32"
+CAPABILITIES = ("jpeg", "deep_sleep", "ota", "psram", "chunks", "spool", "ext0_wake")
+WIFI_TIMEOUT_MS = 15000
+MQTT_TIMEOUT_MS = 8000
+WDT_TIMEOUT_MS = 30000
+OTA_MAX_MS = 120000  # per wake; the rest resumes next wake
+OTA_REQUEST_RETRY_MS = 3000
+RECENT_COMMANDS = 12
+
+
+class Node:
+    def __init__(self):
+        self.t0 = time.ticks_ms()
+        self.wdt = machine.WDT(timeout=WDT_TIMEOUT_MS)
+        self.store = Store()
+        st = self.store
+        self.device_id = st.text("device_id", "esp32-" + _hex(machine.unique_id()))
+        self.root = st.text("root", "camfleet")
+        self.groups = [g for g in st.text("groups", "").split(",") if g]
+        self.rtc = wake.load_rtc()
+        self.wake_cause = wake.cause(self.rtc)
+        if self.rtc is None:
+            self.rtc = {}
+        self.rtc["cam"] = 0
+        raw = st.blob("cfg")
+        self.cfg = cfgmod.merge(cfgmod.DEFAULTS, pb.decode(S.DEVICE_CONFIG, raw) if raw else {})
+        self.desired_version = st.int("desired_ver", 0)
+        self.session = (st.int("session", 0) + 1) & 0x7FFFFFFF
+        st.set_int("session", self.session)
+        st.commit()  # before the will carries it: a reset must never reuse a session number
+        self.seq = 0
+        self.slot, self.firmware = firmware_info.running()
+        self.spool = Spool(
+            self.cfg.get("spool_max_frames", 16), self.cfg.get("spool_max_bytes", 393216)
+        )
+        self.ota = otamod.Ota(st, st.blob("hmac_key", b""))
+        self.camera = camctl.Camera(st.text("board", "ai-thinker"))
+        self.client = None
+        self.wlan = None
+        self.topics = {}
+        # capture requests of this wake: (count, interval_ms, overrides, metadata, command id)
+        self.captures = []
+        self.unreceipted = []  # (session, seq) published this wake, waiting for a receipt
+        self.reboot_after = None
+        self.stay_until = None  # ticks deadline
+        self.events_out = _load_events()
+        self.capture_status = "ok"
+        self.wait_extra_ms = 0
+
+    # --- network -----------------------------------------------------------------------
+
+    def connect_wifi(self):
+        ssid = self.store.text("wifi_ssid")
+        self.wlan = network.WLAN(network.STA_IF)
+        self.wlan.active(True)
+        if self.wlan.isconnected():
+            return True
+        self.wlan.connect(ssid, self.store.text("wifi_pass"))
+        deadline = time.ticks_add(time.ticks_ms(), WIFI_TIMEOUT_MS)
+        while not self.wlan.isconnected():
+            status = self.wlan.status()
+            if (
+                status in (network.STAT_NO_AP_FOUND, network.STAT_WRONG_PASSWORD)
+                or time.ticks_diff(deadline, time.ticks_ms()) <= 0
+            ):
+                self.log("wifi failed, status %s" % status)
+                return False
+            time.sleep_ms(100)
+        return True
+
+    def connect_mqtt(self):
+        st = self.store
+        for kind in (
+            "state",
+            "frame",
+            "chunk",
+            "telemetry",
+            "event",
+            "ack",
+            "reported",
+            "ota/request",
+        ):
+            self.topics[kind] = "%s/v1/%s/%s" % (self.root, self.device_id, kind)
+        c = mqtt.MQTTClient(
+            self.device_id,
+            st.text("mqtt_host", "127.0.0.1"),
+            st.int("mqtt_port", 1883),
+            user=st.text("mqtt_user") or None,
+            password=st.text("mqtt_pass") or None,
+            keepalive=60,
+            tls=bool(st.int("mqtt_tls", 0)),
+        )
+        c.set_last_will(
+            self.topics["state"], self.state_msg(S.PRESENCE_OFFLINE), retain=True, qos=1
+        )
+        try:
+            c.connect(clean_session=False, timeout_ms=MQTT_TIMEOUT_MS)
+        except OSError as e:
+            self.log("broker unreachable: %s" % e)
+            c.close()
+            return False
+        self.client = c
+        base = "%s/v1/%s/" % (self.root, self.device_id)
+        subs = [base + k for k in ("cmd", "receipt", "desired", "ota/block")]
+        subs += ["%s/v1/_group/%s/cmd" % (self.root, g) for g in self.groups]
+        c.subscribe(subs, qos=1)
+        return True
+
+    @property
+    def online(self):
+        return self.client is not None and self.client.connected
+
+    def publish(self, kind, msg_bytes, retain=False):
+        if not self.online:
+            return False
+        try:
+            self.client.publish(self.topics[kind], msg_bytes, retain=retain, qos=1)
+            return True
+        except OSError as e:
+            self.lost(e)
+            return False
+
+    def lost(self, err):
+        self.log("connection lost: %s" % err)
+        if self.client is not None:
+            self.client.close()
+
+    # --- messages ------------------------------------------------------------------------
+
+    def uptime_ms(self):
+        return time.ticks_diff(time.ticks_ms(), self.t0)
+
+    def state_msg(self, presence, next_wake_ms=0):
+        msg = {
+            "presence": presence,
+            "session": self.session,
+            "timestamp_ms": wake.now_ms(),
+            "firmware_version": self.firmware,
+            "platform": PLATFORM,
+            "board": self.camera.board,
+            "capabilities": list(CAPABILITIES),
+            "wake_cause": self.wake_cause,
+            "next_wake_ms": next_wake_ms,
+            "desired_version": self.desired_version,
+            "ota_slot": self.slot,
+            "reset_reason": wake.NAMES.get(self.wake_cause, ""),
+            "max_payload": self.cfg.get("max_payload", 131072),
+            "info": {"heap_free": str(gc.mem_free())},
+        }
+        return pb.encode(S.DEVICE_STATE, msg)
+
+    def birth(self):
+        return self.publish("state", self.state_msg(S.PRESENCE_ONLINE), retain=True)
+
+    def event(self, typ, message, severity=S.SEV_INFO, attributes=None, ota=None):
+        ev = {
+            "timestamp_ms": wake.now_ms(),
+            "session": self.session,
+            "type": typ,
+            "severity": severity,
+            "message": message,
+            "uptime_ms": self.uptime_ms(),
+        }
+        if attributes:
+            ev["attributes"] = attributes
+        if ota:
+            ev["ota"] = ota
+        if not self.publish("event", pb.encode(S.EVENT, ev)):
+            self.events_out.append(ev)
+            _save_events(self.events_out)
+
+    def flush_events(self):
+        while self.events_out and self.online:
+            ev = self.events_out[0]
+            if not self.publish("event", pb.encode(S.EVENT, ev)):
+                return
+            self.events_out.pop(0)
+        _save_events(self.events_out)
+
+    def ack(self, command_id, status, detail="", capture_ids=None):
+        msg = {
+            "command_id": command_id,
+            "status": status,
+            "detail": detail,
+            "timestamp_ms": wake.now_ms(),
+            "session": self.session,
+        }
+        if capture_ids:
+            msg["capture_ids"] = capture_ids
+        self.publish("ack", pb.encode(S.ACK, msg))
+
+    def telemetry(self):
+        t = {
+            "timestamp_ms": wake.now_ms(),
+            "session": self.session,
+            "uptime_ms": self.uptime_ms(),
+            "wake_cause": self.wake_cause,
+            "heap_free": gc.mem_free(),
+            "spool_depth": self.spool.depth(),
+            "spool_bytes": self.spool.total_bytes(),
+            "camera_status": self.camera.status,
+            "awake_ms": self.uptime_ms(),
+        }
+        try:
+            t["psram_free"] = sum(h[1] for h in esp32.idf_heap_info(esp32.HEAP_DATA))
+            t["rssi_dbm"] = self.wlan.status("rssi")
+        except Exception:
+            pass
+        self.publish("telemetry", pb.encode(S.TELEMETRY, t))
+
+    def reported(self, error=""):
+        msg = {
+            "version": self.desired_version,
+            "applied_at_ms": wake.now_ms(),
+            "config": self.cfg,
+            "error": error,
+            "session": self.session,
+        }
+        self.publish("reported", pb.encode(S.REPORTED, msg), retain=True)
+
+    # --- incoming ----------------------------------------------------------------------
+
+    def drain(self, wait_ms=0):
+        """Read what the broker sent (up to wait_ms) and handle every queued message."""
+        if self.online:
+            try:
+                self.client.poll(wait_ms)
+            except OSError as e:
+                self.lost(e)
+        elif wait_ms:
+            time.sleep_ms(min(wait_ms, 100))
+        inbox = self.client.inbox if self.client is not None else []
+        while inbox:
+            topic, payload, _retained = inbox.pop(0)
+            self.wdt.feed()
+            try:
+                self.dispatch(topic, payload)
+            except Exception as e:  # a bad message must never end the wake
+                self.event("message_error", "%s: %s" % (topic, e), S.SEV_WARNING)
+
+    def dispatch(self, topic, payload):
+        kind = topic.split("/", 3)[-1]
+        if topic.startswith(self.root + "/v1/_group/"):
+            kind = "cmd"
+        if kind == "cmd":
+            self.on_command(payload)
+        elif kind == "receipt":
+            ranges = pb.decode(S.RECEIPT, payload).get("stored", [])
+            self.spool.apply_receipt(ranges)
+            self.unreceipted = [k for k in self.unreceipted if self.spool.has(k[0], k[1])]
+        elif kind == "desired":
+            self.on_desired(payload)
+        elif kind == "ota/block":
+            if self.ota.active:
+                self.ota.on_block(payload)
+
+    def on_desired(self, payload):
+        if not payload:
+            return  # retained message cleared
+        d = pb.decode(S.DESIRED, payload)
+        version = d.get("version", 0)
+        if version <= self.desired_version:
+            return
+        new = cfgmod.merge(cfgmod.DEFAULTS, d.get("config", {}))
+        problem = self.check_config(new)
+        if problem:
+            self.event("config_rejected", problem, S.SEV_WARNING, {"version": str(version)})
+            self.publish_reported_error(version, problem)
+            return
+        self.cfg = new
+        self.desired_version = version
+        self.persist_cfg()
+        self.reported()
+
+    def publish_reported_error(self, version, problem):
+        msg = {
+            "version": version,
+            "applied_at_ms": wake.now_ms(),
+            "config": self.cfg,
+            "error": problem,
+            "session": self.session,
+        }
+        self.publish("reported", pb.encode(S.REPORTED, msg), retain=True)
+
+    def check_config(self, c):
+        try:
+            camctl.validate(c.get("camera", {}))
+        except ValueError as e:
+            return str(e)
+        mp = c.get("max_payload", 131072)
+        if mp < 4096:
+            return "max_payload %d below 4096" % mp
+        return None
+
+    def persist_cfg(self):
+        self.store.set_blob("cfg", pb.encode(S.DEVICE_CONFIG, self.cfg))
+        self.store.set_int("desired_ver", self.desired_version)
+        self.store.commit()
+        self.spool.max_frames = self.cfg.get("spool_max_frames", 16)
+        self.spool.max_bytes = self.cfg.get("spool_max_bytes", 393216)
+        self.apply_stay_awake()
+
+    def apply_stay_awake(self):
+        until = self.cfg.get("stay_awake_until_ms")
+        now = wake.now_ms()
+        if until and now and until > now:
+            ms = min(until - now, cfgmod.MAX_STAY_AWAKE_S * 1000)
+            self.stay_until = time.ticks_add(time.ticks_ms(), ms)
+
+    def on_command(self, payload):
+        try:
+            cmd = pb.decode(S.COMMAND, payload)
+        except ValueError as e:
+            self.event("command_rejected", "undecodable command: %s" % e, S.SEV_WARNING)
+            return
+        cid = cmd.get("id", "")
+        if not cid:
+            self.event("command_rejected", "command without id", S.SEV_WARNING)
+            return
+        recent = self.rtc.setdefault("cmds", [])
+        if cid in recent:
+            return  # redelivered after a reset: already handled
+        recent.append(cid)
+        del recent[:-RECENT_COMMANDS]
+        action = None
+        for name in S.COMMAND_ACTIONS:
+            if name in cmd:
+                action = name
+                break
+        if action is None:
+            self.ack(cid, S.ACK_REJECTED, "unknown or missing action")
+            return
+        exp = cmd.get("expires_at_ms", 0)
+        now = wake.now_ms()
+        if exp and now and now > exp:
+            self.ack(cid, S.ACK_EXPIRED, "expired %d ms ago" % (now - exp))
+            return
+        body = cmd[action]
+        try:
+            getattr(self, "cmd_" + action)(cid, body)
+        except Exception as e:
+            self.ack(cid, S.ACK_FAILED, "%s: %s" % (action, e))
+
+    def cmd_capture(self, cid, body):
+        overrides = body.get("overrides", {})
+        try:
+            camctl.validate(cfgmod.merge(self.cfg.get("camera", {}), overrides))
+        except ValueError as e:
+            self.ack(cid, S.ACK_REJECTED, str(e))
+            return
+        count = max(1, min(body.get("count", 1) or 1, 10))
+        self.captures.append(
+            (count, body.get("interval_ms", 0), overrides, body.get("metadata", {}), cid)
+        )
+
+    def cmd_set_config(self, cid, body):
+        new = cfgmod.merge(self.cfg, body.get("config", {}))
+        problem = self.check_config(new)
+        if problem:
+            self.ack(cid, S.ACK_REJECTED, problem)
+            return
+        self.cfg = new
+        self.persist_cfg()
+        self.ack(cid, S.ACK_DONE)
+        self.reported()
+
+    def cmd_reboot(self, cid, body):
+        self.reboot_after = body.get("delay_ms", 0)
+        self.ack(cid, S.ACK_DONE, "rebooting after this wake")
+
+    def cmd_stay_awake(self, cid, body):
+        secs = min(body.get("seconds", 0), cfgmod.MAX_STAY_AWAKE_S)
+        self.stay_until = time.ticks_add(time.ticks_ms(), secs * 1000) if secs else None
+        self.ack(cid, S.ACK_DONE, "awake for %d s" % secs)
+
+    def cmd_reannounce(self, cid, body):
+        self.birth()
+        self.reported()
+        self.telemetry()
+        self.ack(cid, S.ACK_DONE)
+
+    def cmd_ota_offer(self, cid, offer):
+        problem = self.ota.check_offer(offer)
+        progress = {
+            "artifact_id": offer.get("artifact_id", ""),
+            "version": offer.get("version", ""),
+        }
+        if problem:
+            progress["phase"] = "failed"
+            progress["error"] = problem
+            self.event("ota", "offer refused: " + problem, S.SEV_WARNING, ota=progress)
+            self.ack(cid, S.ACK_REJECTED, problem)
+            return
+        self.ota.accept(offer, cid)
+        progress["phase"] = "accepted"
+        progress["blocks_total"] = self.ota.blocks
+        self.event("ota", "offer accepted", ota=progress)
+        self.ack(cid, S.ACK_ACCEPTED)
+
+    # --- frames --------------------------------------------------------------------------
+
+    def plan_captures(self):
+        """Frames this wake cause asks for (commands add their own)."""
+        c = self.wake_cause
+        sched = self.cfg.get("schedule") or {}
+        if c == S.WAKE_TIMER:
+            if self.rtc.get("due") != "capture":
+                return
+            n = sched.get("burst_count", 1) or 1
+            self.captures.insert(0, (n, sched.get("burst_interval_ms", 0), {}, {}, ""))
+        elif c in (S.WAKE_EXT0, S.WAKE_EXT1):
+            n = sched.get("motion_burst_count", 3) or 1
+            self.captures.insert(
+                0, (n, sched.get("burst_interval_ms", 0), {}, {"trigger": "motion"}, "")
+            )
+            self.event(
+                "motion", "woken by %s" % wake.NAMES[c], attributes={"source": wake.NAMES[c]}
+            )
+        elif c in (S.WAKE_POWER_ON, S.WAKE_ULP, S.WAKE_TOUCH, S.WAKE_WATCHDOG):
+            self.captures.insert(0, (1, 0, {}, {}, ""))
+        # soft reset (OTA, reboot command) and brownout: no capture; a brownout came from the
+        # camera's inrush, so the next timer wake tries again rather than looping now
+
+    def run_captures(self):
+        while self.captures:
+            count, interval, overrides, metadata, cid = self.captures.pop(0)
+            ids = []
+            ok = True
+            for i in range(count):
+                self.wdt.feed()
+                if i and interval:
+                    time.sleep_ms(interval)
+                key = self.capture_one(overrides, metadata, cid)
+                if key is None:
+                    ok = False
+                    break
+                ids.append("%d-%d" % key)
+                self.send_spooled(key)
+            if cid:
+                if ok:
+                    self.ack(cid, S.ACK_DONE, "", ids)
+                else:
+                    self.ack(cid, S.ACK_FAILED, "camera: %s" % self.camera.status, ids)
+
+    def capture_one(self, overrides, metadata, cid):
+        """Capture, hash and spool one frame; returns its (session, seq) or None."""
+        if not self.camera.on:
+            self.rtc["cam"] = 1
+            wake.save_rtc(self.rtc)  # a brownout during init is recognised at the next boot
+            started = self.camera.start()
+            self.rtc["cam"] = 0
+            wake.save_rtc(self.rtc)
+            if not started:
+                self.event("camera_error", self.camera.status, S.SEV_ERROR)
+                return None
+        settings = cfgmod.merge(self.cfg.get("camera", {}), overrides)
+        try:
+            used = self.camera.apply(settings)
+            jpeg = self.camera.capture(settings.get("warmup_frames", 1) if self.seq == 0 else 0)
+        except Exception as e:
+            self.camera.status = "capture_failed: %s" % e
+            self.event("camera_error", self.camera.status, S.SEV_ERROR)
+            return None
+        self.seq += 1
+        meta = {
+            "wake_cause": wake.NAMES.get(self.wake_cause, ""),
+            "heap_free": str(gc.mem_free()),
+            "board": self.camera.board,
+        }
+        meta.update(metadata)
+        header = {
+            "capture_id": "%d-%d" % (self.session, self.seq),
+            "session": self.session,
+            "seq": self.seq,
+            "captured_at_ms": wake.now_ms(),
+            "content_type": "image/jpeg",
+            "size": len(jpeg),
+            "sha256": hashlib.sha256(jpeg).digest(),
+            "settings": used,
+            "metadata": meta,
+            "wake_cause": self.wake_cause,
+            "width": used["width"],
+            "height": used["height"],
+            "command_id": cid,
+            "uptime_ms": self.uptime_ms(),
+        }
+        dropped = self.spool.add(self.session, self.seq, pb.encode(S.FRAME_HEADER, header), jpeg)
+        del jpeg
+        gc.collect()
+        for s, q in dropped:
+            self.event(
+                "spool_dropped",
+                "spool full: dropped frame %d-%d" % (s, q),
+                S.SEV_WARNING,
+                {"session": str(s), "seq": str(q)},
+            )
+        return self.session, self.seq
+
+    def send_spooled(self, key):
+        if not self.online:
+            return
+        for e in self.spool.entries():
+            if (e[0], e[1]) == key:
+                self.send_entry(e, False)
+
+    def send_entry(self, entry, historical):
+        try:
+            frames.publish(
+                self.client,
+                self.topics,
+                self.spool,
+                entry,
+                self.cfg.get("max_payload", 131072),
+                historical,
+            )
+        except OSError as e:
+            self.lost(e)
+            return False
+        self.unreceipted.append((entry[0], entry[1]))
+        return True
+
+    def replay_spool(self):
+        """Publish, flagged historical, what earlier wakes spooled and no receipt covered yet."""
+        for e in self.spool.entries():
+            if not self.online:
+                return
+            self.wdt.feed()
+            self.send_entry(e, True)
+            self.drain()  # receipts for earlier replays free flash as we go
+
+    def wait_receipts(self):
+        """Stay up to awake_window_s for receipts and late commands; leave early when done."""
+        window = cfgmod.get(self.cfg, "sleep", "awake_window_s", 2) * 1000 + self.wait_extra_ms
+        deadline = time.ticks_add(time.ticks_ms(), window)
+        while self.online and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            self.wdt.feed()
+            self.drain(min(200, max(0, time.ticks_diff(deadline, time.ticks_ms()))))
+            if self.captures:
+                self.run_captures()
+            if not self.unreceipted and not self.captures:
+                return
+
+    # --- OTA -----------------------------------------------------------------------------
+
+    def ota_boot_check(self):
+        """After the birth (Wi-Fi + broker + birth = healthy): confirm or report a rollback."""
+        pend = otamod.pending(self.store)
+        if pend is None:
+            return
+        progress = {"artifact_id": pend.get("artifact_id", ""), "version": pend.get("version", "")}
+        if pend.get("slot") == self.slot:
+            otamod.confirm(self.store)
+            progress["phase"] = "succeeded"
+            self.event("ota", "running %s" % self.firmware, ota=progress)
+        else:
+            self.store.erase("ota_pend")
+            self.store.commit()
+            progress["phase"] = "rolled_back"
+            progress["error"] = (
+                "new image failed its health check; running %s again" % self.firmware
+            )
+            self.event("ota", progress["error"], S.SEV_ERROR, ota=progress)
+
+    def run_ota(self):
+        o = self.ota
+        if not o.active or not self.online:
+            return
+        art = o.offer["artifact_id"]
+        progress = {
+            "artifact_id": art,
+            "version": o.offer.get("version", ""),
+            "blocks_total": o.blocks,
+        }
+        start = time.ticks_ms()
+        asked = None
+        asked_at = 0
+        while self.online:
+            self.wdt.feed()
+            if time.ticks_diff(time.ticks_ms(), start) > OTA_MAX_MS:
+                progress["phase"] = "downloading"
+                progress["blocks_done"] = o.done_count()
+                self.event("ota", "paused, resumes next wake", ota=progress)
+                return
+            window = o.missing_window()
+            if window is None:
+                break
+            if window != asked or time.ticks_diff(time.ticks_ms(), asked_at) > OTA_REQUEST_RETRY_MS:
+                req = {
+                    "artifact_id": art,
+                    "first_block": window[0],
+                    "count": window[1],
+                    "wanted": window[2],
+                    "session": self.session,
+                }
+                self.publish("ota/request", pb.encode(S.OTA_BLOCK_REQUEST, req))
+                asked = window
+                asked_at = time.ticks_ms()
+            self.drain(200)
+        if not self.online:
+            return
+        progress["blocks_done"] = o.blocks
+        progress["phase"] = "verifying"
+        self.event("ota", "verifying", ota=progress)
+        try:
+            o.verify()
+        except otamod.OtaError as e:
+            progress["phase"] = "failed"
+            progress["error"] = str(e)
+            self.event("ota", str(e), S.SEV_ERROR, ota=progress)
+            if o.command_id:
+                self.ack(o.command_id, S.ACK_FAILED, str(e))
+            if str(e) == "bad signature" or str(e) == "not an ESP32 app image":
+                o.clear()
+            return
+        cid = o.command_id
+        o.switch(self.slot, self.firmware)
+        progress["phase"] = "rebooting"
+        self.event("ota", "image verified, rebooting into it", ota=progress)
+        if cid:
+            self.ack(cid, S.ACK_DONE, "verified, rebooting")
+        self.reboot_after = 0
+
+    # --- the wake ------------------------------------------------------------------------
+
+    def run(self):
+        self.log(
+            "wake: %s, session %d, firmware %s (%s)"
+            % (wake.NAMES.get(self.wake_cause), self.session, self.firmware, self.slot)
+        )
+        if self.wake_cause == S.WAKE_BROWNOUT:
+            self.event("brownout", "supply dipped during camera start", S.SEV_WARNING)
+        if self.connect_wifi() and self.connect_mqtt():
+            self.birth()
+            self.ota_boot_check()
+            self.flush_events()
+            try:
+                self.client.ping()  # everything queued while asleep has now arrived
+            except OSError as e:
+                self.lost(e)
+            self.drain()
+        elif otamod.pending(self.store) is not None:
+            self.log("health check failed: not confirming the new image")
+        self.apply_stay_awake()
+        self.replay_spool()
+        self.plan_captures()
+        self.run_captures()
+        if self.online:
+            self.telemetry()
+            self.wait_receipts()
+            self.run_ota()
+            self.stay_awake()
+        return self.sleep()
+
+    def stay_awake(self):
+        while (
+            self.online
+            and self.stay_until is not None
+            and time.ticks_diff(self.stay_until, time.ticks_ms()) > 0
+        ):
+            self.wdt.feed()
+            self.drain(500)
+            self.run_captures()
+            self.run_ota()
+
+    def sleep(self):
+        self.camera.stop()
+        ms, due = wake.next_wake(self.cfg, time.time())
+        if due == "capture":
+            ms = max(1000, ms - self.uptime_ms())
+        self.rtc["due"] = due
+        wake.save_rtc(self.rtc)
+        if self.online:
+            now = wake.now_ms()
+            state = self.state_msg(S.PRESENCE_ASLEEP, now + ms if now else 0)
+            self.publish("state", state, retain=True)
+            self.client.disconnect()
+        if self.reboot_after is not None:
+            time.sleep_ms(self.reboot_after)
+            machine.reset()
+        sleep_cfg = self.cfg.get("sleep") or {}
+        if "ext0_pin" in sleep_cfg:
+            esp32.wake_on_ext0(
+                machine.Pin(sleep_cfg["ext0_pin"], machine.Pin.IN), sleep_cfg.get("ext0_level", 1)
+            )
+        if sleep_cfg.get("ext1_pins"):
+            pins = [machine.Pin(p, machine.Pin.IN) for p in sleep_cfg["ext1_pins"]]
+            esp32.wake_on_ext1(
+                pins,
+                esp32.WAKEUP_ANY_HIGH if sleep_cfg.get("ext1_level", 1) else esp32.WAKEUP_ALL_LOW,
+            )
+        self.log("sleep %d ms (%s), awake %d ms" % (ms, due, self.uptime_ms()))
+        machine.deepsleep(ms)
+
+    def log(self, text):
+        print("[node %s] %s" % (self.device_id, text))
+
+
+_EVENTS_FILE = "events.q"
+_EVENTS_MAX = 16
+
+
+def _load_events():
+    try:
+        with open(_EVENTS_FILE, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    out = []
+    pos = 0
+    while pos + 2 <= len(raw):
+        n = raw[pos] | raw[pos + 1] << 8
+        out.append(pb.decode(S.EVENT, raw[pos + 2 : pos + 2 + n]))
+        pos += 2 + n
+    return out
+
+
+def _save_events(events):
+    """Events that could not be sent (offline) wait in a small file, newest kept."""
+    del events[:-_EVENTS_MAX]
+    with open(_EVENTS_FILE, "wb") as f:
+        for ev in events:
+            raw = pb.encode(S.EVENT, ev)
+            f.write(bytes((len(raw) & 0xFF, len(raw) >> 8)))
+            f.write(raw)
+
+
+def _hex(b):
+    return "".join("%02x" % x for x in b)
+
+
+def main():
+    Node().run()
