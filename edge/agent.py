@@ -257,7 +257,7 @@ class EdgeAgent:
             session=self.sessions.connected_session,
             spool_dir=self.spool.directory,
             spool_depth=self.spool.depth,
-            spool_bytes=self.spool.bytes,
+            spool_bytes=self.spool.total_bytes,
             camera_status=self.camera_status,
         )
         self.conn.publish(self.topic(Kind.TELEMETRY), codec.encode(t), qos=0)

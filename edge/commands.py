@@ -114,7 +114,7 @@ class CommandHandler:
                 "%s: command %s %s: %s",
                 self.agent.device_id,
                 command_id,
-                A.AckStatus.Name(status),
+                A.AckStatus.Name(ack.status),
                 detail,
             )
         self._send(ack)

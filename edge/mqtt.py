@@ -173,7 +173,7 @@ class Connection:
         self._set_disconnected()
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self._on_message_cb(msg.topic, msg.payload)
+        self._on_message_cb(msg.topic, bytes(msg.payload))
 
     def _on_publish(
         self,

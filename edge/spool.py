@@ -85,7 +85,7 @@ class Spool:
         return len(self._keys)
 
     @property
-    def bytes(self) -> int:
+    def total_bytes(self) -> int:
         return self._bytes
 
     def keys(self) -> list[SpoolKey]:

@@ -67,7 +67,7 @@ def check(settings: common_pb2.CameraSettings) -> None:
             raise SettingsError(f"camera setting effect={value} is not a known effect")
     if settings.HasField("width") != settings.HasField("height"):
         raise SettingsError("camera settings width and height must be given together")
-    present = [settings.HasField(n) for n in CROP_FIELDS]
+    present = [settings.HasField(n) for n in CROP_FIELDS]  # type: ignore[arg-type]
     if any(present):
         if not all(present):
             raise SettingsError("camera settings crop_x, crop_y, crop_w, crop_h go together")

@@ -24,13 +24,15 @@ def agent_config(
     """A config dict for ``device_id`` on ``broker``, state under tmp_path, fast reconnects."""
     data: dict[str, Any] = {
         "device": {"id": device_id, "board": "test-board"},
-        "broker": {"url": broker.url, "reconnect_min_s": 0.05, "reconnect_max_s": 0.3,
-                   "keepalive_s": 5},
-        "camera": {"backend": "synthetic", "width": 160, "height": 120,
-                   "options": {"seed": 7}},
+        "broker": {
+            "url": broker.url,
+            "reconnect_min_s": 0.05,
+            "reconnect_max_s": 0.3,
+            "keepalive_s": 5,
+        },
+        "camera": {"backend": "synthetic", "width": 160, "height": 120, "options": {"seed": 7}},
         "spool": {"fsync": True},
-        "agent": {"state_dir": str(tmp_path / device_id / "state"),
-                  "telemetry_interval_s": 0},
+        "agent": {"state_dir": str(tmp_path / device_id / "state"), "telemetry_interval_s": 0},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
@@ -43,8 +45,7 @@ class RunningAgent:
     def __init__(self, config: EdgeConfig) -> None:
         self.agent = EdgeAgent(config)
         self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.agent.run, args=(self.stop_event,),
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.agent.run, args=(self.stop_event,), daemon=True)
         self.thread.start()
 
     def stop(self) -> None:

@@ -41,17 +41,28 @@ class Received:
 class Receiver:
     """Subscribes to one device's topics on a broker (persistent session, auto reconnect)."""
 
-    def __init__(self, host: str, port: int, device_id: str, *, root: str = "camfleet",
-                 receipts: bool = True, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        device_id: str,
+        *,
+        root: str = "camfleet",
+        receipts: bool = True,
+        client_id: str | None = None,
+    ) -> None:
         self.device_id = device_id
         self.root = root
         self.receipts = receipts
         self.got = Received()
         self.cond = threading.Condition()
         self.reassembler = Reassembler()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"test-receiver-{device_id}",
-                                  clean_session=False, protocol=paho.MQTTv311)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-receiver-{device_id}",
+            clean_session=False,
+            protocol=paho.MQTTv311,
+        )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.05, 0.2)
@@ -117,16 +128,18 @@ class Receiver:
             self.got.order.append(key)
         if self.receipts:
             receipt = make_receipt([key], int(time.time() * 1000))
-            self.client.publish(device_topic(self.device_id, Kind.RECEIPT, self.root),
-                                codec.encode(receipt), qos=1)
+            self.client.publish(
+                device_topic(self.device_id, Kind.RECEIPT, self.root), codec.encode(receipt), qos=1
+            )
 
     def _error(self, text: str) -> None:
         with self.cond:
             self.got.errors.append(text)
             self.cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[Received], bool], timeout: float = 15.0,
-                 what: str = "condition") -> None:
+    def wait_for(
+        self, predicate: Callable[[Received], bool], timeout: float = 15.0, what: str = "condition"
+    ) -> None:
         """Block until ``predicate(self.got)`` holds; AssertionError naming ``what`` otherwise."""
         deadline = time.monotonic() + timeout
         with self.cond:
@@ -138,13 +151,16 @@ class Receiver:
 
     def summary(self) -> str:
         g = self.got
-        return (f"{len(g.frames)} frames {g.order[-5:]}, {g.duplicates} dups, "
-                f"{len(g.acks)} acks, {len(g.states)} states, errors {g.errors[:3]}")
+        return (
+            f"{len(g.frames)} frames {g.order[-5:]}, {g.duplicates} dups, "
+            f"{len(g.acks)} acks, {len(g.states)} states, errors {g.errors[:3]}"
+        )
 
     def send(self, kind: Kind, message: Any, retain: bool = False) -> None:
         payload = message if isinstance(message, bytes) else codec.encode(message)
-        info = self.client.publish(device_topic(self.device_id, kind, self.root), payload,
-                                   qos=1, retain=retain)
+        info = self.client.publish(
+            device_topic(self.device_id, kind, self.root), payload, qos=1, retain=retain
+        )
         info.wait_for_publish(5)
 
     def command(self, command_id: str, **action: Any) -> command_pb2.Command:
@@ -152,15 +168,20 @@ class Receiver:
         self.send(Kind.CMD, cmd)
         return cmd
 
-    def wait_ack(self, command_id: str, final: bool = True, timeout: float = 15.0
-                 ) -> command_pb2.Ack:
+    def wait_ack(
+        self, command_id: str, final: bool = True, timeout: float = 15.0
+    ) -> command_pb2.Ack:
         accepted = command_pb2.ACK_STATUS_ACCEPTED
 
         def found(g: Received) -> bool:
-            return any(a.command_id == command_id and (not final or a.status != accepted)
-                       for a in g.acks)
+            return any(
+                a.command_id == command_id and (not final or a.status != accepted) for a in g.acks
+            )
 
         self.wait_for(found, timeout, f"ack of {command_id}")
         with self.cond:
-            return [a for a in self.got.acks if a.command_id == command_id
-                    and (not final or a.status != accepted)][-1]
+            return [
+                a
+                for a in self.got.acks
+                if a.command_id == command_id and (not final or a.status != accepted)
+            ][-1]

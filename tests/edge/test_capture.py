@@ -11,21 +11,31 @@ from camfleet.proto.v1 import command_pb2, common_pb2, state_pb2
 from tests.edge.conftest import agent_config
 
 
-def test_capture_command_produces_verified_frame(shared_mosquitto, tmp_path, device_id,
-                                                  run_agent, receiver_for):
+def test_capture_command_produces_verified_frame(
+    shared_mosquitto, tmp_path, device_id, run_agent, receiver_for
+):
     rx = receiver_for(shared_mosquitto, device_id)
-    cfg = agent_config(tmp_path, shared_mosquitto, device_id,
-                       device={"location": {"lat": 48.5, "lon": 9.25, "name": "garden"}})
+    cfg = agent_config(
+        tmp_path,
+        shared_mosquitto,
+        device_id,
+        device={"location": {"lat": 48.5, "lon": 9.25, "name": "garden"}},
+    )
     running = run_agent(cfg)
-    rx.wait_for(lambda g: any(s.presence == state_pb2.PRESENCE_ONLINE for s in g.states),
-                what="birth")
+    rx.wait_for(
+        lambda g: any(s.presence == state_pb2.PRESENCE_ONLINE for s in g.states), what="birth"
+    )
     birth = [s for s in rx.got.states if s.presence == state_pb2.PRESENCE_ONLINE][-1]
     assert birth.platform == "synthetic" and birth.board == "test-board"
     assert birth.session >= 1 and "chunks" in birth.capabilities
 
-    rx.command("c1", capture=command_pb2.CaptureNow(
-        overrides=common_pb2.CameraSettings(width=320, height=240, jpeg_quality=60, hflip=True),
-        metadata={"why": "test"}))
+    rx.command(
+        "c1",
+        capture=command_pb2.CaptureNow(
+            overrides=common_pb2.CameraSettings(width=320, height=240, jpeg_quality=60, hflip=True),
+            metadata={"why": "test"},
+        ),
+    )
     ack = rx.wait_ack("c1")
     assert ack.status == command_pb2.ACK_STATUS_DONE, ack.detail
     assert len(ack.capture_ids) == 1

@@ -71,8 +71,11 @@ def test_broker_outage_frames_arrive_once_in_order_outage_ones_historical(
     new_session = max(s for s, _ in expected)
     assert new_session > outage_session
     late_historical = [k for k in expected if k[0] == new_session and got.frames[k].historical]
-    assert not late_historical, (late_historical, agent.conn.connects,
-                                 [(st.presence, st.session) for st in got.states])
+    assert not late_historical, (
+        late_historical,
+        agent.conn.connects,
+        [(st.presence, st.session) for st in got.states],
+    )
     # Offline frames continued the old session's numbering: no gap, no reuse.
     old = [seq for s, seq in expected if s == outage_session]
     assert old == list(range(1, len(old) + 1))

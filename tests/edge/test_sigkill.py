@@ -44,9 +44,19 @@ telemetry_interval_s = 0
 
 def start_agent(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "camfleet", "edge", "run", "--config", str(config),
-         "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "camfleet",
+            "edge",
+            "run",
+            "--config",
+            str(config),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -67,8 +77,10 @@ def test_sigkill_while_spooling_loses_and_corrupts_nothing(
         proc.wait(10)
     killed_session = max(s for s, _ in rx.got.frames)
     rx.wait_for(
-        lambda g: any(s.presence == state_pb2.PRESENCE_OFFLINE and s.session == killed_session
-                      for s in g.states),
+        lambda g: any(
+            s.presence == state_pb2.PRESENCE_OFFLINE and s.session == killed_session
+            for s in g.states
+        ),
         what="the will with the killed session",
     )
     on_disk = Spool(spool_dir, max_frames=10**6, max_bytes=10**12, fsync=False)
@@ -82,9 +94,11 @@ def test_sigkill_while_spooling_loses_and_corrupts_nothing(
     rx.receipts = True
     proc = start_agent(config)
     try:
-        rx.wait_for(lambda g: spooled <= set(g.frames) and
-                    any(s > killed_session for s, _ in g.frames),
-                    timeout=30, what="replay of the spool and new frames")
+        rx.wait_for(
+            lambda g: spooled <= set(g.frames) and any(s > killed_session for s, _ in g.frames),
+            timeout=30,
+            what="replay of the spool and new frames",
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
