@@ -1,0 +1,104 @@
+"""``camfleet controller run``: the controller service from the command line.
+
+Settings come from (lowest first) built-in defaults, a TOML config file (``--config`` or
+CAMFLEET_CONFIG), environment variables CAMFLEET_<NAME>, and these options.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from camfleet.controller import config as config_mod
+from camfleet.errors import UserError
+
+_OPTIONS: list[tuple[str, Any, str]] = [
+    ("broker", str, "Broker URL mqtt://[user[:pw]@]host[:port] (mqtts:// for TLS)."),
+    ("data", click.Path(path_type=Path), "Data directory: registry, frames, token, instance id."),
+    ("http", str, "HTTP API address HOST:PORT ('' disables the API)."),
+    ("root", str, "Topic root."),
+    ("share_group", str, "Shared-subscription group for frames ('' = plain subscription)."),
+    ("client_id", str, "MQTT client id (default: camfleet-controller-<instance id>)."),
+    ("token", str, "API bearer token for write endpoints (default: generated into DATA)."),
+    ("home_assistant", bool, "Publish Home Assistant latest-JPEG and discovery topics."),
+    ("batch_max", int, "Most jobs per group commit."),
+    ("chunk_timeout_s", float, "Seconds an incomplete chunked frame may wait for its chunks."),
+    ("command_expiry_s", float, "Default command expiry in seconds (0 = never)."),
+    ("misfire_grace_s", float, "A missed schedule slot still fires if at most this old."),
+    ("overdue_grace_s", float, "A sleeping device is 'overdue' this long after its next wake."),
+    ("retention_interval_s", float, "Seconds between retention runs."),
+    ("disk_budget_bytes", int, "Disk budget of the whole frame store (0 = none)."),
+    ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level."),
+]
+
+
+def _with_options(fn: Any) -> Any:
+    for name, kind, help_text in reversed(_OPTIONS):
+        flag = "--" + name.replace("_", "-")
+        env = f"CAMFLEET_{name.upper()}"
+        default = getattr(config_mod.ControllerConfig(), name)
+        if kind is bool:
+            fn = click.option(
+                f"{flag}/--no-{flag[2:]}",
+                name,
+                default=None,
+                help=f"{help_text} [env {env}; default {'on' if default else 'off'}]",
+            )(fn)
+        else:
+            fn = click.option(
+                flag,
+                name,
+                type=kind,
+                default=None,
+                help=f"{help_text} [env {env}; default {default!r}]",
+            )(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def controller() -> None:
+    """The camfleet controller: ingest, registry, commands, schedules, HTTP API."""
+
+
+@controller.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML config file ([controller] settings, [retention] policies) [env CAMFLEET_CONFIG].",
+)
+@_with_options
+def run(config_file: Path | None, **options: Any) -> None:
+    """Run the controller until SIGINT/SIGTERM.
+
+    Example: camfleet controller run --broker mqtt://127.0.0.1:1883 --data ./data
+    --http 127.0.0.1:8080
+    """
+    cfg = config_mod.load(config_file, options)
+    logging.basicConfig(
+        level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from camfleet.controller.service import Controller
+
+    try:
+        ctl = Controller(cfg)
+    except OSError as exc:
+        raise UserError(f"cannot use data directory {cfg.data}: {exc}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ctl.start()
+    if cfg.http:
+        host, port = cfg.http_host_port
+        click.echo(
+            f"camfleet controller: API on http://{host}:{port} (token in {cfg.data}/api-token)"
+        )
+    click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}", err=False)
+    stop.wait()
+    ctl.stop()

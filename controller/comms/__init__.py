@@ -1,0 +1,1 @@
+"""Channels between the controller and the outside: one module per channel (MQTT here)."""

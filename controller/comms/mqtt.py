@@ -1,0 +1,177 @@
+"""The MQTT channel: one paho client with a persistent session and manual acknowledgements.
+
+- ``clean_session=False`` and a stable client id: a controller killed with -9 finds its session
+  (subscriptions and the un-acknowledged frames) again at reconnect, and the broker redelivers.
+- ``manual_ack=True``: a QoS 1 delivery is acknowledged only when the dispatcher/writer says its
+  effect is durable.
+- The controller's presence is retained on ``{root}/v1/_controller/state`` with a will.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from camfleet.mqtt_url import BrokerUrl
+from camfleet.proto import codec, topics
+from camfleet.proto.v1 import state_pb2
+
+log = logging.getLogger("camfleet.controller.mqtt")
+
+OnMessage = Callable[[str, bytes, int, int, bool, Callable[[int, int], object]], None]
+
+
+class MqttChannel:
+    def __init__(
+        self,
+        url: BrokerUrl,
+        client_id: str,
+        on_message: OnMessage,
+        root: str = topics.DEFAULT_ROOT,
+        share_group: str | None = None,
+        instance_id: str = "",
+        version: str = "",
+        keepalive: int = 30,
+    ) -> None:
+        self.url = url
+        self.root = root
+        self.share_group = share_group
+        self.instance_id = instance_id
+        self.version = version
+        self.started_ms = int(time.time() * 1000)
+        self._on_message = on_message
+        self.on_connected: list[Callable[[], None]] = []
+        self.connected = threading.Event()
+        # (MessageInfo, callback) pairs waiting for the broker's PUBACK. Polled by a small
+        # thread rather than paho's on_publish: paho calls on_publish holding its own locks, and
+        # registering a callback there would race or deadlock with publish() in other threads.
+        self._pending: list[tuple[mqtt.MQTTMessageInfo, Callable[[], None]]] = []
+        self._pending_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._confirmer = threading.Thread(
+            target=self._confirm, name="camfleet-puback", daemon=True
+        )
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        self.keepalive = keepalive
+        if url.username:
+            self.client.username_pw_set(url.username, url.password)
+        if url.tls:
+            self.client.tls_set()
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(100)
+        self.client.reconnect_delay_set(1, 5)
+        self.client.will_set(
+            topics.controller_state_topic(root),
+            self._presence(state_pb2.PRESENCE_OFFLINE),
+            qos=1,
+            retain=True,
+        )
+        self.client.on_connect = self._connected
+        self.client.on_disconnect = self._disconnected
+        self.client.on_message = self._message
+
+    def _presence(self, presence: int) -> bytes:
+        return codec.encode(
+            state_pb2.ControllerState(
+                presence=presence,  # type: ignore[arg-type]
+                instance_id=self.instance_id,
+                timestamp_ms=int(time.time() * 1000),
+                version=self.version,
+                started_at_ms=self.started_ms,
+            )
+        )
+
+    def start(self) -> None:
+        self.client.connect_async(self.url.host, self.url.port, keepalive=self.keepalive)
+        self.client.loop_start()
+        self._confirmer.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.connected.is_set():
+            info = self.client.publish(
+                topics.controller_state_topic(self.root),
+                self._presence(state_pb2.PRESENCE_OFFLINE),
+                qos=1,
+                retain=True,
+            )
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+        self._stopping.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _connected(self, client: mqtt.Client, userdata: object, flags, rc, props=None) -> None:  # type: ignore[no-untyped-def]
+        if rc.is_failure:
+            log.error("broker refused the connection: %s", rc)
+            return
+        log.info("connected to %s (session present: %s)", self.url, flags.session_present)
+        filters = topics.controller_filters(self.root, self.share_group)
+        client.subscribe([(f, 1) for f in filters])
+        client.publish(
+            topics.controller_state_topic(self.root),
+            self._presence(state_pb2.PRESENCE_ONLINE),
+            qos=1,
+            retain=True,
+        )
+        self.connected.set()
+        for hook in self.on_connected:
+            threading.Thread(target=_safe(hook), name="camfleet-on-connect", daemon=True).start()
+
+    def _disconnected(self, client, userdata, flags, rc, props=None) -> None:  # type: ignore[no-untyped-def]
+        self.connected.clear()
+        log.warning("disconnected from %s (%s); reconnecting", self.url, rc)
+
+    def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self._on_message(
+            msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain), client.ack
+        )
+
+    def _confirm(self) -> None:
+        while not self._stopping.wait(0.05):
+            with self._pending_lock:
+                if not self._pending:
+                    continue
+                done: list[tuple[mqtt.MQTTMessageInfo, Callable[[], None]]] = []
+                waiting: list[tuple[mqtt.MQTTMessageInfo, Callable[[], None]]] = []
+                for pair in self._pending:
+                    (done if pair[0].is_published() else waiting).append(pair)
+                self._pending = waiting
+            for _, callback in done:
+                _safe(callback)()
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        on_acked: Callable[[], None] | None = None,
+    ) -> None:
+        """Publish; ``on_acked`` runs (in the network thread) when the broker has the message."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if on_acked is not None:
+            with self._pending_lock:
+                self._pending.append((info, on_acked))
+
+
+def _safe(fn: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("callback failed")
+
+    return run

@@ -1,0 +1,151 @@
+"""Between the channels and the rest: parse the topic, decode, count what is malformed, route.
+
+Runs in the MQTT network thread (decoding is ~3 us a message); everything that touches the disk
+goes to the writer. Malformed input is counted per reason and kind, logged once per (reason,
+kind), and acknowledged at once (it will never become valid, and holding it would block the
+broker's in-flight window for the good traffic behind it). Chunks are reassembled here; their
+deliveries are held until the whole frame is durable, so a crash mid-frame redelivers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from camfleet.controller.ingest.jobs import Delivery, Job
+from camfleet.controller.ingest.writer import Writer
+from camfleet.controller.metrics import Metrics
+from camfleet.proto import codec, topics
+from camfleet.proto.chunking import Reassembler
+from camfleet.proto.errors import ContractError, Reason
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1 import frame_pb2
+
+log = logging.getLogger("camfleet.controller.ingest")
+
+#: Kinds the controller consumes; other device kinds (e.g. OTA requests, owned by the OTA
+#: service) are counted as unhandled and acknowledged.
+HANDLED = frozenset(
+    {Kind.STATE, Kind.FRAME, Kind.CHUNK, Kind.TELEMETRY, Kind.EVENT, Kind.ACK, Kind.REPORTED}
+)
+
+Ack = Callable[[int, int], object]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        writer: Writer,
+        metrics: Metrics,
+        root: str = topics.DEFAULT_ROOT,
+        chunk_timeout_s: float = 120.0,
+        reassembly_max_bytes: int = 256 * 1024 * 1024,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.writer = writer
+        self.metrics = metrics
+        self.root = root
+        self.clock_ms = clock_ms
+        self.reassembler = Reassembler(max_bytes=reassembly_max_bytes, timeout_s=chunk_timeout_s)
+        self._held: dict[tuple[str, int, int], list[Delivery]] = {}
+        self._lock = threading.Lock()
+        self._logged: set[tuple[str, str]] = set()
+        self.extra_handlers: dict[Kind, Callable[[str, object], None]] = {}
+
+    def on_message(
+        self, topic: str, payload: bytes, mid: int, qos: int, retain: bool, ack: Ack
+    ) -> None:
+        """Handle one broker delivery. Never raises."""
+        delivery = Delivery(ack, mid, qos)
+        try:
+            self._route(topic, payload, delivery)
+        except ContractError as exc:
+            self._reject(exc.reason.value, _kind_label(topic, self.root), exc.detail, delivery)
+        except Exception as exc:  # a bug must not kill the network thread nor block the window
+            log.exception("internal error on %s", topic)
+            self._reject("internal", _kind_label(topic, self.root), str(exc), delivery)
+
+    def _reject(self, reason: str, kind: str, detail: str, delivery: Delivery) -> None:
+        self.metrics.inc("malformed_total", reason=reason, kind=kind)
+        if (reason, kind) not in self._logged:
+            self._logged.add((reason, kind))
+            log.warning("refused %s message (%s): %s [logged once]", kind, reason, detail)
+        delivery.done()
+
+    def _route(self, topic: str, payload: bytes, delivery: Delivery) -> None:
+        parsed = topics.parse(topic, self.root)
+        if parsed.device_id is None:
+            delivery.done()  # controller presence or group commands: not ours to ingest
+            return
+        if parsed.kind not in HANDLED:
+            if parsed.kind in topics.CONTROLLER_TO_DEVICE:
+                raise ContractError(
+                    Reason.WRONG_KIND, f"{parsed.kind} is a controller-to-device kind"
+                )
+            self.metrics.inc("unhandled_total", kind=parsed.kind.value)
+            delivery.done()
+            return
+        if not payload:
+            # An empty retained payload clears a retained topic (e.g. a decommissioned device).
+            if parsed.kind in topics.RETAINED:
+                delivery.done()
+                return
+            raise ContractError(Reason.BAD_PROTOBUF, f"empty payload on {parsed.kind}")
+        decoded = codec.decode(parsed.kind, payload)
+        if decoded.unknown_fields:
+            self.metrics.inc("unknown_fields_total", kind=parsed.kind.value)
+        self.metrics.inc("messages_total", kind=parsed.kind.value)
+        device = parsed.device_id
+        now = self.clock_ms()
+        if parsed.kind is Kind.CHUNK:
+            chunk = decoded.message
+            assert isinstance(chunk, frame_pb2.FrameChunk)
+            self._chunk(device, chunk, delivery, now)
+            return
+        self.writer.submit(Job(parsed.kind, device, decoded.message, [delivery], now))
+
+    def _chunk(
+        self, device: str, chunk: frame_pb2.FrameChunk, delivery: Delivery, now: int
+    ) -> None:
+        key = (device, chunk.session, chunk.seq)
+        with self._lock:
+            self._release_expired()
+            frame = self.reassembler.add(device, chunk)  # ContractError -> _reject acks it
+            if frame is None:
+                if key in self._held or key in self.reassembler.pending():
+                    self._held.setdefault(key, []).append(delivery)
+                    return
+                delivery.done()  # duplicate chunk of a frame already completed
+                return
+            held = self._held.pop(key, [])
+        self.metrics.inc("frames_reassembled_total")
+        self.writer.submit(Job(Kind.FRAME, device, frame, [*held, delivery], now))
+
+    def expire(self) -> None:
+        """Give up on incomplete chunked frames past their timeout (call it every second)."""
+        with self._lock:
+            self._release_expired()
+
+    def _release_expired(self) -> None:
+        before = self.reassembler.stats.expired
+        self.reassembler.expire()
+        pending = set(self.reassembler.pending())
+        for key in [k for k in self._held if k not in pending]:
+            # Expired or evicted: acknowledge the chunks; the device still holds the frame in its
+            # spool (no receipt came) and sends it again.
+            for d in self._held.pop(key):
+                d.done()
+        gone = self.reassembler.stats.expired - before
+        if gone:
+            self.metrics.inc("chunked_frames_expired_total", gone)
+
+
+def _kind_label(topic: str, root: str) -> str:
+    parts = topic.split("/") if isinstance(topic, str) else []
+    if len(parts) >= 4 and parts[0] == root:
+        rest = "/".join(parts[3:])
+        if rest in {k.value for k in Kind}:
+            return rest
+    return "unknown"

@@ -1,0 +1,124 @@
+"""The frame index: one row per stored frame, keyed by (device, session, seq) for dedup."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from camfleet.controller.registry import wake_cause_name
+from camfleet.controller.storage.database import Row, Tx
+from camfleet.proto.v1 import frame_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    device_id: str
+    session: int
+    seq: int
+    store_key: str
+    frame: frame_pb2.Frame
+    received_ms: int
+
+
+def exists(tx: Tx, device_id: str, session: int, seq: int) -> bool:
+    return (
+        tx.scalar(
+            "SELECT 1 FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
+            (device_id, session, seq),
+        )
+        is not None
+    )
+
+
+def insert(tx: Tx, entries: list[IndexEntry], stored_ms: int) -> None:
+    """Insert rows; a row already there (another controller stored it first) is left alone."""
+    tx.executemany(
+        "INSERT INTO frames (device_id, session, seq, capture_id, captured_at_ms, received_ms, "
+        "stored_ms, size, sha256, store_key, content_type, width, height, historical, "
+        "command_id, wake_cause, metadata) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT (device_id, session, seq) DO NOTHING",
+        [
+            (
+                e.device_id,
+                e.session,
+                e.seq,
+                e.frame.capture_id,
+                e.frame.captured_at_ms or e.received_ms,
+                e.received_ms,
+                stored_ms,
+                e.frame.size,
+                e.frame.sha256.hex(),
+                e.store_key,
+                e.frame.content_type or "image/jpeg",
+                e.frame.width,
+                e.frame.height,
+                int(e.frame.historical),
+                e.frame.command_id,
+                wake_cause_name(e.frame.wake_cause),
+                json.dumps(dict(e.frame.metadata), sort_keys=True),
+            )
+            for e in entries
+        ],
+    )
+    latest: dict[str, int] = {}
+    for e in entries:
+        latest[e.device_id] = max(latest.get(e.device_id, 0), e.received_ms)
+    for device_id, when in latest.items():
+        tx.execute(
+            "UPDATE devices SET last_frame_ms = ? WHERE device_id = ? AND last_frame_ms < ?",
+            (when, device_id, when),
+        )
+
+
+_COLUMNS = (
+    "device_id, session, seq, capture_id, captured_at_ms, received_ms, stored_ms, size, sha256, "
+    "store_key, content_type, width, height, historical, command_id, wake_cause, metadata"
+)
+
+
+def to_json(row: Row) -> dict[str, Any]:
+    out = dict(row)
+    out["metadata"] = json.loads(row["metadata"])
+    out["historical"] = bool(row["historical"])
+    out["id"] = f"{row['session']}-{row['seq']}"
+    return out
+
+
+def query(
+    tx: Tx,
+    device_id: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    command_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Row]:
+    """Frames newest first, filtered."""
+    where, params = [], []
+    for clause, value in (
+        ("device_id = ?", device_id),
+        ("captured_at_ms >= ?", since_ms),
+        ("captured_at_ms < ?", until_ms),
+        ("command_id = ?", command_id),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    sql = f"SELECT {_COLUMNS} FROM frames"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY captured_at_ms DESC, session DESC, seq DESC LIMIT ? OFFSET ?"
+    return tx.query(sql, [*params, limit, offset])
+
+
+def get(tx: Tx, device_id: str, session: int, seq: int) -> Row | None:
+    return tx.one(
+        f"SELECT {_COLUMNS} FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
+        (device_id, session, seq),
+    )
+
+
+def latest(tx: Tx, device_id: str) -> Row | None:
+    rows = query(tx, device_id=device_id, limit=1)
+    return rows[0] if rows else None

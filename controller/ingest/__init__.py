@@ -1,0 +1,1 @@
+"""Ingest: from decoded device messages to durable rows and files, with group commit."""

@@ -1,0 +1,223 @@
+"""The writer: one thread that owns registry writes and commits them in groups.
+
+The MQTT thread decodes and queues; the writer takes everything queued (up to a limit), writes
+the new frames' files and syncs them once (FrameStore.put_batch), then applies every job in ONE
+transaction (one fsync of the WAL), and only then acknowledges the deliveries to the broker and
+runs the after-commit actions (receipts, Home Assistant, command publication). A crash at any
+point before the ack means the broker redelivers, and (device, session, seq) dedup makes the
+redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from camfleet.controller import frames_index, registry
+from camfleet.controller.frame_store import FrameStore, frame_key
+from camfleet.controller.ingest.jobs import AfterCommit, Job
+from camfleet.controller.metrics import Metrics
+from camfleet.controller.storage.database import Database, Tx
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1 import frame_pb2
+
+log = logging.getLogger("camfleet.controller.writer")
+
+Handler = Callable[[Tx, Job], AfterCommit | None]
+
+
+@dataclass
+class StoredFrame:
+    device_id: str
+    frame: frame_pb2.Frame
+    store_key: str
+    new: bool
+
+
+@dataclass
+class BatchResult:
+    """What one committed batch stored, for receipts and integrations."""
+
+    frames: list[StoredFrame] = field(default_factory=list)
+
+    def receipted(self) -> dict[str, list[tuple[int, int]]]:
+        out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for f in self.frames:
+            out[f.device_id].append((f.frame.session, f.frame.seq))
+        return out
+
+
+class Writer:
+    def __init__(
+        self,
+        db: Database,
+        store: FrameStore,
+        handlers: dict[Kind, Handler],
+        on_batch: Callable[[BatchResult], None],
+        metrics: Metrics,
+        max_batch: int = 512,
+        max_batch_bytes: int = 64 * 1024 * 1024,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.handlers = handlers
+        self.on_batch = on_batch
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
+        self.clock_ms = clock_ms
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="camfleet-writer", daemon=True)
+        self.idle = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        self.idle.clear()
+        self._queue.put(job)
+
+    def call(self, fn: Callable[[Tx], AfterCommit | None]) -> None:
+        """Run ``fn(tx)`` in the writer's next transaction (registry writes from other threads)."""
+        self.submit(Job(kind=None, device_id="", message=None, call=fn))
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                self.idle.set()
+                continue
+            if first is None:
+                break
+            batch, size = [first], _size(first)
+            while len(batch) < self.max_batch and size < self.max_batch_bytes:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                batch.append(job)
+                size += _size(job)
+            self._process(batch)
+            if self._queue.empty():
+                self.idle.set()
+
+    def _process(self, batch: list[Job]) -> None:
+        try:
+            result, after = self._commit(batch)
+        except Exception:
+            log.exception("batch of %d failed; applying its jobs one by one", len(batch))
+            self.metrics.inc("writer_batch_errors_total")
+            result, after = BatchResult(), []
+            for job in batch:
+                try:
+                    r, a = self._commit([job])
+                except Exception as exc:
+                    self.metrics.inc("writer_job_errors_total", kind=str(job.kind))
+                    log.error("dropping %s from %s: %s", job.kind, job.device_id, exc)
+                    if job.kind not in (Kind.FRAME, Kind.CHUNK):
+                        # Not a frame: acknowledging loses nothing the device would resend.
+                        for d in job.deliveries:
+                            d.done()
+                    continue
+                result.frames += r.frames
+                after += a
+                for d in job.deliveries:
+                    d.done()
+        else:
+            for job in batch:
+                for d in job.deliveries:
+                    d.done()
+        self.metrics.inc("writer_batches_total")
+        self.metrics.inc("writer_jobs_total", len(batch))
+        for action in after:
+            try:
+                action()
+            except Exception:
+                log.exception("after-commit action failed")
+        try:
+            self.on_batch(result)
+        except Exception:
+            log.exception("batch callback failed")
+
+    def _commit(self, batch: list[Job]) -> tuple[BatchResult, list[AfterCommit]]:
+        result = BatchResult()
+        frame_jobs = [j for j in batch if j.kind is Kind.FRAME]
+        new_entries: list[frames_index.IndexEntry] = []
+        if frame_jobs:
+            seen: set[tuple[str, int, int]] = set()
+            with self.db.read() as tx:
+                for job in frame_jobs:
+                    frame = job.message
+                    assert isinstance(frame, frame_pb2.Frame)
+                    key3 = (job.device_id, frame.session, frame.seq)
+                    captured = frame.captured_at_ms or job.received_ms
+                    key = frame_key(
+                        job.device_id,
+                        frame.session,
+                        frame.seq,
+                        captured,
+                        frame.content_type or "image/jpeg",
+                    )
+                    new = key3 not in seen and not frames_index.exists(tx, *key3)
+                    seen.add(key3)
+                    result.frames.append(StoredFrame(job.device_id, frame, key, new))
+                    if new:
+                        new_entries.append(
+                            frames_index.IndexEntry(
+                                job.device_id,
+                                frame.session,
+                                frame.seq,
+                                key,
+                                frame,
+                                job.received_ms,
+                            )
+                        )
+            self.store.put_batch([(e.store_key, e.frame.data) for e in new_entries])
+        after: list[AfterCommit] = []
+        now = self.clock_ms()
+        with self.db.transaction() as tx:
+            for job in batch:
+                if job.kind is Kind.FRAME:
+                    continue
+                action: AfterCommit | None = None
+                if job.kind is None:
+                    action = job.call(tx) if job.call is not None else None
+                elif (handler := self.handlers.get(job.kind)) is not None:
+                    action = handler(tx, job)
+                if action is not None:
+                    after.append(action)
+            if frame_jobs:
+                for device_id in {j.device_id for j in frame_jobs}:
+                    registry.touch(tx, device_id, now)
+                frames_index.insert(tx, new_entries, now)
+        stored = sum(1 for f in result.frames if f.new)
+        self.metrics.inc("frames_stored_total", stored)
+        self.metrics.inc("frames_duplicate_total", len(result.frames) - stored)
+        self.metrics.inc(
+            "frame_bytes_stored_total", sum(f.frame.size for f in result.frames if f.new)
+        )
+        return result, after
+
+
+def _size(job: Job) -> int:
+    if job.kind is Kind.FRAME and isinstance(job.message, frame_pb2.Frame):
+        return len(job.message.data)
+    return 256

@@ -1,0 +1,81 @@
+"""Counters and gauges with labels, exposed in the Prometheus text format (hand-written)."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class Metrics:
+    """Thread-safe counters; gauges are callbacks read at scrape time."""
+
+    def __init__(self, prefix: str = "camfleet_controller") -> None:
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._counters: dict[str, dict[Labels, float]] = defaultdict(dict)
+        self._help: dict[str, str] = {}
+        self._gauges: dict[str, tuple[str, Callable[[], dict[Labels, float] | float]]] = {}
+
+    def describe(self, name: str, help_text: str) -> None:
+        self._help[name] = help_text
+
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            series = self._counters[name]
+            series[key] = series.get(key, 0) + amount
+
+    def get(self, name: str, **labels: str) -> float:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            return self._counters.get(name, {}).get(key, 0)
+
+    def total(self, name: str) -> float:
+        with self._lock:
+            return sum(self._counters.get(name, {}).values())
+
+    def gauge(
+        self, name: str, help_text: str, read: Callable[[], dict[Labels, float] | float]
+    ) -> None:
+        self._gauges[name] = (help_text, read)
+
+    def snapshot(self) -> dict[str, dict[Labels, float]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self._counters.items()}
+
+    def exposition(self) -> str:
+        lines: list[str] = []
+        for name, series in sorted(self.snapshot().items()):
+            full = f"{self.prefix}_{name}"
+            lines.append(f"# HELP {full} {self._help.get(name, name)}")
+            lines.append(f"# TYPE {full} counter")
+            lines += [f"{full}{_labels(k)} {_num(v)}" for k, v in sorted(series.items())]
+        for name, (help_text, read) in sorted(self._gauges.items()):
+            full = f"{self.prefix}_{name}"
+            try:
+                value = read()
+            except Exception:  # a gauge must never break the scrape
+                continue
+            lines.append(f"# HELP {full} {help_text}")
+            lines.append(f"# TYPE {full} gauge")
+            values = value if isinstance(value, dict) else {(): value}
+            lines += [f"{full}{_labels(k)} {_num(v)}" for k, v in sorted(values.items())]
+        return "\n".join(lines) + "\n"
+
+
+def _labels(key: Labels) -> str:
+    if not key:
+        return ""
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in key)
+    return "{" + body + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

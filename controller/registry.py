@@ -1,0 +1,224 @@
+"""The fleet registry: devices (presence ordered by session, as Sparkplug's bdSeq), groups, tags,
+telemetry with bounded history, and events. Functions take an open transaction so the ingest
+writer can apply a whole batch in one commit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf import json_format
+
+from camfleet.controller.storage.database import Row, Tx
+from camfleet.proto.v1 import common_pb2, state_pb2, telemetry_pb2
+
+PRESENCE_NAMES = {
+    state_pb2.PRESENCE_ONLINE: "online",
+    state_pb2.PRESENCE_OFFLINE: "offline",
+    state_pb2.PRESENCE_ASLEEP: "asleep",
+}
+#: Derived device states shown by the API.
+DERIVED_STATES = ("online", "asleep", "overdue", "offline", "unknown")
+
+
+def wake_cause_name(value: int) -> str:
+    try:
+        name = common_pb2.WakeCause.Name(value)  # type: ignore[arg-type]
+        return name.removeprefix("WAKE_CAUSE_").lower()
+    except ValueError:
+        return str(value)
+
+
+def touch(tx: Tx, device_id: str, now_ms: int) -> bool:
+    """Record that the device was heard from; True when it is new to the registry."""
+    existed = tx.scalar("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)) is not None
+    if existed:
+        tx.execute(
+            "UPDATE devices SET last_seen_ms = ? WHERE device_id = ? AND last_seen_ms < ?",
+            (now_ms, device_id, now_ms),
+        )
+    else:
+        tx.execute(
+            "INSERT INTO devices (device_id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (device_id) DO NOTHING",
+            (device_id, now_ms, now_ms),
+        )
+    return not existed
+
+
+def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) -> str:
+    """Apply a birth, will or going-to-sleep message. Returns "applied", "stale" or "new".
+
+    A message whose session is lower than the last one seen is stale (a late will of an older
+    connection) and changes nothing but last_seen.
+    """
+    new = touch(tx, device_id, now_ms)
+    row = tx.one("SELECT session, presence FROM devices WHERE device_id = ?", (device_id,))
+    assert row is not None
+    if not new and st.session < row["session"]:
+        return "stale"
+    presence = PRESENCE_NAMES.get(st.presence, "unknown")
+    tx.execute(
+        "UPDATE devices SET presence = ?, presence_ms = ?, session = ?, next_wake_ms = ? "
+        "WHERE device_id = ?",
+        (presence, now_ms, st.session, st.next_wake_ms, device_id),
+    )
+    if st.presence == state_pb2.PRESENCE_ONLINE:
+        tx.execute(
+            "UPDATE devices SET firmware = ?, platform = ?, board = ?, capabilities = ?, "
+            "wake_cause = ?, ota_slot = ?, info = ?, max_payload = ? WHERE device_id = ?",
+            (
+                st.firmware_version,
+                st.platform,
+                st.board,
+                json.dumps(sorted(st.capabilities)),
+                wake_cause_name(st.wake_cause),
+                st.ota_slot,
+                json.dumps(dict(st.info), sort_keys=True),
+                st.max_payload,
+                device_id,
+            ),
+        )
+        groups = [g.strip() for g in st.info.get("groups", "").split(",") if g.strip()]
+        for group in groups:
+            add_group(tx, device_id, group)
+    return "new" if new else "applied"
+
+
+def add_group(tx: Tx, device_id: str, group: str) -> None:
+    tx.execute(
+        "INSERT INTO device_groups (device_id, group_name) VALUES (?, ?) "
+        "ON CONFLICT (device_id, group_name) DO NOTHING",
+        (device_id, group),
+    )
+
+
+def set_groups(tx: Tx, device_id: str, groups: list[str]) -> None:
+    tx.execute("DELETE FROM device_groups WHERE device_id = ?", (device_id,))
+    for group in groups:
+        add_group(tx, device_id, group)
+
+
+def set_tags(tx: Tx, device_id: str, tags: dict[str, str]) -> None:
+    tx.execute(
+        "UPDATE devices SET tags = ? WHERE device_id = ?",
+        (json.dumps(tags, sort_keys=True), device_id),
+    )
+
+
+def groups_of(tx: Tx, device_id: str) -> list[str]:
+    rows = tx.query(
+        "SELECT group_name FROM device_groups WHERE device_id = ? ORDER BY group_name",
+        (device_id,),
+    )
+    return [r["group_name"] for r in rows]
+
+
+def members(tx: Tx, group: str | None) -> list[str]:
+    """Device ids of a group, or of the whole fleet when ``group`` is None."""
+    if group is None:
+        rows = tx.query("SELECT device_id FROM devices ORDER BY device_id")
+    else:
+        rows = tx.query(
+            "SELECT device_id FROM device_groups WHERE group_name = ? ORDER BY device_id",
+            (group,),
+        )
+    return [r["device_id"] for r in rows]
+
+
+def is_sleeper(row: Row) -> bool:
+    """A node that deep-sleeps: it gets its schedule compiled into its desired config."""
+    return (
+        "deep_sleep" in json.loads(row.get("capabilities") or "[]") or row["presence"] == "asleep"
+    )
+
+
+def derive_state(row: Row, now_ms: int, overdue_grace_ms: int, silent_ms: int) -> str:
+    """online / asleep / overdue / offline / unknown, from presence, next wake and last contact."""
+    presence = row["presence"]
+    if presence == "asleep":
+        next_wake = row["next_wake_ms"]
+        if next_wake and now_ms > next_wake + overdue_grace_ms:
+            return "overdue"
+        return "asleep"
+    if presence in ("online", "offline"):
+        return str(presence)
+    return "online" if now_ms - row["last_seen_ms"] <= silent_ms else "unknown"
+
+
+def device_row_to_json(tx: Tx, row: Row, state: str) -> dict[str, Any]:
+    return {
+        "device_id": row["device_id"],
+        "state": state,
+        "presence": row["presence"],
+        "session": row["session"],
+        "first_seen_ms": row["first_seen_ms"],
+        "last_seen_ms": row["last_seen_ms"],
+        "next_wake_ms": row["next_wake_ms"] or None,
+        "firmware": row["firmware"],
+        "platform": row["platform"],
+        "board": row["board"],
+        "capabilities": json.loads(row["capabilities"]),
+        "wake_cause": row["wake_cause"],
+        "ota_slot": row["ota_slot"],
+        "info": json.loads(row["info"]),
+        "tags": json.loads(row["tags"]),
+        "groups": groups_of(tx, row["device_id"]),
+        "last_frame_ms": row["last_frame_ms"] or None,
+    }
+
+
+def add_telemetry(
+    tx: Tx, device_id: str, t: telemetry_pb2.Telemetry, now_ms: int, keep: int
+) -> None:
+    touch(tx, device_id, now_ms)
+    data = json_format.MessageToDict(t, preserving_proto_field_name=True)
+    tx.execute(
+        "INSERT INTO telemetry (device_id, ts_ms, received_ms, session, data) VALUES (?,?,?,?,?)",
+        (device_id, t.timestamp_ms, now_ms, t.session, json.dumps(data, sort_keys=True)),
+    )
+    # Bounded history: trim now and then (every `keep` rows), not on every insert.
+    count = tx.scalar("SELECT COUNT(*) FROM telemetry WHERE device_id = ?", (device_id,))
+    if count > keep * 2:
+        cutoff = tx.scalar(
+            "SELECT received_ms FROM telemetry WHERE device_id = ? "
+            "ORDER BY received_ms DESC LIMIT 1 OFFSET ?",
+            (device_id, keep),
+        )
+        tx.execute(
+            "DELETE FROM telemetry WHERE device_id = ? AND received_ms <= ?", (device_id, cutoff)
+        )
+
+
+def add_event(tx: Tx, device_id: str, e: telemetry_pb2.Event, now_ms: int, keep: int) -> None:
+    touch(tx, device_id, now_ms)
+    attributes = dict(e.attributes)
+    if e.HasField("ota"):
+        attributes["ota"] = json.dumps(json_format.MessageToDict(e.ota))
+    tx.execute(
+        "INSERT INTO events (device_id, ts_ms, received_ms, session, type, severity, message, "
+        "attributes) VALUES (?,?,?,?,?,?,?,?)",
+        (
+            device_id,
+            e.timestamp_ms,
+            now_ms,
+            e.session,
+            e.type,
+            telemetry_pb2.Severity.Name(e.severity).removeprefix("SEVERITY_").lower()
+            if e.severity in telemetry_pb2.Severity.values()
+            else str(e.severity),
+            e.message,
+            json.dumps(attributes, sort_keys=True),
+        ),
+    )
+    count = tx.scalar("SELECT COUNT(*) FROM events WHERE device_id = ?", (device_id,))
+    if count > keep * 2:
+        cutoff = tx.scalar(
+            "SELECT received_ms FROM events WHERE device_id = ? "
+            "ORDER BY received_ms DESC LIMIT 1 OFFSET ?",
+            (device_id, keep),
+        )
+        tx.execute(
+            "DELETE FROM events WHERE device_id = ? AND received_ms <= ?", (device_id, cutoff)
+        )

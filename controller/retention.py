@@ -1,0 +1,134 @@
+"""Retention: per device (or per group, or a default) by age, count and bytes, plus a disk budget
+for the whole store.
+
+Works from the index only: a frame is a candidate only once its index row exists, so a file
+being written (not yet indexed) is never deleted. Rows are deleted and committed first, then the
+files: a crash in between leaves an orphan file, never an index row pointing at nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from camfleet.controller import registry
+from camfleet.controller.config import ControllerConfig, RetentionPolicy
+from camfleet.controller.frame_store import FrameStore
+from camfleet.controller.metrics import Metrics
+from camfleet.controller.storage.database import Database, Row, Tx
+
+log = logging.getLogger("camfleet.controller.retention")
+
+Victim = tuple[str, int, int, str]  # device, session, seq, store key
+
+
+class Retention:
+    def __init__(
+        self,
+        db: Database,
+        store: FrameStore,
+        config: ControllerConfig,
+        metrics: Metrics,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.clock_ms = clock_ms
+
+    def policy_for(self, tx: Tx, device_id: str) -> RetentionPolicy:
+        """The device's own policy, else its first group (alphabetical) with one, else default."""
+        if device_id in self.config.retention_devices:
+            return self.config.retention_devices[device_id]
+        for group in registry.groups_of(tx, device_id):
+            if group in self.config.retention_groups:
+                return self.config.retention_groups[group]
+        return self.config.retention_default
+
+    def run(self) -> dict[str, int]:
+        """Delete what the policies say; return counts by reason."""
+        now = self.clock_ms()
+        victims: dict[tuple[str, int, int], tuple[str, str]] = {}
+        with self.db.read() as tx:
+            devices = [r["device_id"] for r in tx.query("SELECT DISTINCT device_id FROM frames")]
+            for device_id in devices:
+                policy = self.policy_for(tx, device_id)
+                for reason, rows in self._device_victims(tx, device_id, policy, now):
+                    for r in rows:
+                        victims.setdefault(
+                            (device_id, r["session"], r["seq"]), (r["store_key"], reason)
+                        )
+            budget = self.config.disk_budget_bytes
+            if budget:
+                total = tx.scalar("SELECT COALESCE(SUM(size), 0) FROM frames") or 0
+                freed = sum(
+                    tx.scalar(
+                        "SELECT size FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
+                        key,
+                    )
+                    or 0
+                    for key in victims
+                )
+                excess = total - freed - budget
+                if excess > 0:
+                    for r in tx.query(
+                        "SELECT device_id, session, seq, store_key, size FROM frames "
+                        "ORDER BY captured_at_ms, device_id, session, seq"
+                    ):
+                        if excess <= 0:
+                            break
+                        key = (r["device_id"], r["session"], r["seq"])
+                        if key in victims:
+                            continue
+                        victims[key] = (r["store_key"], "disk_budget")
+                        excess -= r["size"]
+        if not victims:
+            return {}
+        with self.db.transaction() as tx:
+            tx.executemany(
+                "DELETE FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
+                list(victims),
+            )
+        counts: dict[str, int] = {}
+        for store_key, reason in victims.values():
+            self.store.delete(store_key)
+            counts[reason] = counts.get(reason, 0) + 1
+        for reason, n in counts.items():
+            self.metrics.inc("retention_deleted_total", n, reason=reason)
+        log.info("retention deleted %s", counts)
+        return counts
+
+    def _device_victims(
+        self, tx: Tx, device_id: str, policy: RetentionPolicy, now: int
+    ) -> list[tuple[str, list[Row]]]:
+        out = []
+        cols = "session, seq, store_key, size"
+        if policy.max_age_days is not None:
+            cutoff = now - int(policy.max_age_days * 86400 * 1000)
+            out.append(
+                (
+                    "age",
+                    tx.query(
+                        f"SELECT {cols} FROM frames WHERE device_id = ? AND captured_at_ms < ?",
+                        (device_id, cutoff),
+                    ),
+                )
+            )
+        if policy.max_count is not None or policy.max_bytes is not None:
+            newest_first = tx.query(
+                f"SELECT {cols} FROM frames WHERE device_id = ? "
+                "ORDER BY captured_at_ms DESC, session DESC, seq DESC",
+                (device_id,),
+            )
+            if policy.max_count is not None:
+                out.append(("count", newest_first[policy.max_count :]))
+            if policy.max_bytes is not None:
+                kept, over = 0, []
+                for r in newest_first:
+                    kept += r["size"]
+                    if kept > policy.max_bytes:
+                        over.append(r)
+                out.append(("bytes", over))
+        return out

@@ -1,0 +1,262 @@
+"""The controller service: wires the channel, dispatcher, writer, registry, commands, desired
+state, scheduler, retention, integrations and the HTTP API, and runs their periodic work.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from camfleet import __version__
+from camfleet.controller import registry
+from camfleet.controller.commands import Commands
+from camfleet.controller.comms.mqtt import MqttChannel
+from camfleet.controller.config import ControllerConfig
+from camfleet.controller.desired import DesiredState
+from camfleet.controller.dispatcher import Dispatcher
+from camfleet.controller.frame_store import LocalFrameStore
+from camfleet.controller.ingest.jobs import AfterCommit, Job
+from camfleet.controller.ingest.writer import BatchResult, Writer
+from camfleet.controller.integrations import HomeAssistant
+from camfleet.controller.metrics import Metrics
+from camfleet.controller.retention import Retention
+from camfleet.controller.scheduler import Scheduler
+from camfleet.controller.storage import SqliteDatabase, Tx
+from camfleet.controller.storage.migrations import migrate
+from camfleet.mqtt_url import BrokerUrl
+from camfleet.proto import codec, topics
+from camfleet.proto.receipts import make_receipt
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1 import state_pb2, telemetry_pb2
+
+log = logging.getLogger("camfleet.controller")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _read_or_create(path: Path, make: Callable[[], str]) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = make()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(value + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return value
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+        root = config.root
+        topics.validate_root(root)
+        self.data = Path(config.data)
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.instance_id = _read_or_create(self.data / "instance-id", lambda: secrets.token_hex(4))
+        self.token = config.token or _read_or_create(
+            self.data / "api-token", lambda: secrets.token_urlsafe(24)
+        )
+        self.metrics = Metrics()
+        self.db = SqliteDatabase(self.data / "registry.sqlite3")
+        migrate(self.db)
+        self.store = LocalFrameStore(self.data)
+        self.channel = MqttChannel(
+            BrokerUrl.parse(config.broker),
+            config.client_id or f"camfleet-controller-{self.instance_id}",
+            self._on_message,
+            root=root,
+            share_group=config.share_group or None,
+            instance_id=self.instance_id,
+            version=__version__,
+        )
+        publish = self.channel.publish
+        self.commands = Commands(
+            self.db,
+            publish,
+            self.metrics,
+            root,
+            default_expiry_s=config.command_expiry_s,
+            resend_after_s=config.command_resend_s,
+        )
+        self.desired = DesiredState(self.db, publish, root)
+        self.scheduler = Scheduler(
+            self.db,
+            self.commands,
+            self.desired,
+            self.metrics,
+            misfire_grace_s=config.misfire_grace_s,
+        )
+        self.desired.schedule_layer = self.scheduler.schedule_layer
+        self.retention = Retention(self.db, self.store, config, self.metrics)
+        self.home_assistant = (
+            HomeAssistant(publish, config.jpeg_prefix, config.ha_prefix)
+            if config.home_assistant
+            else None
+        )
+        self.writer = Writer(
+            self.db,
+            self.store,
+            {
+                Kind.STATE: self._apply_state,
+                Kind.TELEMETRY: self._apply_telemetry,
+                Kind.EVENT: self._apply_event,
+                Kind.ACK: self.commands.apply_ack,
+                Kind.REPORTED: self.desired.apply_reported,
+            },
+            self._on_batch,
+            self.metrics,
+            max_batch=config.batch_max,
+        )
+        self.dispatcher = Dispatcher(
+            self.writer, self.metrics, root, chunk_timeout_s=config.chunk_timeout_s
+        )
+        self.channel.on_connected.append(self._on_connected)
+        #: Called after every committed batch (tests and the API wait on it).
+        self.batch_listeners: list[Callable[[BatchResult], None]] = []
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick_loop, name="camfleet-tick", daemon=True)
+        self._http: object | None = None
+        self._describe_metrics()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, http: bool = True) -> None:
+        self.writer.start()
+        self.channel.start()
+        self._ticker.start()
+        if http and self.config.http:
+            from camfleet.controller.api.server import HttpServer
+
+            server = HttpServer(self, *self.config.http_host_port)
+            server.start()
+            self._http = server
+        log.info("controller %s started; data in %s", self.instance_id, self.data)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._http is not None:
+            self._http.stop()  # type: ignore[attr-defined]
+        self.channel.stop()
+        self.writer.stop()
+        self._ticker.join(5)
+        self.db.close()
+
+    def _on_connected(self) -> None:
+        # The broker may have restarted without persistence: publish what it should hold.
+        self.commands.flush()
+        self.desired.publish_all()
+
+    def _tick_loop(self) -> None:
+        last_retention = time.monotonic()
+        while not self._stop.wait(self.config.tick_s):
+            for name, step in (
+                ("reassembly", self.dispatcher.expire),
+                ("scheduler", self.scheduler.tick),
+                ("commands", self.commands.flush),
+            ):
+                try:
+                    step()
+                except Exception:
+                    log.exception("periodic %s step failed", name)
+            if time.monotonic() - last_retention >= self.config.retention_interval_s:
+                last_retention = time.monotonic()
+                try:
+                    self.retention.run()
+                except Exception:
+                    log.exception("retention failed")
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int, retain: bool, ack):  # type: ignore[no-untyped-def]
+        self.dispatcher.on_message(topic, payload, mid, qos, retain, ack)
+
+    def _apply_state(self, tx: Tx, job: Job) -> AfterCommit | None:
+        st = job.message
+        assert isinstance(st, state_pb2.DeviceState)
+        outcome = registry.apply_state(tx, job.device_id, st, job.received_ms)
+        self.metrics.inc("states_total", outcome=outcome)
+        if outcome == "new" or (outcome == "applied" and st.presence == state_pb2.PRESENCE_ONLINE):
+            device = job.device_id
+            return lambda: self._after_birth(device)
+        return None
+
+    def _after_birth(self, device_id: str) -> None:
+        # A new device (or one whose groups may have changed) may need group defaults or a
+        # compiled schedule; refresh is a no-op when nothing changed.
+        threading.Thread(
+            target=lambda: self.desired.refresh([device_id]), name="camfleet-refresh", daemon=True
+        ).start()
+
+    def _apply_telemetry(self, tx: Tx, job: Job) -> AfterCommit | None:
+        assert isinstance(job.message, telemetry_pb2.Telemetry)
+        registry.add_telemetry(
+            tx, job.device_id, job.message, job.received_ms, self.config.telemetry_history
+        )
+        return None
+
+    def _apply_event(self, tx: Tx, job: Job) -> AfterCommit | None:
+        assert isinstance(job.message, telemetry_pb2.Event)
+        registry.add_event(
+            tx, job.device_id, job.message, job.received_ms, self.config.event_history
+        )
+        return None
+
+    def _on_batch(self, result: BatchResult) -> None:
+        now = now_ms()
+        for device_id, pairs in result.receipted().items():
+            self.channel.publish(
+                topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
+                codec.encode(make_receipt(pairs, now)),
+                qos=1,
+            )
+            self.metrics.inc("receipts_sent_total")
+        if self.home_assistant is not None:
+            self.home_assistant.on_batch(result)
+        for listener in self.batch_listeners:
+            listener(result)
+
+    # --- queries used by the API and tests ----------------------------------------------------
+
+    def device_state(self, row: dict[str, Any]) -> str:
+        return registry.derive_state(
+            row,
+            now_ms(),
+            int(self.config.overdue_grace_s * 1000),
+            int(max(self.config.overdue_grace_s, 60) * 1000),
+        )
+
+    def _describe_metrics(self) -> None:
+        m = self.metrics
+        m.describe("frames_stored_total", "Frames durably stored (new, not duplicates).")
+        m.describe("frames_duplicate_total", "Redelivered or replayed frames already stored.")
+        m.describe("frame_bytes_stored_total", "Image bytes durably stored.")
+        m.describe("malformed_total", "Refused messages by reason and topic kind.")
+        m.describe("messages_total", "Well-formed device messages by kind.")
+        m.describe("chunked_frames_expired_total", "Chunked frames given up as incomplete.")
+        m.describe("receipts_sent_total", "Receipt messages published.")
+        m.describe("commands_created_total", "Commands created, by action.")
+        m.describe("commands_expired_total", "Commands the controller marked expired.")
+        m.describe("acks_total", "Command acknowledgements received, by status.")
+        m.describe("schedule_fired_total", "Schedule slots fired.")
+        m.describe("schedule_missed_total", "Schedule slots skipped under the missed-slot policy.")
+        m.describe("retention_deleted_total", "Frames deleted by retention, by reason.")
+        m.gauge("writer_queue_depth", "Jobs waiting for the writer.", lambda: self.writer.depth())
+        m.gauge(
+            "reassembly_pending_frames",
+            "Chunked frames waiting for chunks.",
+            lambda: self.dispatcher.reassembler.stats.pending_frames,
+        )
+        m.gauge(
+            "mqtt_connected",
+            "1 when connected to the broker.",
+            lambda: float(self.channel.connected.is_set()),
+        )

@@ -1,0 +1,159 @@
+"""Versioned schema migrations of the registry.
+
+Each entry is applied once, in order, inside one transaction that also bumps
+``schema_version``; a database newer than this code is refused. Type names are neutral
+(``{bigint}``, ``{blob}``, ``{text}``, ``{real}``); the adapter maps them onto its dialect.
+Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+from camfleet.controller.storage.database import Database
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "initial registry",
+        [
+            """CREATE TABLE devices (
+                device_id {text} PRIMARY KEY,
+                first_seen_ms {bigint} NOT NULL,
+                last_seen_ms {bigint} NOT NULL,
+                presence {text} NOT NULL DEFAULT 'unknown',
+                presence_ms {bigint} NOT NULL DEFAULT 0,
+                session {bigint} NOT NULL DEFAULT 0,
+                next_wake_ms {bigint} NOT NULL DEFAULT 0,
+                firmware {text} NOT NULL DEFAULT '',
+                platform {text} NOT NULL DEFAULT '',
+                board {text} NOT NULL DEFAULT '',
+                capabilities {text} NOT NULL DEFAULT '[]',
+                wake_cause {text} NOT NULL DEFAULT '',
+                ota_slot {text} NOT NULL DEFAULT '',
+                info {text} NOT NULL DEFAULT '{}',
+                tags {text} NOT NULL DEFAULT '{}',
+                max_payload {bigint} NOT NULL DEFAULT 0,
+                last_frame_ms {bigint} NOT NULL DEFAULT 0
+            )""",
+            """CREATE TABLE device_groups (
+                device_id {text} NOT NULL,
+                group_name {text} NOT NULL,
+                PRIMARY KEY (device_id, group_name)
+            )""",
+            """CREATE TABLE frames (
+                device_id {text} NOT NULL,
+                session {bigint} NOT NULL,
+                seq {bigint} NOT NULL,
+                capture_id {text} NOT NULL,
+                captured_at_ms {bigint} NOT NULL,
+                received_ms {bigint} NOT NULL,
+                stored_ms {bigint} NOT NULL,
+                size {bigint} NOT NULL,
+                sha256 {text} NOT NULL,
+                store_key {text} NOT NULL,
+                content_type {text} NOT NULL,
+                width {bigint} NOT NULL DEFAULT 0,
+                height {bigint} NOT NULL DEFAULT 0,
+                historical {bigint} NOT NULL DEFAULT 0,
+                command_id {text} NOT NULL DEFAULT '',
+                wake_cause {text} NOT NULL DEFAULT '',
+                metadata {text} NOT NULL DEFAULT '{}',
+                PRIMARY KEY (device_id, session, seq)
+            )""",
+            "CREATE INDEX frames_by_time ON frames (device_id, captured_at_ms)",
+            "CREATE INDEX frames_by_stored ON frames (stored_ms)",
+            """CREATE TABLE telemetry (
+                device_id {text} NOT NULL,
+                ts_ms {bigint} NOT NULL,
+                received_ms {bigint} NOT NULL,
+                session {bigint} NOT NULL,
+                data {text} NOT NULL
+            )""",
+            "CREATE INDEX telemetry_by_device ON telemetry (device_id, received_ms)",
+            """CREATE TABLE events (
+                device_id {text} NOT NULL,
+                ts_ms {bigint} NOT NULL,
+                received_ms {bigint} NOT NULL,
+                session {bigint} NOT NULL,
+                type {text} NOT NULL,
+                severity {text} NOT NULL,
+                message {text} NOT NULL,
+                attributes {text} NOT NULL
+            )""",
+            "CREATE INDEX events_by_device ON events (device_id, received_ms)",
+            """CREATE TABLE commands (
+                id {text} PRIMARY KEY,
+                device_id {text} NOT NULL,
+                group_name {text} NOT NULL DEFAULT '',
+                action {text} NOT NULL,
+                payload {blob} NOT NULL,
+                status {text} NOT NULL,
+                status_source {text} NOT NULL DEFAULT 'controller',
+                detail {text} NOT NULL DEFAULT '',
+                created_ms {bigint} NOT NULL,
+                expires_ms {bigint} NOT NULL DEFAULT 0,
+                sent_ms {bigint} NOT NULL DEFAULT 0,
+                updated_ms {bigint} NOT NULL,
+                attempts {bigint} NOT NULL DEFAULT 0,
+                schedule_id {text} NOT NULL DEFAULT '',
+                slot_ms {bigint} NOT NULL DEFAULT 0,
+                capture_ids {text} NOT NULL DEFAULT '[]'
+            )""",
+            "CREATE INDEX commands_by_status ON commands (status)",
+            "CREATE INDEX commands_by_device ON commands (device_id, created_ms)",
+            """CREATE TABLE desired_layers (
+                scope {text} NOT NULL,
+                name {text} NOT NULL,
+                config {blob} NOT NULL,
+                updated_ms {bigint} NOT NULL,
+                PRIMARY KEY (scope, name)
+            )""",
+            """CREATE TABLE device_desired (
+                device_id {text} PRIMARY KEY,
+                version {bigint} NOT NULL,
+                config {blob} NOT NULL,
+                updated_ms {bigint} NOT NULL,
+                reported_version {bigint} NOT NULL DEFAULT 0,
+                reported_error {text} NOT NULL DEFAULT '',
+                reported_ms {bigint} NOT NULL DEFAULT 0,
+                reported_config {blob}
+            )""",
+            """CREATE TABLE schedules (
+                id {text} PRIMARY KEY,
+                target_kind {text} NOT NULL,
+                target {text} NOT NULL,
+                kind {text} NOT NULL,
+                spec {text} NOT NULL,
+                capture_count {bigint} NOT NULL DEFAULT 1,
+                enabled {bigint} NOT NULL DEFAULT 1,
+                created_ms {bigint} NOT NULL,
+                start_ms {bigint} NOT NULL,
+                last_slot_ms {bigint} NOT NULL DEFAULT 0,
+                next_slot_ms {bigint},
+                fired {bigint} NOT NULL DEFAULT 0,
+                missed {bigint} NOT NULL DEFAULT 0
+            )""",
+        ],
+    ),
+]
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+def migrate(db: Database) -> int:
+    """Bring the schema up to date; return the version now in place."""
+    with db.transaction() as tx:
+        tx.execute(db.ddl("CREATE TABLE IF NOT EXISTS schema_version (version {bigint} NOT NULL)"))
+        current = tx.scalar("SELECT MAX(version) FROM schema_version") or 0
+    if current > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"the registry has schema version {current}, this controller knows {len(MIGRATIONS)}"
+        )
+    for version, (_, statements) in enumerate(MIGRATIONS[current:], start=current + 1):
+        with db.transaction() as tx:
+            if (tx.scalar("SELECT MAX(version) FROM schema_version") or 0) >= version:
+                continue  # another controller migrated meanwhile
+            for sql in statements:
+                tx.execute(db.ddl(sql))
+            tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    return len(MIGRATIONS)

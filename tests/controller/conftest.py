@@ -1,0 +1,48 @@
+"""Fixtures of the controller tests: controllers on a test's own mosquitto, simulated devices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from camfleet.controller.service import Controller
+from camfleet.mosquitto import Mosquitto
+
+from .harness import start_controller
+from .sim import SimDevice, unique_id
+
+
+@pytest.fixture
+def controllers(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Callable[..., Controller]]:
+    """Start in-process controllers on the test's mosquitto (stopped at teardown)."""
+    started: list[Controller] = []
+
+    def start(data: Path | None = None, **overrides: Any) -> Controller:
+        ctl = start_controller(mosquitto.url, data or tmp_path / "data", **overrides)
+        started.append(ctl)
+        return ctl
+
+    yield start
+    for ctl in started:
+        try:
+            ctl.stop()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def devices(mosquitto: Mosquitto) -> Iterator[Callable[..., SimDevice]]:
+    """Make connected simulated devices on the test's mosquitto."""
+    made: list[SimDevice] = []
+
+    def make(prefix: str = "cam", connect: bool = True, **kw: Any) -> SimDevice:
+        dev = SimDevice(mosquitto.host, mosquitto.port, unique_id(prefix), **kw)
+        made.append(dev)
+        return dev.connect() if connect else dev
+
+    yield make
+    for dev in made:
+        dev.disconnect()
