@@ -602,8 +602,9 @@ class Node:
             "blocks_total": o.blocks,
         }
         start = time.ticks_ms()
-        asked = None
         asked_at = 0
+        answered_at = 0  # o.responses when the last request went out
+        expected = 0  # blocks that request asked for
         while self.online:
             self.wdt.feed()
             if time.ticks_diff(time.ticks_ms(), start) > OTA_MAX_MS:
@@ -614,7 +615,10 @@ class Node:
             window = o.missing_window()
             if window is None:
                 break
-            if window != asked or time.ticks_diff(time.ticks_ms(), asked_at) > OTA_REQUEST_RETRY_MS:
+            # ask for the next window when every block of the last one came back (good or
+            # corrupted), or when the answer is late (lost request, controller restart)
+            stale = time.ticks_diff(time.ticks_ms(), asked_at) > OTA_REQUEST_RETRY_MS
+            if o.responses - answered_at >= expected or stale:
                 req = {
                     "artifact_id": art,
                     "first_block": window[0],
@@ -623,7 +627,8 @@ class Node:
                     "session": self.session,
                 }
                 self.publish("ota/request", pb.encode(S.OTA_BLOCK_REQUEST, req))
-                asked = window
+                expected = _bits_set(window[2])
+                answered_at = o.responses
                 asked_at = time.ticks_ms()
             self.drain(200)
         if not self.online:
@@ -752,6 +757,15 @@ def _save_events(events):
             raw = pb.encode(S.EVENT, ev)
             f.write(bytes((len(raw) & 0xFF, len(raw) >> 8)))
             f.write(raw)
+
+
+def _bits_set(bitmap):
+    n = 0
+    for b in bitmap:
+        while b:
+            n += b & 1
+            b >>= 1
+    return n
 
 
 def _hex(b):

@@ -61,6 +61,8 @@ class Ota:
         self.bits = None
         self.part = None
         self.blocks = 0
+        self.corrupted = 0  # blocks refused for a bad SHA-256 (they stay missing, asked again)
+        self.responses = 0  # blocks of this artifact received this wake, good or not
         raw = store.blob("ota_offer")
         if raw:
             try:
@@ -161,6 +163,7 @@ class Ota:
         msg = pb.decode(OTA_BLOCK, payload)
         if self.offer is None or msg.get("artifact_id") != self.offer["artifact_id"]:
             return False
+        self.responses += 1
         i = msg.get("index", 0)
         data = msg.get("data", b"")
         if i >= self.blocks or self.have(i):
@@ -168,7 +171,8 @@ class Ota:
         bs = self.offer["block_size"]
         expect = min(bs, self.offer["size"] - i * bs)
         if len(data) != expect or not equal(hashlib.sha256(data).digest(), msg.get("sha256", b"")):
-            return False  # corrupted in transit: it stays missing and is asked for again
+            self.corrupted += 1
+            return False
         if len(data) % SECTOR:
             data = data + b"\xff" * (SECTOR - len(data) % SECTOR)
         self.part.writeblocks(i * bs // SECTOR, data)
