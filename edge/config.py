@@ -189,7 +189,12 @@ def config_from_dict(
     except UserError as exc:
         camera_t.fail("backend", str(exc))
     options = camera_t.get("options", dict, default={})
+    extra = camera_t.get("extra", dict, default={})  # -> CameraSettings.backend map
     settings_values = {k: camera_t.pop(k) for k in list(camera_t.remaining())}
+    if "backend" in settings_values:
+        camera_t.fail("backend", "duplicate key")
+    if extra:
+        settings_values["backend"] = extra
     try:
         settings = from_dict(settings_values, where=camera_t.key(""))
     except SettingsError as exc:

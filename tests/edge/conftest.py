@@ -19,13 +19,13 @@ _ids = itertools.count(1)
 
 
 def agent_config(
-    tmp_path: Path, broker: Mosquitto, device_id: str, **sections: dict[str, Any]
+    tmp_path: Path, mqtt: Mosquitto, device_id: str, **sections: dict[str, Any]
 ) -> EdgeConfig:
     """A config dict for ``device_id`` on ``broker``, state under tmp_path, fast reconnects."""
     data: dict[str, Any] = {
         "device": {"id": device_id, "board": "test-board"},
         "broker": {
-            "url": broker.url,
+            "url": mqtt.url,
             "reconnect_min_s": 0.05,
             "reconnect_max_s": 0.3,
             "keepalive_s": 5,

@@ -1,0 +1,120 @@
+"""Config file validation: every mistake is one clear line naming the file and the key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from camfleet.edge.config import load_config
+from camfleet.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "edge" / "edge.example.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads_with_documented_defaults():
+    cfg = load_config(EXAMPLE)
+    assert cfg.device.id == "garden-cam"
+    assert cfg.camera.backend == "synthetic"
+    assert (cfg.camera.settings.width, cfg.camera.settings.height) == (640, 480)
+    assert cfg.spool.max_bytes == 512 * 1024**2 and cfg.spool.fsync
+    assert cfg.broker.max_payload == 131072 and cfg.client_id == "camfleet-edge-garden-cam"
+    assert cfg.agent.state_dir == EXAMPLE.parent / "camfleet-state"
+
+
+def test_minimal_config_fills_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, '[device]\nid = "a"\n'))
+    assert cfg.camera.backend == "synthetic" and str(cfg.broker.url) == "mqtt://127.0.0.1:1883"
+    assert cfg.schedule.interval_s == 0 and not cfg.schedule.cron
+    assert cfg.spool.dir == tmp_path / "camfleet-state" / "spool"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "device.id: is required"),
+        ('[device]\nid = "Cam 1"\n', "device.id: invalid device id 'Cam 1'"),
+        ('[device]\nid = "a"\n[camera]\nbackend = "gopro"\n', "camera.backend: unknown camera"),
+        (
+            '[device]\nid = "a"\n[camera]\njpeg_quality = 120\n',
+            "jpeg_quality=120 is outside 1..100",
+        ),
+        ('[device]\nid = "a"\n[camera]\nwidth = 640\n', "width and height must be given together"),
+        ('[device]\nid = "a"\n[camera]\nrotation = 45\n', "rotation=45 must be one of"),
+        ('[device]\nid = "a"\n[camera]\nwhite_balance = "purple"\n', "white_balance = 'purple'"),
+        ('[device]\nid = "a"\n[camera]\nhflip = "yes"\n', "camera.hflip = 'yes'"),
+        ('[device]\nid = "a"\n[camera]\nzoom = 2\n', "unknown camera setting camera.zoom"),
+        ('[device]\nid = "a"\n[camra]\nwidth = 1\n', "unknown key camra"),
+        ('[device]\nid = "a"\nname = "x"\n', "unknown key device.name"),
+        ('[device]\nid = "a"\n[broker]\nurl = "http://x"\n', "broker.url: "),
+        ('[device]\nid = "a"\n[broker]\nkeepalive_s = 1\n', "broker.keepalive_s: 1 is outside"),
+        ('[device]\nid = "a"\n[spool]\nmax_bytes = "lots"\n', "spool.max_bytes: 'lots' is not"),
+        ('[device]\nid = "a"\n[schedule]\ncron = "every day"\n', "schedule.cron: cron 'every"),
+        ('[device]\nid = "a"\n[schedule]\ninterval_s = 5\ncron = "* * * * *"\n', "not both"),
+        ('[device]\nid = "a"\n[schedule]\ninterval_s = -1\n', "schedule.interval_s: -1"),
+        ('[device]\nid = "a"\n[frames]\nencoder = "gif"\n', "frames.encoder: 'gif'"),
+        ('[device\nid = "a"\n', "invalid TOML"),
+        ("device = 3\n", "device: must be a table"),
+    ],
+)
+def test_bad_config_is_one_clear_error(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert expected in message
+    assert message.startswith(str(path)) and "\n" not in message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="cannot read config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_sizes_accept_units(tmp_path):
+    cfg = load_config(write(tmp_path, '[device]\nid = "a"\n[spool]\nmax_bytes = "2MiB"\n'))
+    assert cfg.spool.max_bytes == 2 * 1024**2
+    cfg = load_config(write(tmp_path, '[device]\nid = "a"\n[spool]\nmax_bytes = "3 GB"\n'))
+    assert cfg.spool.max_bytes == 3 * 1000**3
+
+
+def camfleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "camfleet", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_cli_check_config_reports_one_line_without_traceback(tmp_path):
+    bad = write(tmp_path, '[device]\nid = "a"\n[camera]\nbackend = "gopro"\n')
+    result = camfleet("edge", "check-config", "--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.startswith("camfleet: error: ") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = camfleet("edge", "run", "--config", str(tmp_path / "missing.toml"))
+    assert result.returncode == 2 and "cannot read config file" in result.stderr
+
+
+def test_cli_check_config_json(tmp_path):
+    result = camfleet("edge", "check-config", "--config", str(EXAMPLE), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["device"]["id"] == "garden-cam"
+    assert data["camera"]["settings"]["jpeg_quality"] == 85
+
+
+def test_missing_camera_library_names_the_package(tmp_path):
+    # picamera2 is not installed on this machine (no Raspberry Pi): the error says what to do.
+    path = write(tmp_path, '[device]\nid = "a"\n[camera]\nbackend = "picamera2"\n')
+    result = camfleet("edge", "check-config", "--config", str(path), "--open-camera")
+    assert result.returncode == 2
+    assert "picamera2" in result.stderr and "pip install 'camfleet[pi]'" in result.stderr
