@@ -1,0 +1,47 @@
+"""Build the FastAPI application around a running Controller."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+
+from camfleet import __version__
+from camfleet.controller.api import commands, devices, frames, schedules
+from camfleet.controller.api.deps import ctl
+
+if TYPE_CHECKING:
+    from camfleet.controller.service import Controller
+
+
+def create_app(controller: Controller) -> FastAPI:
+    app = FastAPI(
+        title="camfleet controller",
+        version=__version__,
+        description="Fleet registry, frames, commands, desired config and schedules. "
+        "Write endpoints need `Authorization: Bearer <token>`.",
+    )
+    app.state.controller = controller
+    for module in (devices, frames, commands, schedules):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["ops"])
+    def health(request: Request) -> Any:
+        c = ctl(request)
+        connected = c.channel.connected.is_set()
+        return {
+            "status": "ok" if connected else "degraded",
+            "mqtt_connected": connected,
+            "writer_queue": c.writer.depth(),
+            "instance_id": c.instance_id,
+            "version": __version__,
+        }
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics(request: Request) -> Any:
+        return PlainTextResponse(
+            ctl(request).metrics.exposition(), media_type="text/plain; version=0.0.4"
+        )
+
+    return app

@@ -1,0 +1,38 @@
+"""Run the API with uvicorn in a background thread of the controller process."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from camfleet.controller.api.app import create_app
+from camfleet.errors import UserError
+
+if TYPE_CHECKING:
+    from camfleet.controller.service import Controller
+
+
+class HttpServer:
+    def __init__(self, controller: Controller, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            create_app(controller), host=host, port=port, log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.host, self.port = host, port
+        self._thread = threading.Thread(target=self.server.run, name="camfleet-http", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.05)):
+            if self.server.started or not self._thread.is_alive():
+                break
+            deadline.wait(0.05)  # uvicorn exposes no start event; poll its flag
+        if not self.server.started:
+            raise UserError(f"the HTTP API could not listen on {self.host}:{self.port}")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)
