@@ -131,14 +131,15 @@ class Controller:
 
     def start(self, http: bool = True) -> None:
         self.writer.start()
-        self.channel.start()
-        self._ticker.start()
         if http and self.config.http:
             from camfleet.controller.api.server import HttpServer
 
             server = HttpServer(self, *self.config.http_host_port)
             server.start()
             self._http = server
+        # The broker last: our presence says ONLINE only once the API answers.
+        self.channel.start()
+        self._ticker.start()
         log.info("controller %s started; data in %s", self.instance_id, self.data)
 
     def stop(self) -> None:

@@ -76,8 +76,11 @@ def frame_rows(data: Path, device_id: str | None = None) -> list[dict[str, Any]]
 class ControllerProcess:
     """``camfleet controller run`` in a subprocess, ready once its presence says ONLINE."""
 
-    def __init__(self, broker_host: str, broker_port: int, data: Path, *args: str) -> None:
+    def __init__(
+        self, broker_host: str, broker_port: int, data: Path, *args: str, **env: str
+    ) -> None:
         self.host, self.port, self.data, self.args = broker_host, broker_port, data, args
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -96,7 +99,7 @@ class ControllerProcess:
         watcher.connect(self.host, self.port)
         watcher.subscribe(topics.controller_state_topic(), 1)
         watcher.loop_start()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(
             [
                 sys.executable,
