@@ -38,7 +38,7 @@ def chip_id(block):
 
 def running():
     """(slot label, version) of the running app."""
-    part = esp32.Partition(esp32.Partition.RUNNING)
+    part = esp32.Partition(esp32.Partition.RUNNING)  # type: ignore[arg-type]
     label = part.info()[4]
     buf = bytearray(256)
     part.readblocks(0, buf)

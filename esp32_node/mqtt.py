@@ -13,6 +13,10 @@ import socket
 import struct
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
+    from typing import Any  # noqa: F401  (used in type comments)
+
 CONNECT = 0x10
 CONNACK = 0x20
 PUBLISH = 0x30
@@ -51,13 +55,13 @@ class MQTTClient:
         self.password = password
         self.keepalive = keepalive
         self.tls = tls
-        self.sock = None
-        self.poller = None
+        self.sock = None  # type: Any
+        self.poller = None  # type: Any
         self.pid = 0
         self.will = None
         self.inbox = []  # (topic str, payload bytes, retained bool), in arrival order
         self.timeout_ms = 5000
-        self._last_io = 0
+        self._last_io = time.ticks_ms()
         self._stream_buf = None
 
     def set_last_will(self, topic, payload, retain=True, qos=1):
@@ -120,7 +124,7 @@ class MQTTClient:
         """Connect and return the broker's session-present flag."""
         self.timeout_ms = timeout_ms
         addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
-        sock = socket.socket()
+        sock = socket.socket()  # type: Any
         sock.settimeout(timeout_ms / 1000)
         try:
             sock.connect(addr)

@@ -28,6 +28,10 @@ import wake
 from spool import Spool
 from store import Store
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
+    from typing import Any  # noqa: F401  (used in type comments)
+
 PLATFORM = "esp32"
 CAPABILITIES = ("jpeg", "deep_sleep", "ota", "psram", "chunks", "spool", "ext0_wake")
 WIFI_TIMEOUT_MS = 15000
@@ -65,8 +69,8 @@ class Node:
         )
         self.ota = otamod.Ota(st, st.blob("hmac_key", b""))
         self.camera = camctl.Camera(st.text("board", "ai-thinker"))
-        self.client = None
-        self.wlan = None
+        self.client = None  # type: Any
+        self.wlan = None  # type: Any
         self.topics = {}
         # capture requests of this wake: (count, interval_ms, overrides, metadata, command id)
         self.captures = []
@@ -593,16 +597,17 @@ class Node:
 
     def run_ota(self):
         o = self.ota
+        offer = o.offer  # type: Any
         if not o.active or not self.online:
             return
-        art = o.offer["artifact_id"]
+        art = offer["artifact_id"]
         progress = {
             "artifact_id": art,
-            "version": o.offer.get("version", ""),
+            "version": offer.get("version", ""),
             "blocks_total": o.blocks,
         }
         start = time.ticks_ms()
-        asked_at = 0
+        asked_at = time.ticks_ms()
         answered_at = 0  # o.responses when the last request went out
         expected = 0  # blocks that request asked for
         while self.online:

@@ -16,6 +16,10 @@ import firmware_info
 import pb
 from schemas import OTA_BLOCK, OTA_OFFER, SCHEME_HMAC_SHA256
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
+    from typing import Any  # noqa: F401  (used in type comments)
+
 SECTOR = 4096
 WINDOW = 8  # blocks asked for at once: 8 x 4 KiB in flight stays far below the heap
 PEND = (
@@ -56,10 +60,10 @@ class Ota:
     def __init__(self, store, device_key):
         self.store = store
         self.key = device_key
-        self.offer = None
+        self.offer = None  # type: Any
         self.command_id = ""
-        self.bits = None
-        self.part = None
+        self.bits = None  # type: Any
+        self.part = None  # type: Any
         self.blocks = 0
         self.corrupted = 0  # blocks refused for a bad SHA-256 (they stay missing, asked again)
         self.responses = 0  # blocks of this artifact received this wake, good or not
@@ -86,7 +90,8 @@ class Ota:
         size = offer.get("size", 0)
         if size <= 0:
             return "empty image"
-        room = esp32.Partition(esp32.Partition.RUNNING).get_next_update().info()[3]
+        running = esp32.Partition(esp32.Partition.RUNNING)  # type: ignore[arg-type]
+        room = running.get_next_update().info()[3]
         if size > room:
             return "image of %d bytes does not fit the %d-byte partition" % (size, room)
         if not self.key:
@@ -105,7 +110,7 @@ class Ota:
 
     def _load(self, raw, bits):
         self.offer = pb.decode(OTA_OFFER, raw)
-        self.part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()
+        self.part = esp32.Partition(esp32.Partition.RUNNING).get_next_update()  # type: ignore[arg-type]
         bs = self.offer["block_size"]
         self.blocks = (self.offer["size"] + bs - 1) // bs
         nbytes = (self.blocks + 7) // 8

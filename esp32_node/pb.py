@@ -222,7 +222,7 @@ def decode(schema, data, start=0, end=None):
     fields = {}
     for f in schema:
         fields[f[0]] = f
-    msg = {}
+    msg = {}  # type: dict
     pos = start
     while pos < end:
         tag, pos = _get_varint(mv, pos, end)

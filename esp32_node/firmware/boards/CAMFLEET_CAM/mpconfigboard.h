@@ -1,0 +1,2 @@
+#define MICROPY_HW_BOARD_NAME "camfleet ESP32-CAM"
+#define MICROPY_HW_MCU_NAME "ESP32"
