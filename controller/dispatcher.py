@@ -77,7 +77,9 @@ class Dispatcher:
     def _route(self, topic: str, payload: bytes, delivery: Delivery) -> None:
         parsed = topics.parse(topic, self.root)
         if parsed.device_id is None:
-            delivery.done()  # controller presence or group commands: not ours to ingest
+            # Controller presence (ours or another controller's): not ours to ingest.
+            self.metrics.inc("unhandled_total", kind="controller_state")
+            delivery.done()
             return
         if parsed.kind not in HANDLED:
             if parsed.kind in topics.CONTROLLER_TO_DEVICE:
