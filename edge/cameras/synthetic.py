@@ -14,10 +14,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from camfleet.edge import jpeg
 from camfleet.edge.cameras.base import Camera, CameraError, Capabilities, Capture
+from camfleet.edge.cameras.software import apply_settings
 from camfleet.proto.v1 import common_pb2
 
 DEFAULT_SIZE = (640, 480)
@@ -135,38 +136,3 @@ class SyntheticCamera(Camera):
                 font = ImageFont.load_default()
             self._fonts[px] = font
         return font
-
-
-def apply_settings(image: Image.Image, s: common_pb2.CameraSettings) -> Image.Image:
-    """Apply neutral image settings in software (crop, flips, rotation, tone, effect)."""
-    if s.HasField("crop_w"):
-        w, h = image.size
-        box = (
-            int(s.crop_x * w),
-            int(s.crop_y * h),
-            int((s.crop_x + s.crop_w) * w),
-            int((s.crop_y + s.crop_h) * h),
-        )
-        image = image.crop(box).resize((w, h))
-    if s.hflip:
-        image = ImageOps.mirror(image)
-    if s.vflip:
-        image = ImageOps.flip(image)
-    if s.rotation:
-        image = image.rotate(-s.rotation, expand=True)
-    for name, enhancer in (
-        ("brightness", ImageEnhance.Brightness),
-        ("contrast", ImageEnhance.Contrast),
-        ("saturation", ImageEnhance.Color),
-        ("sharpness", ImageEnhance.Sharpness),
-    ):
-        value = getattr(s, name)
-        if value:
-            image = enhancer(image).enhance(1.0 + value / 100.0)
-    if s.effect == common_pb2.EFFECT_GRAYSCALE:
-        image = ImageOps.grayscale(image).convert("RGB")
-    elif s.effect == common_pb2.EFFECT_NEGATIVE:
-        image = ImageOps.invert(image)
-    elif s.effect == common_pb2.EFFECT_SEPIA:
-        image = ImageOps.colorize(ImageOps.grayscale(image), "#3b2a14", "#f5e6c8")
-    return image

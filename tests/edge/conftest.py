@@ -85,3 +85,23 @@ def receiver_for() -> Iterator[Callable[..., Receiver]]:
     yield make
     for r in made:
         r.close()
+
+
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
+VENDOR_MODULES = ("picamera2", "libcamera", "picamera", "maix")
+
+
+@pytest.fixture
+def vendor_fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Put the vendor conformance fakes (tests/fakes) first on sys.path for this test."""
+    import sys
+
+    def forget() -> None:
+        for name in list(sys.modules):
+            if name.split(".")[0] in VENDOR_MODULES:
+                del sys.modules[name]
+
+    forget()
+    monkeypatch.syspath_prepend(str(FAKES))
+    yield FAKES
+    forget()

@@ -117,7 +117,7 @@ def test_malformed_and_expired_commands(setup):
 
 
 def test_burst_and_redelivered_command(setup):
-    rx, agent = setup
+    rx, _agent = setup
     cmd = rx.command("burst", capture=A.CaptureNow(count=3, interval_ms=10, metadata={"k": "v"}))
     accepted = rx.wait_ack("burst", final=False)
     assert accepted.status in (A.ACK_STATUS_ACCEPTED, A.ACK_STATUS_DONE)
@@ -175,7 +175,7 @@ def test_desired_config_applied_reported_and_refused(setup):
 
 
 def test_restart_and_reannounce(setup):
-    rx, agent = setup
+    rx, _agent = setup
     first = max(s.session for s in rx.got.states if s.presence == state_pb2.PRESENCE_ONLINE)
     rx.command("re", reannounce=A.Reannounce())
     assert rx.wait_ack("re").status == A.ACK_STATUS_DONE

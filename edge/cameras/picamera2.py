@@ -1,0 +1,208 @@
+"""Raspberry Pi cameras through picamera2 (libcamera stack, Raspberry Pi OS Bullseye and later).
+
+Mapping of neutral settings (docs/edge.md has the table):
+width/height -> ``main`` stream size of a still configuration; hflip/vflip and rotation 180 ->
+``libcamera.Transform``; exposure_us -> AeEnable/ExposureTime; analogue_gain -> AnalogueGain;
+white_balance -> AwbEnable/AwbMode; brightness -100..100 -> Brightness -1..1; contrast,
+saturation, sharpness -100..100 -> 0..2 around the neutral 1; crop -> ScalerCrop in sensor
+pixels; jpeg_quality -> ``options["quality"]``. Values are checked against the ranges the camera
+advertises in ``camera_controls`` before they are set. Frames carry ExposureTime, AnalogueGain,
+ColourTemperature and Lux from the request metadata. Options: ``camera_num`` (default 0),
+``lores`` ([w, h] of a low-resolution stream, default none), ``buffer_count``.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from camfleet.edge.cameras.base import Camera, CameraError, Capabilities, Capture
+from camfleet.edge.cameras.settings import SettingsError
+from camfleet.edge.cameras.vendor import require
+from camfleet.proto.v1 import common_pb2
+
+INSTALL = "sudo apt install python3-picamera2 (or pip install 'camfleet[pi]')"
+#: libcamera AwbModeEnum values
+AWB_MODES = {
+    common_pb2.WHITE_BALANCE_AUTO: 0,
+    common_pb2.WHITE_BALANCE_HOME: 2,  # Tungsten
+    common_pb2.WHITE_BALANCE_OFFICE: 3,  # Fluorescent
+    common_pb2.WHITE_BALANCE_SUNNY: 5,  # Daylight
+    common_pb2.WHITE_BALANCE_CLOUDY: 6,
+}
+METADATA_KEYS = ("ExposureTime", "AnalogueGain", "ColourTemperature", "Lux", "DigitalGain")
+SETTINGS = frozenset(
+    {
+        "width",
+        "height",
+        "jpeg_quality",
+        "hflip",
+        "vflip",
+        "rotation",
+        "exposure_us",
+        "analogue_gain",
+        "white_balance",
+        "brightness",
+        "contrast",
+        "saturation",
+        "sharpness",
+        "crop_x",
+        "crop_y",
+        "crop_w",
+        "crop_h",
+    }
+)
+
+
+def _unit(value: int) -> float:
+    """-100..100 -> 0..2 with 1 neutral (picamera2's Contrast/Saturation/Sharpness)."""
+    return 1.0 + value / 100.0
+
+
+class Picamera2Camera(Camera):
+    platform = "picamera2"
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.cam: Any = None
+        self.libcamera: Any = None
+        self._configured: tuple[Any, ...] | None = None
+        self.sensor_size = (4056, 3040)
+
+    def open(self) -> None:
+        module = require("picamera2", INSTALL)
+        self.libcamera = require("libcamera", INSTALL)
+        try:
+            self.cam = module.Picamera2(camera_num=int(self.options.get("camera_num", 0)))
+        except (RuntimeError, IndexError, OSError) as exc:
+            raise CameraError(f"picamera2: cannot open camera: {exc}") from None
+        size = self.cam.camera_properties.get("PixelArraySize")
+        if size:
+            self.sensor_size = (int(size[0]), int(size[1]))
+
+    def close(self) -> None:
+        if self.cam is not None:
+            try:
+                self.cam.stop()
+            finally:
+                self.cam.close()
+                self.cam = None
+                self._configured = None
+
+    def capabilities(self) -> Capabilities:
+        info = {"camera_backend": "picamera2"}
+        if self.cam is not None:
+            info["sensor"] = str(self.cam.camera_properties.get("Model", ""))
+        return Capabilities(
+            platform=self.platform,
+            settings=SETTINGS,
+            max_width=self.sensor_size[0],
+            max_height=self.sensor_size[1],
+            features=frozenset({"jpeg", "metadata"}),
+            info=info,
+        )
+
+    def validate(self, settings: common_pb2.CameraSettings) -> None:
+        super().validate(settings)
+        if settings.rotation not in (0, 180):
+            raise SettingsError("picamera2 rotates by 0 or 180 only (use hflip/vflip)")
+        if settings.HasField("white_balance") and settings.white_balance not in AWB_MODES:
+            raise SettingsError("picamera2 has no such white balance mode")
+        if self.cam is not None:
+            for name, value in self._controls(settings).items():
+                limits = self.cam.camera_controls.get(name)
+                if limits is None:
+                    raise SettingsError(f"this camera has no {name} control")
+                low, high = limits[0], limits[1]
+                if (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and (low is not None and high is not None and not low <= value <= high)
+                ):
+                    raise SettingsError(f"picamera2 {name}={value} is outside {low}..{high}")
+
+    def _controls(self, s: common_pb2.CameraSettings) -> dict[str, Any]:
+        c: dict[str, Any] = {}
+        if s.HasField("exposure_us"):
+            c["AeEnable"] = s.exposure_us == 0
+            if s.exposure_us:
+                c["ExposureTime"] = s.exposure_us
+        if s.HasField("analogue_gain") and s.analogue_gain:
+            c["AnalogueGain"] = s.analogue_gain
+        if s.HasField("white_balance"):
+            c["AwbEnable"] = True
+            c["AwbMode"] = AWB_MODES.get(s.white_balance, 0)
+        if s.HasField("brightness"):
+            c["Brightness"] = s.brightness / 100.0
+        for name, control in (
+            ("contrast", "Contrast"),
+            ("saturation", "Saturation"),
+            ("sharpness", "Sharpness"),
+        ):
+            if s.HasField(name):  # type: ignore[arg-type]
+                c[control] = _unit(getattr(s, name))
+        if s.HasField("crop_w"):
+            w, h = self.sensor_size
+            c["ScalerCrop"] = (
+                int(s.crop_x * w),
+                int(s.crop_y * h),
+                int(s.crop_w * w),
+                int(s.crop_h * h),
+            )
+        for key, text in s.backend.items():  # extras are raw controls: {"AfMode": "2"}
+            c[key] = _parse(text)
+        return c
+
+    def capture(self, settings: common_pb2.CameraSettings) -> Capture:
+        if self.cam is None:
+            raise CameraError("picamera2 camera is not open")
+        size = (settings.width, settings.height) if settings.HasField("width") else (1920, 1080)
+        hflip = settings.hflip != (settings.rotation == 180)
+        vflip = settings.vflip != (settings.rotation == 180)
+        try:
+            if self._configured != (size, hflip, vflip):
+                self.cam.stop()
+                lores = self.options.get("lores")
+                config = self.cam.create_still_configuration(
+                    main={"size": size},
+                    lores={"size": tuple(lores)} if lores else None,
+                    transform=self.libcamera.Transform(hflip=int(hflip), vflip=int(vflip)),
+                    buffer_count=int(self.options.get("buffer_count", 1)),
+                )
+                self.cam.configure(config)
+                self.cam.start()
+                self._configured = (size, hflip, vflip)
+            controls = self._controls(settings)
+            if controls:
+                self.cam.set_controls(controls)
+            quality = settings.jpeg_quality if settings.HasField("jpeg_quality") else 90
+            self.cam.options["quality"] = quality
+            for _ in range(settings.warmup_frames):
+                self.cam.capture_metadata()
+            request = self.cam.capture_request()
+            try:
+                out = io.BytesIO()
+                request.save("main", out, format="jpeg")
+                metadata = request.get_metadata()
+            finally:
+                request.release()
+        except (RuntimeError, ValueError, TimeoutError) as exc:
+            raise CameraError(f"picamera2: {exc}") from None
+        used = common_pb2.CameraSettings()
+        used.CopyFrom(settings)
+        used.width, used.height, used.jpeg_quality = size[0], size[1], quality
+        if "ExposureTime" in metadata:
+            used.exposure_us = int(metadata["ExposureTime"])
+        if "AnalogueGain" in metadata:
+            used.analogue_gain = float(metadata["AnalogueGain"])
+        meta = {k: str(metadata[k]) for k in METADATA_KEYS if k in metadata}
+        return Capture(out.getvalue(), size[0], size[1], used, meta)
+
+
+def _parse(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
