@@ -11,6 +11,8 @@ of ending it: no network means the frame stays in the spool for the next wake.
 
 import gc
 import hashlib
+import json
+import os
 import time
 
 import camctl
@@ -45,9 +47,9 @@ RECENT_COMMANDS = 12
 class Node:
     def __init__(self):
         self.t0 = time.ticks_ms()
-        self.wdt = machine.WDT(timeout=WDT_TIMEOUT_MS)
         self.store = Store()
         st = self.store
+        self.wdt = machine.WDT(timeout=st.int("wdt_ms", WDT_TIMEOUT_MS))
         self.device_id = st.text("device_id", "esp32-" + _hex(machine.unique_id()))
         self.root = st.text("root", "camfleet")
         self.groups = [g for g in st.text("groups", "").split(",") if g]
@@ -68,7 +70,10 @@ class Node:
             self.cfg.get("spool_max_frames", 16), self.cfg.get("spool_max_bytes", 393216)
         )
         self.ota = otamod.Ota(st, st.blob("hmac_key", b""))
-        self.camera = camctl.Camera(st.text("board", "ai-thinker"))
+        pins = st.text("pins")  # "custom" boards: JSON {"d0": 5, ..., "pclk": 22}
+        self.camera = camctl.Camera(
+            st.text("board", "ai-thinker"), json.loads(pins) if pins else None
+        )
         self.client = None  # type: Any
         self.wlan = None  # type: Any
         self.topics = {}
@@ -595,6 +600,16 @@ class Node:
             )
             self.event("ota", progress["error"], S.SEV_ERROR, ota=progress)
 
+    def report_crash(self):
+        """main.py wrote the traceback of the last wake's crash: send it once."""
+        try:
+            with open("crash.txt") as f:
+                text = f.read(600)
+        except OSError:
+            return
+        self.event("crash", text, S.SEV_ERROR)
+        os.remove("crash.txt")
+
     def run_ota(self):
         o = self.ota
         offer = o.offer  # type: Any
@@ -672,6 +687,7 @@ class Node:
         if self.connect_wifi() and self.connect_mqtt():
             self.birth()
             self.ota_boot_check()
+            self.report_crash()
             self.flush_events()
             try:
                 self.client.ping()  # everything queued while asleep has now arrived

@@ -3,7 +3,8 @@
 Same functions, constants and value ranges as the C module; ``capture()`` returns real JPEG
 files the harness put in ``<state>/camera/<W>x<H>/`` (round robin; any size when no folder for
 the current framesize exists). ``faults.json`` ``{"camera_init": n}`` fails the next n inits
-the way a loose ribbon cable does.
+the way a loose ribbon cable does; ``{"brownout": n}`` makes the next n inits brown the chip out
+(reset with RTC memory kept), as a weak battery does under the camera's inrush current.
 """
 
 import os
@@ -105,6 +106,10 @@ def init(
         raise ValueError("only JPEG is simulated")
     if _state["on"]:
         raise OSError("Camera already initialized")
+    if _flash.take_fault("brownout"):
+        # the sensor's inrush current dips the supply: the chip resets, RTC memory survives
+        _flash.write_json("power.json", {"cause": "brownout"})
+        os.system("kill -9 $PPID")
     if _flash.take_fault("camera_init"):
         return False  # the C module returns False when esp_camera_init fails
     _state["on"] = True

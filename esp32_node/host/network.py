@@ -2,7 +2,8 @@
 
 ``connect`` succeeds at once (the host is "associated"), unless the harness injected a Wi-Fi
 fault (``faults.json``: ``{"wifi": n}`` fails the next n connects), in which case ``isconnected``
-stays False and ``status`` reports the failure, as a wrong password or a missing AP does.
+stays False and ``status`` reports the failure, as a wrong password or a missing AP does;
+``{"wifi_hang": n}`` leaves it connecting forever (a driver stuck in association).
 """
 
 import _hostflash as _flash
@@ -31,7 +32,12 @@ class WLAN:
         if not self._active:
             raise OSError("Wifi Internal State Error")
         self._ssid = ssid
-        self._status = STAT_NO_AP_FOUND if _flash.take_fault("wifi") else STAT_GOT_IP
+        if _flash.take_fault("wifi_hang"):
+            self._status = STAT_CONNECTING  # never associates: only the watchdog ends this
+        elif _flash.take_fault("wifi"):
+            self._status = STAT_NO_AP_FOUND
+        else:
+            self._status = STAT_GOT_IP
 
     def disconnect(self):
         self._status = STAT_IDLE
