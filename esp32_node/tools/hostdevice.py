@@ -148,9 +148,9 @@ class HostDevice:
 
     # --- running ------------------------------------------------------------------------
 
-    def start_wake(self, cause: str = "timer") -> subprocess.Popen[str]:
+    def start_wake(self, cause: str = "timer", script: Path | None = None) -> subprocess.Popen[str]:
         """Start one wake in the background (see run_wake); ``cause`` is what woke the chip
-        from deep sleep (ignored after a reset or power-on)."""
+        from deep sleep (ignored after a reset or power-on). ``script`` replaces main.py."""
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("the device is already awake")
         (self.dir / "wake.json").write_text(json.dumps({"cause": cause}))
@@ -159,7 +159,7 @@ class HostDevice:
         env["CAMFLEET_ESP32_STATE"] = str(self.dir.resolve())
         self._output = []
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", f"heapsize={self.heap_size}", str(NODE_DIR / "main.py")],
+            [MICROPYTHON, "-X", f"heapsize={self.heap_size}", str(script or NODE_DIR / "main.py")],
             cwd=self.dir / "fs",
             env=env,
             stdout=subprocess.PIPE,
@@ -198,9 +198,11 @@ class HostDevice:
             armed=down.get("armed", {}),
         )
 
-    def run_wake(self, cause: str = "timer", timeout: float = 60.0) -> WakeResult:
+    def run_wake(
+        self, cause: str = "timer", timeout: float = 60.0, script: Path | None = None
+    ) -> WakeResult:
         """One wake, start to deep sleep (or reset); returns how it ended."""
-        self.start_wake(cause)
+        self.start_wake(cause, script)
         return self.wait_wake(timeout)
 
     def cut_power(self) -> None:
