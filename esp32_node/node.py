@@ -262,6 +262,8 @@ class Node:
     def drain(self, wait_ms=0):
         """Read what the broker sent (up to wait_ms) and handle every queued message."""
         if self.online:
+            if self.client.inbox:
+                wait_ms = 0  # messages that arrived during a publish are handled first
             try:
                 self.client.poll(wait_ms)
             except OSError as e:
@@ -572,12 +574,12 @@ class Node:
         window = cfgmod.get(self.cfg, "sleep", "awake_window_s", 2) * 1000 + self.wait_extra_ms
         deadline = time.ticks_add(time.ticks_ms(), window)
         while self.online and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            if not self.unreceipted and not self.captures:
+                return
             self.wdt.feed()
             self.drain(min(200, max(0, time.ticks_diff(deadline, time.ticks_ms()))))
             if self.captures:
                 self.run_captures()
-            if not self.unreceipted and not self.captures:
-                return
 
     # --- OTA -----------------------------------------------------------------------------
 
@@ -748,6 +750,7 @@ class Node:
         machine.deepsleep(ms)
 
     def log(self, text):
+        text = "%d ms: %s" % (self.uptime_ms(), text)
         print("[node %s] %s" % (self.device_id, text))
 
 

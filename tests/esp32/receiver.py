@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ class Receiver:
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
     ) -> None:
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            # a receipt right after a PUBACK would otherwise wait for mosquitto's delayed ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for kind in topics.DEVICE_TO_CONTROLLER:
             client.subscribe(topics.device_topic(self.device_id, kind, self.root), qos=1)
         # a sync point: the SUBACKs come before this message is delivered back
