@@ -1,0 +1,325 @@
+"""``camfleet demo``: the whole system on one machine, as separate processes like in production.
+
+A mosquitto broker (the embedded amqtt broker when mosquitto is missing), the controller with its
+HTTP API, Linux edge agents with the synthetic camera, and simulated ESP32-CAM nodes (the real
+MicroPython node code on the host port, deep sleep compressed). The demo queues a capture command
+for a sleeping node, prints a status line every few seconds, and stops everything on Ctrl-C (or
+after ``--duration``). Each process logs to ``DATA/logs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from camfleet.embedded_broker import EmbeddedBroker
+from camfleet.errors import UserError
+from camfleet.mosquitto import Mosquitto, free_port
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+class Processes:
+    """The demo's child processes: started with logs to files, stopped together."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: list[Child] = []
+
+    def start(self, name: str, *args: str) -> Child:
+        log = self.logs / f"{name}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "camfleet", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children
+            )
+        child = Child(name, proc, log)
+        self.children.append(child)
+        return child
+
+    def dead(self) -> list[Child]:
+        return [c for c in self.children if c.proc.poll() is not None]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+
+
+def edge_config(path: Path, device_id: str, broker_url: str, seed: int, interval_s: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"""# written by camfleet demo
+[device]
+id = "{device_id}"
+board = "demo-synthetic"
+groups = ["demo"]
+
+[broker]
+url = "{broker_url}"
+
+[camera]
+backend = "synthetic"
+width = 640
+height = 480
+jpeg_quality = 80
+
+[camera.options]
+seed = {seed}
+
+[schedule]
+interval_s = {interval_s}
+
+[agent]
+state_dir = "state"
+telemetry_interval_s = 10
+"""
+    )
+
+
+def wait_healthy(api: str, child: Child, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise UserError(f"the controller exited at start-up: see {child.log}")
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)  # polling another process's HTTP port: nothing to await
+    raise UserError(
+        f"the controller API did not answer at {api} in {timeout:.0f}s: see {child.log}"
+    )
+
+
+def wait_seen(api: str, device_id: str, procs: Processes, timeout: float) -> None:
+    """Wait until the controller has registered ``device_id`` (it has a broker session then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if procs.dead():
+            raise UserError(f"{procs.dead()[0].name} exited: see {procs.dead()[0].log}")
+        if httpx.get(f"{api}/api/v1/devices/{device_id}", timeout=5).status_code == 200:
+            return
+        time.sleep(0.2)  # polling another process's HTTP API: nothing to await
+    raise UserError(f"{device_id} did not register with the controller in {timeout:.0f}s")
+
+
+def status(api: str) -> dict[str, Any]:
+    devices = httpx.get(f"{api}/api/v1/devices", timeout=5).json()
+    items = devices.get("items", devices) if isinstance(devices, dict) else devices
+    states: dict[str, int] = {}
+    for d in items:
+        states[d["state"]] = states.get(d["state"], 0) + 1
+    stored = 0.0
+    for line in httpx.get(f"{api}/metrics", timeout=5).text.splitlines():
+        if line.startswith("camfleet_controller_frames_stored_total"):
+            stored += float(line.rsplit(" ", 1)[1])
+    return {"devices": len(items), "states": states, "frames_stored": int(stored)}
+
+
+@click.command()
+@click.option(
+    "--cameras",
+    type=click.IntRange(0, 50),
+    default=2,
+    show_default=True,
+    help="Linux edge agents with the synthetic camera.",
+)
+@click.option(
+    "--esp32",
+    type=click.IntRange(0, 200),
+    default=3,
+    show_default=True,
+    help="Simulated ESP32-CAM nodes (real node code under MicroPython).",
+)
+@click.option(
+    "--http",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="Controller API address (HOST:PORT; port 0 = any free port).",
+)
+@click.option("--broker-port", type=int, default=0, help="Broker port (default: a free port).")
+@click.option("--embedded-broker", is_flag=True, help="Use the pure-Python broker, not mosquitto.")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Working directory (wiped at start unless --keep).",
+)
+@click.option("--keep", is_flag=True, help="Keep the data of a previous demo run.")
+@click.option("--duration", type=float, default=0, help="Stop after N seconds (0 = until Ctrl-C).")
+@click.option(
+    "--interval",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Seconds between captures of the edge agents.",
+)
+def demo(
+    cameras: int,
+    esp32: int,
+    http: str,
+    broker_port: int,
+    embedded_broker: bool,
+    data: Path,
+    keep: bool,
+    duration: float,
+    interval: float,
+) -> None:
+    """Run broker + controller + simulated cameras on this machine.
+
+    Open the printed API address (/docs for the OpenAPI UI), or in another terminal:
+    camfleet devices, camfleet frames ls, camfleet proto watch --broker <printed URL>.
+    """
+    if not keep and data.exists():
+        shutil.rmtree(data)
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    host, _, port_text = http.rpartition(":")
+    try:
+        port = int(port_text) or free_port()
+    except ValueError:
+        raise UserError(f"invalid --http {http!r}: use HOST:PORT") from None
+    api = f"http://{host or '127.0.0.1'}:{port}"
+
+    broker: Mosquitto | EmbeddedBroker
+    if not embedded_broker and shutil.which(
+        "mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin"
+    ):
+        broker = Mosquitto(data / "broker", broker_port or None)
+    else:
+        if not embedded_broker:
+            click.echo("mosquitto is not installed: using the embedded amqtt broker (slower)")
+        broker = EmbeddedBroker(broker_port or None)
+    broker.start()
+    click.echo(f"broker      {broker.url} ({type(broker).__name__})")
+
+    procs = Processes(logs)
+    command_id = ""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        controller = procs.start(
+            "controller",
+            "controller",
+            "run",
+            "--broker",
+            broker.url,
+            "--data",
+            str(data / "controller"),
+            "--http",
+            f"{host or '127.0.0.1'}:{port}",
+            "--log-level",
+            "warning",
+        )
+        wait_healthy(api, controller, 60)
+        token = (data / "controller" / "api-token").read_text().strip()
+        click.echo(f"controller  {api}  (OpenAPI UI: {api}/docs; token: {token})")
+        for i in range(cameras):
+            config = data / f"edge-{i}" / "edge.toml"
+            edge_config(config, f"demo-cam-{i}", broker.url, seed=i, interval_s=interval)
+            procs.start(f"edge-{i}", "edge", "run", "--config", str(config))
+        if cameras:
+            click.echo(
+                f"edge        {cameras} agent(s) demo-cam-0.., "
+                f"synthetic camera every {interval:g} s"
+            )
+        if esp32:
+            procs.start(
+                "esp32-sim",
+                "sim",
+                "esp32",
+                "--count",
+                str(esp32),
+                "--broker",
+                broker.url,
+                "--prefix",
+                "demo-esp32",
+                "--interval",
+                "300",
+                "--time-scale",
+                "0.01",
+                "--state-dir",
+                str(data / "esp32"),
+            )
+            click.echo(
+                f"esp32       {esp32} node(s) demo-esp32-0.., "
+                "waking every 300 s simulated (3 s real)"
+            )
+            # A capture for a node that is (mostly) asleep: it waits in the broker until it wakes.
+            wait_seen(api, "demo-esp32-0", procs, 60)
+            created = httpx.post(
+                f"{api}/api/v1/commands",
+                json={"device": "demo-esp32-0", "action": "capture"},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            created.raise_for_status()
+            command_id = created.json()["items"][0]["id"]
+            click.echo(
+                f"command     capture {command_id} queued for demo-esp32-0 (runs on its next wake)"
+            )
+        click.echo(f"logs        {logs}/")
+        click.echo(
+            f"try         camfleet devices --api {api}\n"
+            f"            camfleet proto watch --broker {broker.url}"
+        )
+        click.echo("Ctrl-C stops the demo.\n")
+        started = time.monotonic()
+        last: dict[str, Any] = {}
+        command_status = ""
+        while not stop.wait(5.0):
+            dead = procs.dead()
+            if dead:
+                raise UserError(f"{dead[0].name} exited unexpectedly: see {dead[0].log}")
+            last = status(api)
+            if command_id:
+                command_status = httpx.get(f"{api}/api/v1/commands/{command_id}", timeout=5).json()[
+                    "status"
+                ]
+            click.echo(
+                f"[{time.monotonic() - started:5.0f}s] devices {last['devices']} "
+                f"{last['states']}  frames stored {last['frames_stored']}"
+                + (f"  capture {command_id}: {command_status}" if command_id else "")
+            )
+            if duration and time.monotonic() - started >= duration:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        click.echo("stopping ...")
+        procs.stop()
+        broker.stop()
+    if duration and not last.get("frames_stored"):
+        raise UserError("the demo stored no frame: see the logs in " + str(logs))
+    click.echo(f"done: {last.get('frames_stored', 0)} frames stored in {data / 'controller'}")
+    if command_id:
+        click.echo(f"capture command {command_id} for sleeping node demo-esp32-0: {command_status}")
