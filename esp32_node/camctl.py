@@ -5,6 +5,8 @@ driver's ranges (quality 63..10, brightness/contrast/saturation -2..2); ``apply`
 values really used, in neutral units, for the frame metadata.
 """
 
+import gc
+
 import camera
 
 # Pin profiles of lemariva's micropython-camera-driver README; "ai-thinker" is the driver default.
@@ -181,4 +183,5 @@ class Camera:
         """Discard ``warmup`` frames (exposure settles after wake), return one JPEG."""
         for _ in range(warmup):
             camera.capture()
+            gc.collect()  # a UXGA frame is ~380 KB: free it before the next one is allocated
         return camera.capture()

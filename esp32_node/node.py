@@ -494,6 +494,7 @@ class Node:
             if not started:
                 self.event("camera_error", self.camera.status, S.SEV_ERROR)
                 return None
+        self.make_room()
         settings = cfgmod.merge(self.cfg.get("camera", {}), overrides)
         try:
             used = self.camera.apply(settings)
@@ -536,6 +537,19 @@ class Node:
                 {"session": str(s), "seq": str(q)},
             )
         return self.session, self.seq
+
+    def make_room(self):
+        """Spool nearly full with frames already sent: give their receipts a moment before the
+        next frame pushes the oldest out (dropping a frame the controller already stored is
+        harmless, but dropping one it never got is a loss)."""
+        sp = self.spool
+        if len(sp.entries()) < sp.max_frames and sp.total_bytes() < sp.max_bytes * 3 // 4:
+            return
+        window = cfgmod.get(self.cfg, "sleep", "awake_window_s", 2) * 1000
+        deadline = time.ticks_add(time.ticks_ms(), window)
+        while self.online and self.unreceipted and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            self.wdt.feed()
+            self.drain(min(100, max(0, time.ticks_diff(deadline, time.ticks_ms()))))
 
     def send_spooled(self, key):
         if not self.online:

@@ -208,5 +208,8 @@ def capture():
     _state["captures"] = n + 1
     counter = _flash.read_json("camera_counter.json", 0)
     _flash.write_json("camera_counter.json", counter + 1)
-    with open(folder + "/" + names[counter % len(names)], "rb") as f:
-        return f.read()
+    path = folder + "/" + names[counter % len(names)]
+    size = os.stat(path)[6]
+    with open(path, "rb") as f:
+        # one allocation of the frame's size, as the driver's mp_obj_new_bytes(fb->buf, fb->len)
+        return f.read(size)

@@ -28,7 +28,7 @@ from typing import Any
 
 from camfleet.esp32_node.tools.images import make_app_image
 
-HEAP_SIZE = "1M"
+HEAP_SIZE = "640K"
 NODE_DIR = Path(str(resources.files("camfleet.esp32_node")))
 MICROPYTHON = shutil.which("micropython") or str(Path(sys.executable).parent / "micropython")
 

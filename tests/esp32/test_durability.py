@@ -92,7 +92,7 @@ def test_large_frame_travels_in_chunks_without_two_copies_in_ram(
     cfg.max_payload = 64 * 1024
     cfg.sleep.awake_window_s = 2
     dev = make_device(mosquitto, config=cfg.SerializeToString(), jpegs={"1600x1200": [big]})
-    dev.heap_size = "640K"
+    assert dev.heap_size == "640K"  # HEAP_SIZE, the limit every node test runs under
     rx = receiver_for(mosquitto, dev)
 
     woke = dev.run_wake()
