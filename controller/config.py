@@ -37,6 +37,10 @@ class ControllerConfig:
     #: so frames published after a broker restart and before the controller re-subscribes would
     #: reach no session (devices' spool replay then recovers them, but later). See docs.
     share_group: str = ""
+    #: MQTT protocol: "5" (default; announces receive_maximum) or "3.1.1".
+    mqtt_protocol: str = "5"
+    #: MQTT 5 Receive Maximum: deliveries the broker may have un-acknowledged at a time.
+    receive_maximum: int = 1000
     #: MQTT client id; default "camfleet-controller-<instance id>" (instance id kept in DATA).
     client_id: str = ""
     #: Bearer token for write endpoints; generated into DATA/api-token when empty.

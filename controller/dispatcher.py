@@ -95,7 +95,9 @@ class Dispatcher:
                 delivery.done()
                 return
             raise ContractError(Reason.BAD_PROTOBUF, f"empty payload on {parsed.kind}")
+        started = time.perf_counter()
         decoded = codec.decode(parsed.kind, payload)
+        self.metrics.inc("stage_seconds_total", time.perf_counter() - started, stage="decode")
         if decoded.unknown_fields:
             self.metrics.inc("unknown_fields_total", kind=parsed.kind.value)
         self.metrics.inc("messages_total", kind=parsed.kind.value)

@@ -56,6 +56,7 @@ class LocalFrameStore(FrameStore):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._syncfs = _load_syncfs()
+        self._known_dirs: set[str] = set()
         self.remove_orphan_temporaries()
 
     def remove_orphan_temporaries(self) -> int:
@@ -73,29 +74,38 @@ class LocalFrameStore(FrameStore):
         return removed
 
     def _full(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
-            raise ValueError(f"store key {key!r} escapes the store")
-        return path
+        if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in key.split("/")):
+            raise ValueError(f"store key {key!r} is not a plain relative path")
+        return self.root / key
 
     def put_batch(self, items: Sequence[tuple[str, bytes]]) -> None:
         if not items:
             return
-        written: list[Path] = []
-        dirs: set[Path] = set()
+        # Plain os calls, and each directory created once: this loop is the ingest hot path.
+        root = str(self.root)
+        suffix = f".{os.getpid()}.tmp"
+        fsync_each = self._syncfs is None
+        dirs: set[str] = set()
         for key, data in items:
-            final = self._full(key)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                if self._syncfs is None:
-                    f.flush()
-                    os.fsync(f.fileno())
+            self._full(key)
+            final = f"{root}/{key}"
+            parent, _, name = final.rpartition("/")
+            if parent not in self._known_dirs:
+                os.makedirs(parent, exist_ok=True)
+                self._known_dirs.add(parent)
+            tmp = f"{parent}/.{name}{suffix}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if fsync_each:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, final)
-            written.append(final)
-            dirs.add(final.parent)
-        self._sync(dirs)
+            dirs.add(parent)
+        self._sync({Path(d) for d in dirs})
 
     def _sync(self, dirs: set[Path]) -> None:
         if self._syncfs is not None:

@@ -8,6 +8,7 @@ frames only, so a spool replay never shows an old picture as the latest.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 from camfleet.controller.ingest.writer import BatchResult
@@ -20,12 +21,15 @@ class HomeAssistant:
         publish: Callable[..., None],
         jpeg_prefix: str = "camfleet/jpeg",
         ha_prefix: str = "homeassistant",
+        min_interval_s: float = 1.0,
     ) -> None:
         self.publish = publish
         self.jpeg_prefix = jpeg_prefix
         self.ha_prefix = ha_prefix
         self._announced: set[str] = set()
         self._latest: dict[str, tuple[int, int, int]] = {}
+        self._published_at: dict[str, float] = {}
+        self.min_interval_s = min_interval_s
 
     def on_batch(self, result: BatchResult) -> None:
         newest: dict[str, tuple[tuple[int, int, int], bytes]] = {}
@@ -39,6 +43,12 @@ class HomeAssistant:
         for device_id, (order, data) in newest.items():
             if order <= self._latest.get(device_id, (-1, -1, -1)):
                 continue
+            # A dashboard picture needs no more than one update a second; republishing every
+            # frame would double the broker's traffic.
+            now = time.monotonic()
+            if now - self._published_at.get(device_id, -1e9) < self.min_interval_s:
+                continue
+            self._published_at[device_id] = now
             self._latest[device_id] = order
             if device_id not in self._announced:
                 self._announce(device_id)

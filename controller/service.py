@@ -77,6 +77,8 @@ class Controller:
             share_group=config.share_group or None,
             instance_id=self.instance_id,
             version=__version__,
+            protocol=config.mqtt_protocol,
+            receive_maximum=config.receive_maximum,
         )
         publish = self.channel.publish
         self.commands = Commands(

@@ -1,9 +1,14 @@
 """The MQTT channel: one paho client with a persistent session and manual acknowledgements.
 
-- ``clean_session=False`` and a stable client id: a controller killed with -9 finds its session
+- a persistent session (MQTT 5: clean_start=False + session expiry; 3.1.1: clean_session=False)
+  and a stable client id: a controller killed with -9 finds its session
   (subscriptions and the un-acknowledged frames) again at reconnect, and the broker redelivers.
 - ``manual_ack=True``: a QoS 1 delivery is acknowledged only when the dispatcher/writer says its
   effect is durable.
+- MQTT 5 by default, for one reason: Receive Maximum. With manual acks, the broker's in-flight
+  window bounds throughput (window / commit latency); mosquitto's global max_inflight_messages
+  applies to 3.1.1 clients, while a 5 client announces its own window (``receive_maximum``), so
+  the next batch arrives while the previous one is being committed. ``protocol=3.1.1`` works too.
 - The controller's presence is retained on ``{root}/v1/_controller/state`` with a will.
 """
 
@@ -16,6 +21,8 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
@@ -37,6 +44,9 @@ class MqttChannel:
         instance_id: str = "",
         version: str = "",
         keepalive: int = 30,
+        protocol: str = "5",
+        receive_maximum: int = 1000,
+        session_expiry_s: int = 7 * 86400,
     ) -> None:
         self.url = url
         self.root = root
@@ -59,11 +69,17 @@ class MqttChannel:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if protocol == "5" else False,
+            protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
             manual_ack=True,
         )
         self.keepalive = keepalive
+        self.protocol = protocol
+        self.connect_properties: Properties | None = None
+        if protocol == "5":
+            self.connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            self.connect_properties.SessionExpiryInterval = session_expiry_s
+            self.connect_properties.ReceiveMaximum = receive_maximum
         if url.username:
             self.client.username_pw_set(url.username, url.password)
         if url.tls:
@@ -93,7 +109,16 @@ class MqttChannel:
         )
 
     def start(self) -> None:
-        self.client.connect_async(self.url.host, self.url.port, keepalive=self.keepalive)
+        if self.protocol == "5":
+            self.client.connect_async(
+                self.url.host,
+                self.url.port,
+                keepalive=self.keepalive,
+                clean_start=False,
+                properties=self.connect_properties,
+            )
+        else:
+            self.client.connect_async(self.url.host, self.url.port, keepalive=self.keepalive)
         self.client.loop_start()
         self._confirmer.start()
 

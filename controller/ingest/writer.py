@@ -120,6 +120,7 @@ class Writer:
                 self.idle.set()
 
     def _process(self, batch: list[Job]) -> None:
+        started = time.perf_counter()
         try:
             result, after = self._commit(batch)
         except Exception:
@@ -145,6 +146,8 @@ class Writer:
             for job in batch:
                 for d in job.deliveries:
                     d.done()
+        acked = time.perf_counter()
+        self.metrics.inc("stage_seconds_total", acked - started, stage="writer_commit_and_ack")
         self.metrics.inc("writer_batches_total")
         self.metrics.inc("writer_jobs_total", len(batch))
         for action in after:
@@ -156,11 +159,15 @@ class Writer:
             self.on_batch(result)
         except Exception:
             log.exception("batch callback failed")
+        self.metrics.inc(
+            "stage_seconds_total", time.perf_counter() - acked, stage="writer_after_commit"
+        )
 
     def _commit(self, batch: list[Job]) -> tuple[BatchResult, list[AfterCommit]]:
         result = BatchResult()
         frame_jobs = [j for j in batch if j.kind is Kind.FRAME]
         new_entries: list[frames_index.IndexEntry] = []
+        files: list[tuple[str, bytes]] = []
         if frame_jobs:
             seen: set[tuple[str, int, int]] = set()
             with self.db.read() as tx:
@@ -180,6 +187,7 @@ class Writer:
                     seen.add(key3)
                     result.frames.append(StoredFrame(job.device_id, frame, key, new))
                     if new:
+                        files.append((key, frame.data))  # upb copies bytes on each access
                         new_entries.append(
                             frames_index.IndexEntry(
                                 job.device_id,
@@ -190,7 +198,11 @@ class Writer:
                                 job.received_ms,
                             )
                         )
-            self.store.put_batch([(e.store_key, e.frame.data) for e in new_entries])
+            files_started = time.perf_counter()
+            self.store.put_batch(files)
+            self.metrics.inc(
+                "stage_seconds_total", time.perf_counter() - files_started, stage="writer_files"
+            )
         after: list[AfterCommit] = []
         now = self.clock_ms()
         with self.db.transaction() as tx:
@@ -219,5 +231,5 @@ class Writer:
 
 def _size(job: Job) -> int:
     if job.kind is Kind.FRAME and isinstance(job.message, frame_pb2.Frame):
-        return len(job.message.data)
+        return job.message.size  # the codec checked it equals len(data)
     return 256

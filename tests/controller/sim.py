@@ -22,7 +22,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from camfleet.proto import codec, topics
 from camfleet.proto.chunking import split_frame
-from camfleet.proto.receipts import covers
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import command_pb2, config_pb2, frame_pb2, state_pb2
 
@@ -60,6 +59,9 @@ class SimDevice:
     receipted: set[tuple[int, int]] = field(default_factory=set)
     commands: list[ReceivedCommand] = field(default_factory=list)
     desired: list[config_pb2.Desired] = field(default_factory=list)
+    #: (session, seq) -> time.time() of publication / of the first receipt covering it.
+    sent_times: dict[tuple[int, int], float] = field(default_factory=dict)
+    receipt_times: dict[tuple[int, int], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -140,10 +142,15 @@ class SimDevice:
 
     # --- frames -------------------------------------------------------------------------------
 
-    def make_frame(self, size: int | None = None, **fields: object) -> frame_pb2.Frame:
+    def make_frame(
+        self, size: int | None = None, data: bytes | None = None, **fields: object
+    ) -> frame_pb2.Frame:
         seq = self.next_seq
         self.next_seq += 1
-        data = fake_jpeg(size or self.frame_size, seed=hash((self.device_id, self.session, seq)))
+        if data is None:
+            data = fake_jpeg(
+                size or self.frame_size, seed=hash((self.device_id, self.session, seq))
+            )
         fields.setdefault("captured_at_ms", int(time.time() * 1000))
         frame = codec.make_frame(data, session=self.session, seq=seq, **fields)
         with self._cond:
@@ -152,6 +159,7 @@ class SimDevice:
 
     def publish_frame(self, frame: frame_pb2.Frame, qos: int = 1) -> mqtt.MQTTMessageInfo:
         assert self.client is not None
+        self.sent_times.setdefault((frame.session, frame.seq), time.time())
         return self.client.publish(
             topics.device_topic(self.device_id, Kind.FRAME, self.root), codec.encode(frame), qos
         )
@@ -195,10 +203,14 @@ class SimDevice:
         if parsed.kind is Kind.RECEIPT:
             receipt = codec.decode(Kind.RECEIPT, msg.payload).message
             assert isinstance(receipt, frame_pb2.Receipt)
+            now = time.time()
             with self._cond:
-                for key in list(self.spool):
-                    if covers(receipt, *key):
-                        self.receipted.add(key)
+                for r in receipt.stored:
+                    for seq in range(r.first_seq, r.last_seq + 1):
+                        key = (r.session, seq)
+                        if key in self.spool and key not in self.receipted:
+                            self.receipted.add(key)
+                            self.receipt_times[key] = now
                 self._cond.notify_all()
         elif parsed.kind is Kind.CMD:
             self._command(codec.decode(Kind.CMD, msg.payload).message)  # type: ignore[arg-type]
