@@ -29,6 +29,7 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("token", str, "API bearer token for write endpoints (default: generated into DATA)."),
     ("home_assistant", bool, "Publish Home Assistant latest-JPEG and discovery topics."),
     ("batch_max", int, "Most jobs per group commit."),
+    ("file_threads", int, "Threads writing a batch's frame files."),
     ("chunk_timeout_s", float, "Seconds an incomplete chunked frame may wait for its chunks."),
     ("command_expiry_s", float, "Default command expiry in seconds (0 = never)."),
     ("misfire_grace_s", float, "A missed schedule slot still fires if at most this old."),

@@ -49,6 +49,8 @@ class ControllerConfig:
     ha_prefix: str = "homeassistant"
     jpeg_prefix: str = "camfleet/jpeg"
     batch_max: int = 512
+    #: Threads writing a batch's frame files (overlaps filesystem journal waits).
+    file_threads: int = 4
     chunk_timeout_s: float = 120.0
     telemetry_history: int = 1000
     event_history: int = 1000

@@ -13,6 +13,7 @@ import ctypes.util
 import datetime as dt
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,9 @@ class FrameStore:
 class LocalFrameStore(FrameStore):
     """Files under ``root``; durability by syncfs(2) once per batch (fsync per file as fallback)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, threads: int = 4) -> None:
         self.root = Path(root)
+        self._pool = ThreadPoolExecutor(threads, "camfleet-files") if threads > 1 else None
         self.root.mkdir(parents=True, exist_ok=True)
         self._syncfs = _load_syncfs()
         self._known_dirs: set[str] = set()
@@ -81,31 +83,38 @@ class LocalFrameStore(FrameStore):
     def put_batch(self, items: Sequence[tuple[str, bytes]]) -> None:
         if not items:
             return
-        # Plain os calls, and each directory created once: this loop is the ingest hot path.
-        root = str(self.root)
-        suffix = f".{os.getpid()}.tmp"
-        fsync_each = self._syncfs is None
-        dirs: set[str] = set()
-        for key, data in items:
+        parents = set()
+        for key, _ in items:
             self._full(key)
-            final = f"{root}/{key}"
-            parent, _, name = final.rpartition("/")
+            parent = f"{self.root}/{key}".rpartition("/")[0]
             if parent not in self._known_dirs:
                 os.makedirs(parent, exist_ok=True)
                 self._known_dirs.add(parent)
-            tmp = f"{parent}/.{name}{suffix}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if fsync_each:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, final)
-            dirs.add(parent)
-        self._sync({Path(d) for d in dirs})
+            parents.add(parent)
+        if self._pool is None or len(items) < 4:
+            for item in items:
+                self._write_one(item)
+        else:
+            # File creation waits on the filesystem journal (ext4 stalls creators while it
+            # commits); several threads overlap those waits, and os calls release the GIL.
+            list(self._pool.map(self._write_one, items))
+        self._sync({Path(d) for d in parents})
+
+    def _write_one(self, item: tuple[str, bytes]) -> None:
+        key, data = item
+        final = f"{self.root}/{key}"
+        parent, _, name = final.rpartition("/")
+        tmp = f"{parent}/.{name}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self._syncfs is None:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
 
     def _sync(self, dirs: set[Path]) -> None:
         if self._syncfs is not None:

@@ -68,7 +68,7 @@ class Controller:
         self.metrics = Metrics()
         self.db = SqliteDatabase(self.data / "registry.sqlite3")
         migrate(self.db)
-        self.store = LocalFrameStore(self.data)
+        self.store = LocalFrameStore(self.data, threads=config.file_threads)
         self.channel = MqttChannel(
             BrokerUrl.parse(config.broker),
             config.client_id or f"camfleet-controller-{self.instance_id}",

@@ -85,7 +85,9 @@ class MqttChannel:
         if url.tls:
             self.client.tls_set()
         self.client.max_queued_messages_set(0)
-        self.client.max_inflight_messages_set(100)
+        # Unlimited outgoing window: a receipt must never queue behind it while the PUBACK that
+        # follows it goes out first (see Writer._process).
+        self.client.max_inflight_messages_set(0)
         self.client.reconnect_delay_set(1, 5)
         self.client.will_set(
             topics.controller_state_topic(root),

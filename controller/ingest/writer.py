@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from camfleet.controller import frames_index, registry
 from camfleet.controller.frame_store import FrameStore, frame_key
-from camfleet.controller.ingest.jobs import AfterCommit, Job
+from camfleet.controller.ingest.jobs import AfterCommit, Delivery, Job
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.storage.database import Database, Tx
 from camfleet.proto.topics import Kind
@@ -121,8 +121,10 @@ class Writer:
 
     def _process(self, batch: list[Job]) -> None:
         started = time.perf_counter()
+        acks: list[Delivery] = []
         try:
             result, after = self._commit(batch)
+            acks = [d for job in batch for d in job.deliveries]
         except Exception:
             log.exception("batch of %d failed; applying its jobs one by one", len(batch))
             self.metrics.inc("writer_batch_errors_total")
@@ -135,19 +137,13 @@ class Writer:
                     log.error("dropping %s from %s: %s", job.kind, job.device_id, exc)
                     if job.kind not in (Kind.FRAME, Kind.CHUNK):
                         # Not a frame: acknowledging loses nothing the device would resend.
-                        for d in job.deliveries:
-                            d.done()
+                        acks += job.deliveries
                     continue
                 result.frames += r.frames
                 after += a
-                for d in job.deliveries:
-                    d.done()
-        else:
-            for job in batch:
-                for d in job.deliveries:
-                    d.done()
-        acked = time.perf_counter()
-        self.metrics.inc("stage_seconds_total", acked - started, stage="writer_commit_and_ack")
+                acks += job.deliveries
+        committed = time.perf_counter()
+        self.metrics.inc("stage_seconds_total", committed - started, stage="writer_commit")
         self.metrics.inc("writer_batches_total")
         self.metrics.inc("writer_jobs_total", len(batch))
         for action in after:
@@ -156,11 +152,17 @@ class Writer:
             except Exception:
                 log.exception("after-commit action failed")
         try:
+            # Receipts are queued BEFORE the broker acks, on the same connection: if a PUBACK
+            # reached the broker, the receipt before it did too. The other order loses the
+            # receipt when the controller dies between the two (the device would wait for its
+            # spool replay).
             self.on_batch(result)
         except Exception:
             log.exception("batch callback failed")
+        for delivery in acks:
+            delivery.done()
         self.metrics.inc(
-            "stage_seconds_total", time.perf_counter() - acked, stage="writer_after_commit"
+            "stage_seconds_total", time.perf_counter() - committed, stage="writer_receipts_and_acks"
         )
 
     def _commit(self, batch: list[Job]) -> tuple[BatchResult, list[AfterCommit]]:
