@@ -46,7 +46,15 @@ def _part_len(part):
 
 class MQTTClient:
     def __init__(
-        self, client_id, host, port=1883, user=None, password=None, keepalive=60, tls=False
+        self,
+        client_id,
+        host,
+        port=1883,
+        user=None,
+        password=None,
+        keepalive=60,
+        tls=False,
+        ca=None,
     ):
         self.client_id = client_id
         self.host = host
@@ -55,6 +63,7 @@ class MQTTClient:
         self.password = password
         self.keepalive = keepalive
         self.tls = tls
+        self.ca = ca
         self.sock = None  # type: Any
         self.poller = None  # type: Any
         self.pid = 0
@@ -135,12 +144,12 @@ class MQTTClient:
         try:
             sock.connect(addr)
             if self.tls:
-                import ssl
-
-                sock = ssl.wrap_socket(sock, server_hostname=self.host)
-        except Exception:
+                sock = self._wrap_tls(sock)
+        except Exception as e:
             sock.close()
-            raise
+            if isinstance(e, OSError):
+                raise
+            raise MQTTError("TLS: %s" % str(e).strip())  # mbedtls reports ValueError
         self.sock = sock
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN)
@@ -173,6 +182,19 @@ class MQTTClient:
         if data[1] != 0:
             raise MQTTError("connection refused, code %d" % data[1])
         return bool(data[0] & 1)
+
+    def _wrap_tls(self, sock):
+        """TLS with the broker's certificate checked against ``ca`` (DER) when one was
+        provisioned; without a CA the link is encrypted but the broker is not authenticated."""
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # stubs lack it
+            ctx.load_verify_locations(cadata=self.ca)
+        else:
+            ctx.verify_mode = ssl.CERT_NONE  # type: ignore[attr-defined]
+        return ctx.wrap_socket(sock, server_hostname=self.host)
 
     @staticmethod
     def _put_str(buf, s):

@@ -83,7 +83,8 @@ class Node:
         self.reboot_after = None
         self.stay_until = None  # ticks deadline
         self.events_out = _load_events()
-        self.capture_status = "ok"
+        self.battery_mv = None  # type: Any  # measured when NVS bat_pin names the sense pin
+        self.low_battery = False
         self.wait_extra_ms = 0
 
     # --- network -----------------------------------------------------------------------
@@ -107,6 +108,13 @@ class Node:
             time.sleep_ms(100)
         return True
 
+    def go_online(self):
+        """Wi-Fi, the clock (SNTP after a power cut), then the broker; False when offline."""
+        if not self.connect_wifi():
+            return False
+        wake.sync_clock(self.store.text("ntp_host"))
+        return self.connect_mqtt()
+
     def connect_mqtt(self):
         st = self.store
         for kind in (
@@ -128,6 +136,7 @@ class Node:
             password=st.text("mqtt_pass") or None,
             keepalive=60,
             tls=bool(st.int("mqtt_tls", 0)),
+            ca=st.blob("mqtt_ca"),
         )
         c.set_last_will(
             self.topics["state"], self.state_msg(S.PRESENCE_OFFLINE), retain=True, qos=1
@@ -209,10 +218,11 @@ class Node:
             _save_events(self.events_out)
 
     def flush_events(self):
+        if not self.events_out:
+            return
         while self.events_out and self.online:
-            ev = self.events_out[0]
-            if not self.publish("event", pb.encode(S.EVENT, ev)):
-                return
+            if not self.publish("event", pb.encode(S.EVENT, self.events_out[0])):
+                break
             self.events_out.pop(0)
         _save_events(self.events_out)
 
@@ -238,8 +248,11 @@ class Node:
             "spool_depth": self.spool.depth(),
             "spool_bytes": self.spool.total_bytes(),
             "camera_status": self.camera.status,
-            "awake_ms": self.uptime_ms(),
         }
+        if self.battery_mv is not None:
+            t["battery_mv"] = self.battery_mv
+        if "awake" in self.rtc:
+            t["awake_ms"] = self.rtc["awake"]  # the whole previous wake, boot to deepsleep
         try:
             t["psram_free"] = sum(h[1] for h in esp32.idf_heap_info(esp32.HEAP_DATA))
             t["rssi_dbm"] = self.wlan.status("rssi")
@@ -440,8 +453,36 @@ class Node:
 
     # --- frames --------------------------------------------------------------------------
 
+    def check_battery(self):
+        """Battery through a 1:2 divider on NVS ``bat_pin``; below sleep.low_battery_mv the wake
+        captures nothing and sleeps max_sleep_s (the camera is the biggest load)."""
+        pin = self.store.int("bat_pin", -1)
+        if pin < 0:
+            return
+        try:
+            adc = machine.ADC(machine.Pin(pin), atten=machine.ADC.ATTN_11DB)
+            self.battery_mv = adc.read_uv() * 2 // 1000
+        except Exception as e:
+            self.log("battery read failed: %s" % e)
+            return
+        low = cfgmod.get(self.cfg, "sleep", "low_battery_mv", 0)
+        if low and self.battery_mv < low:
+            self.low_battery = True
+            self.event(
+                "low_battery",
+                "%d mV < %d mV: no capture, long sleep" % (self.battery_mv, low),
+                S.SEV_WARNING,
+                {"battery_mv": str(self.battery_mv)},
+            )
+
     def plan_captures(self):
         """Frames this wake cause asks for (commands add their own)."""
+        if self.low_battery:
+            for request in self.captures:
+                if request[4]:
+                    self.ack(request[4], S.ACK_FAILED, "battery low: %d mV" % self.battery_mv)
+            self.captures = []
+            return
         c = self.wake_cause
         sched = self.cfg.get("schedule") or {}
         if c == S.WAKE_TIMER:
@@ -700,7 +741,7 @@ class Node:
         )
         if self.wake_cause == S.WAKE_BROWNOUT:
             self.event("brownout", "supply dipped during camera start", S.SEV_WARNING)
-        if self.connect_wifi() and self.connect_mqtt():
+        if self.go_online():
             self.birth()
             self.ota_boot_check()
             self.report_crash()
@@ -714,6 +755,7 @@ class Node:
             self.log("health check failed: not confirming the new image")
         self.apply_stay_awake()
         self.replay_spool()
+        self.check_battery()
         self.plan_captures()
         self.run_captures()
         if self.online:
@@ -736,10 +778,13 @@ class Node:
 
     def sleep(self):
         self.camera.stop()
-        ms, due = wake.next_wake(self.cfg, time.time())
+        ms, due = wake.next_wake(self.cfg, wake.now_ms() // 1000)
+        if self.low_battery:
+            ms, due = cfgmod.get(self.cfg, "sleep", "max_sleep_s", 3600) * 1000, "check"
         if due == "capture":
             ms = max(1000, ms - self.uptime_ms())
         self.rtc["due"] = due
+        self.rtc["awake"] = self.uptime_ms()
         wake.save_rtc(self.rtc)
         if self.online:
             now = wake.now_ms()

@@ -1,11 +1,11 @@
 """The node's persistent settings in NVS (namespace ``camfleet``), read once per wake.
 
-NVS keys (at most 15 characters; docs/esp32-node.md lists them all):
-provisioning: ``device_id``, ``wifi_ssid``, ``wifi_pass``, ``mqtt_host``, ``mqtt_port``,
-``mqtt_user``, ``mqtt_pass``, ``mqtt_tls``, ``root``, ``groups``, ``hmac_key``, ``board``,
-``pins``, ``wdt_ms``; state: ``session``, ``cfg`` (the effective DeviceConfig, protobuf),
-``desired_ver``, ``ota_offer``, ``ota_bits``, ``ota_cmd``, ``ota_pend``. Nothing changes on
-flash until ``commit()``.
+NVS keys (at most 15 characters; docs/esp32-node.md lists them all). Provisioning:
+``device_id``, ``wifi_ssid``, ``wifi_pass``, ``mqtt_host``, ``mqtt_port``, ``mqtt_user``,
+``mqtt_pass``, ``mqtt_tls``, ``mqtt_ca``, ``root``, ``groups``, ``hmac_key``, ``board``,
+``pins``, ``wdt_ms``, ``bat_pin``, ``ntp_host``. State: ``session``, ``cfg`` (the effective
+DeviceConfig, protobuf), ``desired_ver``, ``ota_offer``, ``ota_bits``, ``ota_cmd``,
+``ota_pend``. Nothing changes on flash until ``commit()``.
 """
 
 import esp32

@@ -79,12 +79,33 @@ def cause(rtc):
     return WAKE_POWER_ON
 
 
+# Ports whose epoch is 2000-01-01 (older ESP32 builds) need this added to get Unix time.
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
 def now_ms():
-    """Unix ms UTC, or 0 before the clock was set (the ESP32 RTC starts at 2000-01-01)."""
-    t = time.time()
+    """Unix ms UTC, or 0 before the clock was set (after a power cut the RTC restarts at its
+    epoch; deep sleep keeps it running)."""
+    t = time.time() + _EPOCH_OFFSET
     if t < 1600000000:
         return 0
     return int(t * 1000)
+
+
+def sync_clock(server):
+    """Set the RTC by SNTP when it is not set yet (first wake after a power cut). Without it,
+    frames carry captured_at_ms 0 and uptime only, and daily schedule times cannot be used."""
+    if now_ms():
+        return True
+    try:
+        import ntptime
+
+        if server:
+            ntptime.host = server
+        ntptime.settime()
+    except Exception:  # no ntptime module (unix port) or no answer: run without a clock
+        return False
+    return now_ms() != 0
 
 
 def next_wake(cfg, now_s):

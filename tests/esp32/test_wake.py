@@ -164,3 +164,26 @@ def test_invalid_desired_config_is_refused_and_reported(mosquitto, make_device, 
     assert reported.version == 4 and "1234x567" in reported.error
     assert "config_rejected" in [e.type for e in rx.of("event")]
     assert dev.read_nvs().get("desired_ver", 0) == 0
+
+
+def test_low_battery_skips_the_camera_and_sleeps_long(mosquitto, make_device, receiver_for):
+    cfg = config_pb2.DeviceConfig()
+    cfg.sleep.low_battery_mv = 3500
+    cfg.sleep.max_sleep_s = 7200
+    cfg.sleep.awake_window_s = 2
+    dev = make_device(mosquitto, config=cfg.SerializeToString(), extra_nvs={"bat_pin": 33})
+    rx = receiver_for(mosquitto, dev)
+    dev.set_fault("battery_mv", 3300)  # what the host ADC reads on the battery sense pin
+
+    woke = dev.run_wake()
+
+    assert woke.sleep_ms == 7_200_000
+    assert rx.frames == {}
+    assert "low_battery" in [e.type for e in rx.of("event")]
+    assert rx.of("telemetry")[-1].battery_mv == 3300
+    dev.set_fault("battery_mv", 4100)
+    dev.run_wake()
+    assert len(rx.frames) == 0  # a check wake: the timer was not for a capture
+    telemetry = rx.of("telemetry")[-1]
+    assert telemetry.battery_mv == 4100
+    assert telemetry.awake_ms > 0  # the previous wake's length, from RTC memory
