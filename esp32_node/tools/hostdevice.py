@@ -121,6 +121,14 @@ class HostDevice:
                 entries[key] = ["b", raw.hex()]
         path.write_text(json.dumps(entries))
 
+    def load_nvs_image(self, image: bytes) -> None:
+        """Replace the ``camfleet`` namespace with what a real NVS partition image holds
+        (made by tools/provision.py with esp-idf-nvs-partition-gen)."""
+        from camfleet.esp32_node.tools.provision import read_nvs_image
+
+        (self.dir / "nvs" / "camfleet.json").unlink(missing_ok=True)
+        self.write_nvs(dict(read_nvs_image(image)))
+
     def read_nvs(self, namespace: str = "camfleet") -> dict[str, int | bytes]:
         path = self.dir / "nvs" / f"{namespace}.json"
         entries = json.loads(path.read_text()) if path.exists() else {}
