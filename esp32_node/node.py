@@ -679,12 +679,13 @@ class Node:
             "blocks_total": o.blocks,
         }
         start = time.ticks_ms()
+        budget = self.store.int("ota_max_ms", OTA_MAX_MS)  # NVS override, e.g. for a slow link
         asked_at = time.ticks_ms()
         answered_at = 0  # o.responses when the last request went out
         expected = 0  # blocks that request asked for
         while self.online:
             self.wdt.feed()
-            if time.ticks_diff(time.ticks_ms(), start) > OTA_MAX_MS:
+            if time.ticks_diff(time.ticks_ms(), start) > budget:
                 progress["phase"] = "downloading"
                 progress["blocks_done"] = o.done_count()
                 self.event("ota", "paused, resumes next wake", ota=progress)
@@ -778,12 +779,21 @@ class Node:
 
     def sleep(self):
         self.camera.stop()
-        ms, due = wake.next_wake(self.cfg, wake.now_ms() // 1000)
+        interval = cfgmod.get(self.cfg, "schedule", "interval_s", 0)
+        left = wake.interval_left(self.rtc, self.wake_cause, interval)
+        if left is None and interval:
+            left = interval * 1000
+        if left is not None:
+            left -= self.uptime_ms()  # the interval runs from the start of this wake
+        ms, due = wake.next_wake(self.cfg, wake.now_ms() // 1000, left)
         if self.low_battery:
             ms, due = cfgmod.get(self.cfg, "sleep", "max_sleep_s", 3600) * 1000, "check"
-        if due == "capture":
-            ms = max(1000, ms - self.uptime_ms())
         self.rtc["due"] = due
+        self.rtc["slept"] = ms
+        if left is None:
+            self.rtc.pop("ileft", None)
+        else:
+            self.rtc["ileft"] = left
         self.rtc["awake"] = self.uptime_ms()
         wake.save_rtc(self.rtc)
         if self.online:

@@ -108,26 +108,42 @@ def sync_clock(server):
     return now_ms() != 0
 
 
-def next_wake(cfg, now_s):
+def next_wake(cfg, now_s, interval_left_ms=None):
     """(sleep ms, purpose) until the next scheduled capture, bounded by max_sleep_s.
 
-    purpose is "capture" when the timer is for a capture slot, "check" when it only bounds the
-    sleep (a wake that captures nothing, checks for commands and sleeps again).
+    ``interval_left_ms`` is what remains of the current capture interval (None = a whole one);
+    daily times need the clock (``now_s`` 0 = unset). purpose is "capture" when the timer is for
+    a capture slot, "check" when it only bounds the sleep (the wake captures nothing, takes its
+    commands and sleeps again; the interval keeps counting down across such wakes).
     """
     sched = cfg.get("schedule") or {}
     sleep = cfg.get("sleep") or {}
-    max_sleep = sleep.get("max_sleep_s", 3600)
+    max_ms = sleep.get("max_sleep_s", 3600) * 1000
     best = None
     interval = sched.get("interval_s", 0)
     if interval:
-        best = interval
+        best = interval * 1000 if interval_left_ms is None else max(1000, interval_left_ms)
     times = sched.get("daily_times_s") or []
     if times and now_s:
         day = int(now_s) % 86400
         for t in times:
-            d = (t - day) % 86400 or 86400
+            d = ((t - day) % 86400 or 86400) * 1000
             if best is None or d < best:
                 best = d
-    if best is None or best > max_sleep:
-        return max_sleep * 1000, "check"
-    return best * 1000, "capture"
+    if best is None or best > max_ms:
+        return max_ms, "check"
+    return best, "capture"
+
+
+def interval_left(rtc, cause, interval_s):
+    """What remains of the capture interval at this boot, from what the last wake recorded:
+    a check wake subtracts the sleep it asked for (the timer is trusted: no clock needed); a
+    capture slot or a power cut starts a whole interval; an early wake (PIR) leaves it as it was.
+    """
+    if not interval_s or "ileft" not in rtc:
+        return None
+    if cause == WAKE_TIMER:
+        if rtc.get("due") == "capture":
+            return None
+        return rtc["ileft"] - rtc.get("slept", 0)
+    return rtc["ileft"]

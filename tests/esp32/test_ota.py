@@ -136,3 +136,25 @@ def test_image_failing_its_health_check_is_rolled_back_and_reported(
     assert (birth.firmware_version, birth.ota_slot) == ("1.0.0", "ota_0")
     rolled = [e for e in rx.of("event") if e.type == "ota" and e.ota.phase == "rolled_back"]
     assert len(rolled) == 1 and rolled[0].ota.version == "1.2.0"
+
+
+def test_download_paused_by_the_wake_budget_resumes_after_deep_sleep(
+    mosquitto, make_device, receiver_for
+):
+    image = make_app_image("1.3.0", 600_000, seed=5)
+    img = OtaImage("fw-1.3.0", image)
+    dev = make_device(mosquitto, extra_nvs={"ota_max_ms": 150})
+    rx = receiver_for(mosquitto, dev)
+    dev.run_wake()
+    _offer(rx, img, "1.3.0")
+
+    endings = []
+    while not endings or endings[-1] != "soft":
+        assert len(endings) < 40, "OTA never completed"
+        endings.append(dev.run_wake().ended)
+
+    assert endings.count("deepsleep") >= 1  # paused at least once, resumed after sleeping
+    paused = [e for e in rx.of("event") if e.type == "ota" and e.ota.phase == "downloading"]
+    assert paused and all(0 < e.ota.blocks_done < img.total_blocks for e in paused)
+    assert (dev.dir / "flash" / "ota_1.bin").read_bytes()[: len(image)] == image
+    assert img.served < img.total_blocks * 1.3  # resumed: blocks are not fetched again
