@@ -59,7 +59,13 @@ class Node:
             self.rtc = {}
         self.rtc["cam"] = 0
         raw = st.blob("cfg")
-        self.cfg = cfgmod.merge(cfgmod.DEFAULTS, pb.decode(S.DEVICE_CONFIG, raw) if raw else {})
+        self.cfg_error = ""
+        try:
+            stored = pb.decode(S.DEVICE_CONFIG, raw) if raw else {}
+        except ValueError as e:  # never let a bad blob brick the node: defaults, and say so
+            stored = {}
+            self.cfg_error = "stored config unreadable (%s): running defaults" % e
+        self.cfg = cfgmod.merge(cfgmod.DEFAULTS, stored)
         self.desired_version = st.int("desired_ver", 0)
         self.session = (st.int("session", 0) + 1) & 0x7FFFFFFF
         st.set_int("session", self.session)
@@ -612,6 +618,11 @@ class Node:
         except OSError as e:
             self.lost(e)
             return False
+        except ValueError as e:  # a spool file damaged on flash: drop it rather than loop on it
+            self.spool.remove(entry[0], entry[1])
+            self.event("spool_dropped", "unreadable spool file: %s" % e, S.SEV_ERROR,
+                       {"session": str(entry[0]), "seq": str(entry[1])})  # fmt: skip
+            return False
         self.unreceipted.append((entry[0], entry[1]))
         return True
 
@@ -746,6 +757,8 @@ class Node:
             self.birth()
             self.ota_boot_check()
             self.report_crash()
+            if self.cfg_error:
+                self.event("config_rejected", self.cfg_error, S.SEV_ERROR)
             self.flush_events()
             try:
                 self.client.ping()  # everything queued while asleep has now arrived
@@ -835,10 +848,13 @@ def _load_events():
         return []
     out = []
     pos = 0
-    while pos + 2 <= len(raw):
-        n = raw[pos] | raw[pos + 1] << 8
-        out.append(pb.decode(S.EVENT, raw[pos + 2 : pos + 2 + n]))
-        pos += 2 + n
+    try:
+        while pos + 2 <= len(raw):
+            n = raw[pos] | raw[pos + 1] << 8
+            out.append(pb.decode(S.EVENT, raw[pos + 2 : pos + 2 + n]))
+            pos += 2 + n
+    except ValueError:
+        pass  # a torn write: keep what decoded
     return out
 
 

@@ -80,11 +80,13 @@ class Spool:
 
     def open(self, path):
         """(file positioned at the data, header bytes, data length); the caller closes it."""
+        size = os.stat(path)[6]
         f = open(path, "rb")
-        magic, hlen, dlen = struct.unpack(_HDR, f.read(_HDR_LEN))
-        if magic != _MAGIC:
+        head = f.read(_HDR_LEN)
+        magic, hlen, dlen = struct.unpack(_HDR, head) if len(head) == _HDR_LEN else (b"", 0, 0)
+        if magic != _MAGIC or size != _HDR_LEN + hlen + dlen:
             f.close()
-            raise ValueError("not a spool file: " + path)
+            raise ValueError("damaged spool file " + path)
         return f, f.read(hlen), dlen
 
     def remove(self, session, seq):

@@ -132,3 +132,25 @@ def test_camera_init_failure_is_reported_and_the_node_sleeps(mosquitto, make_dev
     assert rx.frames == {}
     dev.run_wake()
     assert (2, 1) in rx.frames  # the next wake captures again
+
+
+def test_damaged_flash_never_bricks_the_node(mosquitto, make_device, receiver_for):
+    dev = make_device(mosquitto)
+    mosquitto.stop()
+    dev.run_wake()
+    dev.run_wake()
+    first, _second = dev.spool_files()
+    spool = dev.dir / "fs" / "spool"
+    (spool / first).write_bytes((spool / first).read_bytes()[:-100])  # torn by a bad sector
+    dev.write_nvs({"cfg": b"\xff\xff\xff"})  # an undecodable stored config
+    mosquitto.start()
+    rx = receiver_for(mosquitto, dev)
+
+    woke = dev.run_wake()
+
+    assert woke.ended == "deepsleep", woke.output
+    events = {e.type: e for e in rx.of("event")}
+    assert "unreadable" in events["spool_dropped"].message
+    assert "defaults" in events["config_rejected"].message
+    assert sorted(rx.frames) == [(2, 1), (3, 1)]  # the good spooled frame and this wake's
+    assert dev.spool_files() == []
