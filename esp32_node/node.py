@@ -199,9 +199,18 @@ class Node:
             "ota_slot": self.slot,
             "reset_reason": wake.NAMES.get(self.wake_cause, ""),
             "max_payload": self.cfg.get("max_payload", 131072),
-            "info": {"heap_free": str(gc.mem_free())},
+            "info": self.info(),
         }
         return pb.encode(S.DEVICE_STATE, msg)
+
+    def info(self):
+        out = {"heap_free": str(gc.mem_free()), "camera": "ov2640/esp32-camera"}
+        try:
+            out["ip"] = self.wlan.ifconfig()[0]
+            out["mac"] = _hex(self.wlan.config("mac"))
+        except Exception:  # no Wi-Fi yet (the will is built before connecting)
+            pass
+        return out
 
     def birth(self):
         return self.publish("state", self.state_msg(S.PRESENCE_ONLINE), retain=True)

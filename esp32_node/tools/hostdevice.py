@@ -197,7 +197,9 @@ class HostDevice:
             self._reader.join(5)
         self.proc = None
         down_path = self.dir / "boot.json"
-        down = json.loads(down_path.read_text()) if down_path.exists() else {"cause": "power_cut"}
+        down: dict[str, Any] = (
+            json.loads(down_path.read_text()) if down_path.exists() else {"cause": "power_cut"}
+        )
         return WakeResult(
             ended=down["cause"],
             sleep_ms=int(down.get("sleep_ms", 0)),

@@ -27,6 +27,7 @@ def test_boot_birth_frame_telemetry_sleep(mosquitto, make_device, receiver_for):
     assert birth.ota_slot == "ota_0"
     assert birth.wake_cause == common_pb2.WAKE_CAUSE_POWER_ON
     assert "ota" in birth.capabilities
+    assert birth.info["mac"] == "240ac4000001" and birth.info["ip"] == "127.0.0.1"
     assert rx.of("state")[-1].presence == state_pb2.PRESENCE_ASLEEP
     frame = rx.frames[(1, 1)]
     assert frame.data == picture
