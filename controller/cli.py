@@ -28,8 +28,15 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("client_id", str, "MQTT client id (default: camfleet-controller-<instance id>)."),
     ("token", str, "API bearer token for write endpoints (default: generated into DATA)."),
     ("home_assistant", bool, "Publish Home Assistant latest-JPEG and discovery topics."),
+    ("ha_prefix", str, "Home Assistant discovery prefix."),
+    ("jpeg_prefix", str, "Prefix of the retained latest-JPEG topics."),
+    ("telemetry_history", int, "Telemetry rows kept per device."),
+    ("event_history", int, "Event rows kept per device."),
+    ("command_resend_s", float, "Republish a queued command whose PUBACK did not come by then."),
+    ("tick_s", float, "Period of the scheduler / expiry / reassembly tick."),
     ("batch_max", int, "Most jobs per group commit."),
     ("file_threads", int, "Threads writing a batch's frame files."),
+    ("decode_thread", bool, "Decode and SHA-256-check frames off the network thread."),
     ("chunk_timeout_s", float, "Seconds an incomplete chunked frame may wait for its chunks."),
     ("command_expiry_s", float, "Default command expiry in seconds (0 = never)."),
     ("misfire_grace_s", float, "A missed schedule slot still fires if at most this old."),
@@ -45,6 +52,7 @@ def _with_options(fn: Any) -> Any:
         flag = "--" + name.replace("_", "-")
         env = f"CAMFLEET_{name.upper()}"
         default = getattr(config_mod.ControllerConfig(), name)
+        shown = repr(str(default)) if isinstance(default, Path) else repr(default)
         if kind is bool:
             fn = click.option(
                 f"{flag}/--no-{flag[2:]}",
@@ -58,7 +66,7 @@ def _with_options(fn: Any) -> Any:
                 name,
                 type=kind,
                 default=None,
-                help=f"{help_text} [env {env}; default {default!r}]",
+                help=f"{help_text} [env {env}; default {shown}]",
             )(fn)
     return fn
 

@@ -49,6 +49,8 @@ class ControllerConfig:
     ha_prefix: str = "homeassistant"
     jpeg_prefix: str = "camfleet/jpeg"
     batch_max: int = 512
+    #: Decode and SHA-256-check whole frames on a thread of their own (off the network thread).
+    decode_thread: bool = True
     #: Threads writing a batch's frame files (overlaps filesystem journal waits).
     file_threads: int = 4
     chunk_timeout_s: float = 120.0

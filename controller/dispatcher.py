@@ -10,6 +10,7 @@ deliveries are held until the whole frame is durable, so a crash mid-frame redel
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class Dispatcher:
         root: str = topics.DEFAULT_ROOT,
         chunk_timeout_s: float = 120.0,
         reassembly_max_bytes: int = 256 * 1024 * 1024,
+        decode_thread: bool = True,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.writer = writer
@@ -52,7 +54,12 @@ class Dispatcher:
         self._held: dict[tuple[str, int, int], list[Delivery]] = {}
         self._lock = threading.Lock()
         self._logged: set[tuple[str, str]] = set()
-        self.extra_handlers: dict[Kind, Callable[[str, object], None]] = {}
+        self._frames: queue.Queue[tuple[str, bytes, Delivery, int] | None] = queue.Queue()
+        self._decoder = (
+            threading.Thread(target=self._decode_loop, name="camfleet-decode", daemon=True)
+            if decode_thread
+            else None
+        )
 
     def on_message(
         self, topic: str, payload: bytes, mid: int, qos: int, retain: bool, ack: Ack
@@ -95,20 +102,55 @@ class Dispatcher:
                 delivery.done()
                 return
             raise ContractError(Reason.BAD_PROTOBUF, f"empty payload on {parsed.kind}")
+        now = self.clock_ms()
+        if parsed.kind is Kind.FRAME and self._decoder is not None:
+            # Whole frames (the bulk of the bytes) are decoded and SHA-256-checked on the decoder
+            # thread: hashing releases the GIL, so it overlaps the network thread's reading.
+            self._frames.put((parsed.device_id, payload, delivery, now))
+            return
+        self._decode_submit(parsed.kind, parsed.device_id, payload, delivery, now)
+
+    def _decode_submit(
+        self, kind: Kind, device: str, payload: bytes, delivery: Delivery, now: int
+    ) -> None:
         started = time.perf_counter()
-        decoded = codec.decode(parsed.kind, payload)
+        decoded = codec.decode(kind, payload)
         self.metrics.inc("stage_seconds_total", time.perf_counter() - started, stage="decode")
         if decoded.unknown_fields:
-            self.metrics.inc("unknown_fields_total", kind=parsed.kind.value)
-        self.metrics.inc("messages_total", kind=parsed.kind.value)
-        device = parsed.device_id
-        now = self.clock_ms()
-        if parsed.kind is Kind.CHUNK:
+            self.metrics.inc("unknown_fields_total", kind=kind.value)
+        self.metrics.inc("messages_total", kind=kind.value)
+        if kind is Kind.CHUNK:
             chunk = decoded.message
             assert isinstance(chunk, frame_pb2.FrameChunk)
             self._chunk(device, chunk, delivery, now)
             return
-        self.writer.submit(Job(parsed.kind, device, decoded.message, [delivery], now))
+        self.writer.submit(Job(kind, device, decoded.message, [delivery], now))
+
+    def _decode_loop(self) -> None:
+        while True:
+            item = self._frames.get()
+            if item is None:
+                return
+            device, payload, delivery, now = item
+            try:
+                self._decode_submit(Kind.FRAME, device, payload, delivery, now)
+            except ContractError as exc:
+                self._reject(exc.reason.value, Kind.FRAME.value, exc.detail, delivery)
+            except Exception as exc:
+                log.exception("internal error decoding a frame of %s", device)
+                self._reject("internal", Kind.FRAME.value, str(exc), delivery)
+
+    def start(self) -> None:
+        if self._decoder is not None:
+            self._decoder.start()
+
+    def stop(self) -> None:
+        if self._decoder is not None and self._decoder.is_alive():
+            self._frames.put(None)
+            self._decoder.join(10)
+
+    def depth(self) -> int:
+        return self._frames.qsize()
 
     def _chunk(
         self, device: str, chunk: frame_pb2.FrameChunk, delivery: Delivery, now: int

@@ -119,7 +119,11 @@ class Controller:
             max_batch=config.batch_max,
         )
         self.dispatcher = Dispatcher(
-            self.writer, self.metrics, root, chunk_timeout_s=config.chunk_timeout_s
+            self.writer,
+            self.metrics,
+            root,
+            chunk_timeout_s=config.chunk_timeout_s,
+            decode_thread=config.decode_thread,
         )
         self.channel.on_connected.append(self._on_connected)
         #: Called after every committed batch (tests and the API wait on it).
@@ -133,6 +137,7 @@ class Controller:
 
     def start(self, http: bool = True) -> None:
         self.writer.start()
+        self.dispatcher.start()
         if http and self.config.http:
             from camfleet.controller.api.server import HttpServer
 
@@ -149,6 +154,7 @@ class Controller:
         if self._http is not None:
             self._http.stop()  # type: ignore[attr-defined]
         self.channel.stop()
+        self.dispatcher.stop()
         self.writer.stop()
         self._ticker.join(5)
         self.db.close()
@@ -253,6 +259,9 @@ class Controller:
         m.describe("schedule_missed_total", "Schedule slots skipped under the missed-slot policy.")
         m.describe("retention_deleted_total", "Frames deleted by retention, by reason.")
         m.gauge("writer_queue_depth", "Jobs waiting for the writer.", lambda: self.writer.depth())
+        m.gauge(
+            "decode_queue_depth", "Frames waiting for the decoder.", lambda: self.dispatcher.depth()
+        )
         m.gauge(
             "reassembly_pending_frames",
             "Chunked frames waiting for chunks.",

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 from click.testing import CliRunner
 
 from camfleet.cli import cli
 from camfleet.mosquitto import free_port
+from camfleet.proto import codec
+from camfleet.proto.v1.telemetry_pb2 import Event, Telemetry
 
 from .harness import Waiter
 
 TOKEN = "test-token"
+
+
+def http_get(api: str, path: str) -> Any:
+    return httpx.get(api + path, timeout=10).json()
 
 
 def run_cli(api: str, *args: str, token: str | None = TOKEN) -> tuple[int, str, str]:
@@ -34,6 +41,17 @@ def test_api_and_cli(controllers, devices, tmp_path: Path) -> None:  # type: ign
     assert dev.wait_receipted(timeout=20)
     http = httpx.Client(base_url=api, timeout=10)
     auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    dev.publish_raw(
+        "telemetry", codec.encode(Telemetry(timestamp_ms=1, battery_mv=3712, session=1))
+    )
+    dev.publish_raw("event", codec.encode(Event(type="motion", message="pir", session=1)))
+    assert waiter.wait_for(
+        lambda: len(http_get(api, f"/api/v1/devices/{dev.device_id}/events")["items"]) == 1, 10
+    )
+    tel = http_get(api, f"/api/v1/devices/{dev.device_id}/telemetry")["items"]
+    assert tel[0]["battery_mv"] == 3712
+    assert http_get(api, f"/api/v1/devices/{dev.device_id}")["telemetry"]["battery_mv"] == 3712
 
     assert http.get("/health").json()["mqtt_connected"] is True
     paths = http.get("/openapi.json").json()["paths"]

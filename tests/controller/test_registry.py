@@ -1,0 +1,38 @@
+"""Registry rules: births and wills ordered by session; derived device states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from camfleet.controller import registry
+from camfleet.controller.storage import SqliteDatabase
+from camfleet.controller.storage.migrations import MIGRATIONS, migrate
+from camfleet.proto.v1 import state_pb2
+
+
+def test_stale_will_is_ignored_and_states_derive(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "r.sqlite3")
+    assert migrate(db) == len(MIGRATIONS)
+    assert migrate(db) == len(MIGRATIONS)  # idempotent
+    online = state_pb2.DeviceState(presence=state_pb2.PRESENCE_ONLINE, session=7, platform="x")
+    old_will = state_pb2.DeviceState(presence=state_pb2.PRESENCE_OFFLINE, session=6)
+    with db.transaction() as tx:
+        assert registry.apply_state(tx, "cam", online, 1000) == "new"
+        assert registry.apply_state(tx, "cam", old_will, 2000) == "stale"
+        row = tx.one("SELECT * FROM devices WHERE device_id = 'cam'")
+    assert row is not None and row["presence"] == "online" and row["session"] == 7
+    assert registry.derive_state(row, 3000, 60_000, 60_000) == "online"
+    asleep = state_pb2.DeviceState(
+        presence=state_pb2.PRESENCE_ASLEEP, session=7, next_wake_ms=10_000
+    )
+    with db.transaction() as tx:
+        assert registry.apply_state(tx, "cam", asleep, 4000) == "applied"
+        row = tx.one("SELECT * FROM devices WHERE device_id = 'cam'")
+    assert row is not None
+    assert registry.derive_state(row, 5000, 60_000, 60_000) == "asleep"
+    assert registry.derive_state(row, 10_000 + 60_001, 60_000, 60_000) == "overdue"
+    same_will = state_pb2.DeviceState(presence=state_pb2.PRESENCE_OFFLINE, session=7)
+    with db.transaction() as tx:
+        registry.apply_state(tx, "cam", same_will, 6000)
+        row = tx.one("SELECT * FROM devices WHERE device_id = 'cam'")
+    assert row is not None and registry.derive_state(row, 6000, 60_000, 60_000) == "offline"
