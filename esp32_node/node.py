@@ -17,13 +17,16 @@ import time
 
 import camctl
 import cfg as cfgmod
+import commands
 import esp32
+import eventq
 import firmware_info
 import frames
 import machine
 import mqtt
 import network
 import ota as otamod
+import ota_steps
 import pb
 import schemas as S
 import wake
@@ -39,9 +42,6 @@ CAPABILITIES = ("jpeg", "deep_sleep", "ota", "psram", "chunks", "spool", "ext0_w
 WIFI_TIMEOUT_MS = 15000
 MQTT_TIMEOUT_MS = 8000
 WDT_TIMEOUT_MS = 30000
-OTA_MAX_MS = 120000  # per wake; the rest resumes next wake
-OTA_REQUEST_RETRY_MS = 3000
-RECENT_COMMANDS = 12
 
 
 class Node:
@@ -88,7 +88,7 @@ class Node:
         self.unreceipted = []  # (session, seq) published this wake, waiting for a receipt
         self.reboot_after = None
         self.stay_until = None  # ticks deadline
-        self.events_out = _load_events()
+        self.events_out = eventq.load()
         self.battery_mv = None  # type: Any  # measured when NVS bat_pin names the sense pin
         self.low_battery = False
         self.wait_extra_ms = 0
@@ -230,7 +230,7 @@ class Node:
             ev["ota"] = ota
         if not self.publish("event", pb.encode(S.EVENT, ev)):
             self.events_out.append(ev)
-            _save_events(self.events_out)
+            eventq.save(self.events_out)
 
     def flush_events(self):
         if not self.events_out:
@@ -239,7 +239,7 @@ class Node:
             if not self.publish("event", pb.encode(S.EVENT, self.events_out[0])):
                 break
             self.events_out.pop(0)
-        _save_events(self.events_out)
+        eventq.save(self.events_out)
 
     def ack(self, command_id, status, detail="", capture_ids=None):
         msg = {
@@ -312,7 +312,7 @@ class Node:
         if topic.startswith(self.root + "/v1/_group/"):
             kind = "cmd"
         if kind == "cmd":
-            self.on_command(payload)
+            commands.handle(self, payload)
         elif kind == "receipt":
             ranges = pb.decode(S.RECEIPT, payload).get("stored", [])
             self.spool.apply_receipt(ranges)
@@ -375,96 +375,6 @@ class Node:
         if until and now and until > now:
             ms = min(until - now, cfgmod.MAX_STAY_AWAKE_S * 1000)
             self.stay_until = time.ticks_add(time.ticks_ms(), ms)
-
-    def on_command(self, payload):
-        try:
-            cmd = pb.decode(S.COMMAND, payload)
-        except ValueError as e:
-            self.event("command_rejected", "undecodable command: %s" % e, S.SEV_WARNING)
-            return
-        cid = cmd.get("id", "")
-        if not cid:
-            self.event("command_rejected", "command without id", S.SEV_WARNING)
-            return
-        recent = self.rtc.setdefault("cmds", [])
-        if cid in recent:
-            return  # redelivered after a reset: already handled
-        recent.append(cid)
-        del recent[:-RECENT_COMMANDS]
-        action = None
-        for name in S.COMMAND_ACTIONS:
-            if name in cmd:
-                action = name
-                break
-        if action is None:
-            self.ack(cid, S.ACK_REJECTED, "unknown or missing action")
-            return
-        exp = cmd.get("expires_at_ms", 0)
-        now = wake.now_ms()
-        if exp and now and now > exp:
-            self.ack(cid, S.ACK_EXPIRED, "expired %d ms ago" % (now - exp))
-            return
-        body = cmd[action]
-        try:
-            getattr(self, "cmd_" + action)(cid, body)
-        except Exception as e:
-            self.ack(cid, S.ACK_FAILED, "%s: %s" % (action, e))
-
-    def cmd_capture(self, cid, body):
-        overrides = body.get("overrides", {})
-        try:
-            camctl.validate(cfgmod.merge(self.cfg.get("camera", {}), overrides))
-        except ValueError as e:
-            self.ack(cid, S.ACK_REJECTED, str(e))
-            return
-        count = max(1, min(body.get("count", 1) or 1, 10))
-        self.captures.append(
-            (count, body.get("interval_ms", 0), overrides, body.get("metadata", {}), cid)
-        )
-
-    def cmd_set_config(self, cid, body):
-        new = cfgmod.merge(self.cfg, body.get("config", {}))
-        problem = self.check_config(new)
-        if problem:
-            self.ack(cid, S.ACK_REJECTED, problem)
-            return
-        self.cfg = new
-        self.persist_cfg()
-        self.ack(cid, S.ACK_DONE)
-        self.reported()
-
-    def cmd_reboot(self, cid, body):
-        self.reboot_after = body.get("delay_ms", 0)
-        self.ack(cid, S.ACK_DONE, "rebooting after this wake")
-
-    def cmd_stay_awake(self, cid, body):
-        secs = min(body.get("seconds", 0), cfgmod.MAX_STAY_AWAKE_S)
-        self.stay_until = time.ticks_add(time.ticks_ms(), secs * 1000) if secs else None
-        self.ack(cid, S.ACK_DONE, "awake for %d s" % secs)
-
-    def cmd_reannounce(self, cid, body):
-        self.birth()
-        self.reported()
-        self.telemetry()
-        self.ack(cid, S.ACK_DONE)
-
-    def cmd_ota_offer(self, cid, offer):
-        problem = self.ota.check_offer(offer)
-        progress = {
-            "artifact_id": offer.get("artifact_id", ""),
-            "version": offer.get("version", ""),
-        }
-        if problem:
-            progress["phase"] = "failed"
-            progress["error"] = problem
-            self.event("ota", "offer refused: " + problem, S.SEV_WARNING, ota=progress)
-            self.ack(cid, S.ACK_REJECTED, problem)
-            return
-        self.ota.accept(offer, cid)
-        progress["phase"] = "accepted"
-        progress["blocks_total"] = self.ota.blocks
-        self.event("ota", "offer accepted", ota=progress)
-        self.ack(cid, S.ACK_ACCEPTED)
 
     # --- frames --------------------------------------------------------------------------
 
@@ -658,25 +568,6 @@ class Node:
 
     # --- OTA -----------------------------------------------------------------------------
 
-    def ota_boot_check(self):
-        """After the birth (Wi-Fi + broker + birth = healthy): confirm or report a rollback."""
-        pend = otamod.pending(self.store)
-        if pend is None:
-            return
-        progress = {"artifact_id": pend.get("artifact_id", ""), "version": pend.get("version", "")}
-        if pend.get("slot") == self.slot:
-            otamod.confirm(self.store)
-            progress["phase"] = "succeeded"
-            self.event("ota", "running %s" % self.firmware, ota=progress)
-        else:
-            self.store.erase("ota_pend")
-            self.store.commit()
-            progress["phase"] = "rolled_back"
-            progress["error"] = (
-                "new image failed its health check; running %s again" % self.firmware
-            )
-            self.event("ota", progress["error"], S.SEV_ERROR, ota=progress)
-
     def report_crash(self):
         """main.py wrote the traceback of the last wake's crash: send it once."""
         try:
@@ -686,72 +577,6 @@ class Node:
             return
         self.event("crash", text, S.SEV_ERROR)
         os.remove("crash.txt")
-
-    def run_ota(self):
-        o = self.ota
-        offer = o.offer  # type: Any
-        if not o.active or not self.online:
-            return
-        art = offer["artifact_id"]
-        progress = {
-            "artifact_id": art,
-            "version": offer.get("version", ""),
-            "blocks_total": o.blocks,
-        }
-        start = time.ticks_ms()
-        budget = self.store.int("ota_max_ms", OTA_MAX_MS)  # NVS override, e.g. for a slow link
-        asked_at = time.ticks_ms()
-        answered_at = 0  # o.responses when the last request went out
-        expected = 0  # blocks that request asked for
-        while self.online:
-            self.wdt.feed()
-            if time.ticks_diff(time.ticks_ms(), start) > budget:
-                progress["phase"] = "downloading"
-                progress["blocks_done"] = o.done_count()
-                self.event("ota", "paused, resumes next wake", ota=progress)
-                return
-            window = o.missing_window()
-            if window is None:
-                break
-            # ask for the next window when every block of the last one came back (good or
-            # corrupted), or when the answer is late (lost request, controller restart)
-            stale = time.ticks_diff(time.ticks_ms(), asked_at) > OTA_REQUEST_RETRY_MS
-            if o.responses - answered_at >= expected or stale:
-                req = {
-                    "artifact_id": art,
-                    "first_block": window[0],
-                    "count": window[1],
-                    "wanted": window[2],
-                    "session": self.session,
-                }
-                self.publish("ota/request", pb.encode(S.OTA_BLOCK_REQUEST, req))
-                expected = _bits_set(window[2])
-                answered_at = o.responses
-                asked_at = time.ticks_ms()
-            self.drain(200)
-        if not self.online:
-            return
-        progress["blocks_done"] = o.blocks
-        progress["phase"] = "verifying"
-        self.event("ota", "verifying", ota=progress)
-        try:
-            o.verify()
-        except otamod.OtaError as e:
-            progress["phase"] = "failed"
-            progress["error"] = str(e)
-            self.event("ota", str(e), S.SEV_ERROR, ota=progress)
-            if o.command_id:
-                self.ack(o.command_id, S.ACK_FAILED, str(e))
-            if str(e) == "bad signature" or str(e) == "not an ESP32 app image":
-                o.clear()
-            return
-        cid = o.command_id
-        o.switch(self.slot, self.firmware)
-        progress["phase"] = "rebooting"
-        self.event("ota", "image verified, rebooting into it", ota=progress)
-        if cid:
-            self.ack(cid, S.ACK_DONE, "verified, rebooting")
-        self.reboot_after = 0
 
     # --- the wake ------------------------------------------------------------------------
 
@@ -764,7 +589,7 @@ class Node:
             self.event("brownout", "supply dipped during camera start", S.SEV_WARNING)
         if self.go_online():
             self.birth()
-            self.ota_boot_check()
+            ota_steps.boot_check(self)
             self.report_crash()
             if self.cfg_error:
                 self.event("config_rejected", self.cfg_error, S.SEV_ERROR)
@@ -784,7 +609,7 @@ class Node:
         if self.online:
             self.telemetry()
             self.wait_receipts()
-            self.run_ota()
+            ota_steps.download(self)
             self.stay_awake()
         return self.sleep()
 
@@ -797,7 +622,7 @@ class Node:
             self.wdt.feed()
             self.drain(500)
             self.run_captures()
-            self.run_ota()
+            ota_steps.download(self)
 
     def sleep(self):
         self.camera.stop()
@@ -843,47 +668,6 @@ class Node:
     def log(self, text):
         text = "%d ms: %s" % (self.uptime_ms(), text)
         print("[node %s] %s" % (self.device_id, text))
-
-
-_EVENTS_FILE = "events.q"
-_EVENTS_MAX = 16
-
-
-def _load_events():
-    try:
-        with open(_EVENTS_FILE, "rb") as f:
-            raw = f.read()
-    except OSError:
-        return []
-    out = []
-    pos = 0
-    try:
-        while pos + 2 <= len(raw):
-            n = raw[pos] | raw[pos + 1] << 8
-            out.append(pb.decode(S.EVENT, raw[pos + 2 : pos + 2 + n]))
-            pos += 2 + n
-    except ValueError:
-        pass  # a torn write: keep what decoded
-    return out
-
-
-def _save_events(events):
-    """Events that could not be sent (offline) wait in a small file, newest kept."""
-    del events[:-_EVENTS_MAX]
-    with open(_EVENTS_FILE, "wb") as f:
-        for ev in events:
-            raw = pb.encode(S.EVENT, ev)
-            f.write(bytes((len(raw) & 0xFF, len(raw) >> 8)))
-            f.write(raw)
-
-
-def _bits_set(bitmap):
-    n = 0
-    for b in bitmap:
-        while b:
-            n += b & 1
-            b >>= 1
-    return n
 
 
 def _hex(b):
