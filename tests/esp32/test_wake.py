@@ -187,3 +187,51 @@ def test_low_battery_skips_the_camera_and_sleeps_long(mosquitto, make_device, re
     telemetry = rx.of("telemetry")[-1]
     assert telemetry.battery_mv == 4100
     assert telemetry.awake_ms > 0  # the previous wake's length, from RTC memory
+
+
+def test_ext1_touch_and_ulp_wakes(mosquitto, make_device, receiver_for):
+    cfg = config_pb2.DeviceConfig()
+    cfg.sleep.ext1_pins.extend([2, 4])
+    cfg.sleep.ext1_level = 1
+    cfg.sleep.awake_window_s = 2
+    cfg.schedule.motion_burst_count = 2
+    dev = make_device(mosquitto, config=cfg.SerializeToString())
+    rx = receiver_for(mosquitto, dev)
+    assert dev.run_wake().armed == {"ext1": [[2, 4], 1]}
+
+    dev.run_wake("ext1")
+    dev.run_wake("touch")
+    dev.run_wake("ulp")
+
+    causes = {}
+    for f in rx.frames.values():
+        causes.setdefault(f.session, []).append(f.wake_cause)
+    assert causes[2] == [common_pb2.WAKE_CAUSE_EXT1] * 2  # a motion burst
+    assert causes[3] == [common_pb2.WAKE_CAUSE_TOUCH]
+    assert causes[4] == [common_pb2.WAKE_CAUSE_ULP]
+
+
+def test_set_config_reannounce_and_bad_capture_overrides(mosquitto, make_device, receiver_for):
+    dev = make_device(mosquitto)
+    rx = receiver_for(mosquitto, dev)
+    dev.run_wake()
+    change = config_pb2.DeviceConfig(spool_max_frames=5)
+    change.schedule.interval_s = 90
+    rx.send_command(command_pb2.Command(id="cfg", set_config=command_pb2.SetConfig(config=change)))
+    bad = common_pb2.CameraSettings(jpeg_quality=0, width=999, height=1)
+    rx.send_command(command_pb2.Command(id="bad", capture=command_pb2.CaptureNow(overrides=bad)))
+    rx.send_command(command_pb2.Command(id="hello", reannounce=command_pb2.Reannounce()))
+
+    woke = dev.run_wake()
+
+    acks = {a.command_id: a for a in rx.of("ack")}
+    assert acks["cfg"].status == command_pb2.ACK_STATUS_DONE
+    assert acks["bad"].status == command_pb2.ACK_STATUS_REJECTED
+    assert "999x1" in acks["bad"].detail
+    assert acks["hello"].status == command_pb2.ACK_STATUS_DONE
+    assert woke.sleep_ms <= 90_000
+    assert rx.of("reported")[-1].config.schedule.interval_s == 90
+    assert rx.of("reported")[-1].config.camera.width == 640  # merged, not replaced
+    stored = config_pb2.DeviceConfig.FromString(dev.read_nvs()["cfg"])
+    assert (stored.spool_max_frames, stored.schedule.interval_s) == (5, 90)
+    assert len(_births(rx)) == 3  # two wakes + the re-announcement
