@@ -588,8 +588,8 @@ class Node:
         if self.wake_cause == S.WAKE_BROWNOUT:
             self.event("brownout", "supply dipped during camera start", S.SEV_WARNING)
         if self.go_online():
-            self.birth()
-            ota_steps.boot_check(self)
+            if self.birth():  # Wi-Fi + broker + birth published: the health check of an OTA
+                ota_steps.boot_check(self)
             self.report_crash()
             if self.cfg_error:
                 self.event("config_rejected", self.cfg_error, S.SEV_ERROR)
