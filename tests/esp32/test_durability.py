@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import subprocess
 
 from camfleet.esp32_node.tools.hostdevice import MICROPYTHON
+from camfleet.proto import topics
 from camfleet.proto.v1 import config_pb2
 from tests.esp32.conftest import jpeg, node_config
 
@@ -154,3 +156,23 @@ def test_damaged_flash_never_bricks_the_node(mosquitto, make_device, receiver_fo
     assert "defaults" in events["config_rejected"].message
     assert sorted(rx.frames) == [(2, 1), (3, 1)]  # the good spooled frame and this wake's
     assert dev.spool_files() == []
+
+
+def test_garbage_on_every_subscribed_topic_never_crashes_the_node(
+    mosquitto, make_device, receiver_for
+):
+    dev = make_device(mosquitto)
+    rx = receiver_for(mosquitto, dev)
+    dev.run_wake()
+    rnd = random.Random(3)
+    for kind in (topics.Kind.CMD, topics.Kind.DESIRED, topics.Kind.RECEIPT, topics.Kind.OTA_BLOCK):
+        for n in (0, 1, 5, 64, 700):
+            payload = rnd.randbytes(n)
+            rx.client.publish(rx.topic(kind), payload, qos=1).wait_for_publish(5)
+
+    woke = dev.run_wake()
+
+    assert woke.ended == "deepsleep", woke.output
+    assert "Traceback" not in woke.output
+    assert (2, 1) in rx.frames  # the wake did its work
+    assert not rx.errors  # and everything it sent was well formed
