@@ -29,6 +29,7 @@ import ota as otamod
 import ota_steps
 import pb
 import schemas as S
+import store
 import wake
 from spool import Spool
 from store import Store
@@ -359,6 +360,9 @@ class Node:
         mp = c.get("max_payload", 131072)
         if mp < 4096:
             return "max_payload %d below 4096" % mp
+        size = len(pb.encode(S.DEVICE_CONFIG, c))
+        if size > store.BLOB_MAX:
+            return "config of %d bytes exceeds the %d-byte NVS blob" % (size, store.BLOB_MAX)
         return None
 
     def persist_cfg(self):

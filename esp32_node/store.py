@@ -11,13 +11,13 @@ NVS keys (at most 15 characters; docs/esp32-node.md lists them all). Provisionin
 import esp32
 
 NAMESPACE = "camfleet"
-_BLOB_MAX = 4096
+BLOB_MAX = 4096  # largest value read back (the read buffer is allocated once)
 
 
 class Store:
     def __init__(self, namespace=NAMESPACE):
         self.nvs = esp32.NVS(namespace)
-        self._buf = bytearray(_BLOB_MAX)
+        self._buf = bytearray(BLOB_MAX)
 
     def blob(self, key, default=None):
         try:

@@ -235,3 +235,16 @@ def test_set_config_reannounce_and_bad_capture_overrides(mosquitto, make_device,
     stored = config_pb2.DeviceConfig.FromString(dev.read_nvs()["cfg"])
     assert (stored.spool_max_frames, stored.schedule.interval_s) == (5, 90)
     assert len(_births(rx)) == 3  # two wakes + the re-announcement
+
+
+def test_config_too_large_for_nvs_is_refused(mosquitto, make_device, receiver_for):
+    dev = make_device(mosquitto)
+    rx = receiver_for(mosquitto, dev)
+    dev.run_wake()
+    change = config_pb2.DeviceConfig(extra={f"k{i}": "x" * 100 for i in range(50)})
+    rx.send_command(command_pb2.Command(id="huge", set_config=command_pb2.SetConfig(config=change)))
+    dev.run_wake()
+    ack = {a.command_id: a for a in rx.of("ack")}["huge"]
+    assert ack.status == command_pb2.ACK_STATUS_REJECTED
+    assert "NVS blob" in ack.detail
+    assert dev.run_wake().ended == "deepsleep"  # and the old config still loads
