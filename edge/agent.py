@@ -81,6 +81,7 @@ class EdgeAgent:
         self.counters: dict[str, int] = {"frames": 0, "bad_messages": 0, "receipted": 0}
         self._capture_lock = threading.Lock()
         self.changed = threading.Condition()  # notified after every capture and receipt
+        self.online = threading.Event()  # set while connected (after the birth)
         self._config_lock = threading.RLock()
         self._stop = threading.Event()
         self._restart = threading.Event()
@@ -118,7 +119,7 @@ class EdgeAgent:
             self.config,
             will=self._will,
             on_connected=self._on_connected,
-            on_disconnected=self.sessions.disconnected,
+            on_disconnected=self._on_disconnected,
             on_message=self._on_message,
         )
         self.sender = SpoolSender(
@@ -208,6 +209,11 @@ class EdgeAgent:
     def _on_connected(self, session: int) -> None:
         self.sessions.connected(session)
         self.announce()
+        self.online.set()
+
+    def _on_disconnected(self) -> None:
+        self.online.clear()
+        self.sessions.disconnected()
 
     def announce(self) -> None:
         """Birth (retained), reported config (retained) and a telemetry sample."""

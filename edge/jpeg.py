@@ -43,7 +43,9 @@ def encode(image: Image.Image | Any, quality: int, encoder: str = "pillow") -> b
         import simplejpeg
 
         array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-        return bytes(simplejpeg.encode_jpeg(array, quality=quality, colorspace="RGB"))
+        return bytes(simplejpeg.encode_jpeg(
+            array, quality=quality, colorspace="RGB", colorsubsampling="420"
+        ))
     if not isinstance(image, Image.Image):
         image = Image.fromarray(image)
     out = io.BytesIO()
