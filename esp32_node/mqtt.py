@@ -69,6 +69,8 @@ class MQTTClient:
         self.pid = 0
         self.will = None
         self.inbox = []  # (topic str, payload bytes, retained bool), in arrival order
+        self.max_incoming = 64 * 1024  # OTA blocks and commands are far smaller
+        self.dropped = 0  # incoming packets skipped for being larger than max_incoming
         self.timeout_ms = 5000
         self._last_io = time.ticks_ms()
         self._stream_buf = None
@@ -315,7 +317,26 @@ class MQTTClient:
             raise MQTTError("timed out waiting for the broker")
         first = self._read(1)[0]
         n = self._read_remaining_length()
+        if n > self.max_incoming:
+            return self._drop_oversize(first, n)
         return first, self._read(n)
+
+    def _drop_oversize(self, first, n):
+        """Skip a packet too big for the heap instead of dying on MemoryError at every wake
+        (the broker would redeliver the same unacked message forever); a QoS 1 PUBLISH is
+        acked so it goes away, and counted in ``dropped``."""
+        head = b""
+        if first & 0xF0 == PUBLISH:
+            tlen = struct.unpack("!H", self._read(2))[0]
+            head = self._read(tlen + (2 if first & 0x06 else 0))
+            n -= 2 + len(head)
+        buf = memoryview(bytearray(512))
+        while n > 0:
+            n -= self._read_into(buf[: min(n, 512)])
+        if head and first & 0x06:
+            self._write(bytearray([PUBACK, 2]) + head[-2:])
+        self.dropped += 1
+        return 0, b""
 
     def _wait_for(self, typ, pid, timeout_ms=None):
         if timeout_ms is None:

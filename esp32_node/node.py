@@ -299,6 +299,9 @@ class Node:
                 self.lost(e)
         elif wait_ms:
             time.sleep_ms(min(wait_ms, 100))
+        if self.client is not None and self.client.dropped:
+            n, self.client.dropped = self.client.dropped, 0
+            self.event("message_error", "%d oversized message(s) skipped" % n, S.SEV_WARNING)
         inbox = self.client.inbox if self.client is not None else []
         while inbox:
             topic, payload, _retained = inbox.pop(0)

@@ -170,9 +170,16 @@ def test_garbage_on_every_subscribed_topic_never_crashes_the_node(
             payload = rnd.randbytes(n)
             rx.client.publish(rx.topic(kind), payload, qos=1).wait_for_publish(5)
 
+    # and one command far larger than the node's heap: skipped and acked, not redelivered forever
+    rx.client.publish(rx.topic(topics.Kind.CMD), b"\x0a" * 2_000_000, qos=1).wait_for_publish(5)
+
     woke = dev.run_wake()
 
     assert woke.ended == "deepsleep", woke.output
     assert "Traceback" not in woke.output
+    assert any("oversized" in e.message for e in rx.of("event"))
     assert (2, 1) in rx.frames  # the wake did its work
     assert not rx.errors  # and everything it sent was well formed
+    dev.run_wake()
+    oversized = [e for e in rx.of("event") if "oversized" in e.message]
+    assert len(oversized) == 1  # it was acked, so the broker did not deliver it again
