@@ -190,6 +190,8 @@ class MQTTClient:
         provisioned; without a CA the link is encrypted but the broker is not authenticated."""
         import ssl
 
+        if not hasattr(ssl, "SSLContext"):  # MicroPython < 1.22: no CA check possible
+            return ssl.wrap_socket(sock, server_hostname=self.host)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.ca:
             ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # stubs lack it

@@ -3,8 +3,11 @@
 #
 #   esp32_node/firmware/build.sh [OUTPUT_DIR]        (needs Docker; ~10 min the first time)
 #
-# MicroPython v1.24.1 (supports ESP-IDF v5.2.2) + lemariva's micropython-camera-driver as a
-# user C module + the esp32-camera IDF component; the node modules are frozen (manifest.py);
+# MicroPython v1.22.2 on ESP-IDF v5.0.4 + lemariva's micropython-camera-driver as a user C
+# module + espressif/esp32-camera v2.0.5 cloned into the IDF components (the driver's README
+# documents MicroPython 1.21 / IDF 5.0.2 / esp32-camera 2.0.5; 1.22 adds ssl.SSLContext, which
+# the node's TLS uses); BLE is left out (with it iram0_0_seg overflows, per that README); the
+# node modules are frozen (manifest.py);
 # partitions.csv gives two OTA slots; the bootloader rolls back unconfirmed images.
 # Output: firmware.bin (bootloader + partition table + app, flash at 0x1000) and
 # micropython.bin (the app image served to nodes over OTA).
@@ -12,9 +15,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 node="$(cd "$here/.." && pwd)"
 out="$(mkdir -p "${1:-$here/build}" && cd "${1:-$here/build}" && pwd)"
-IDF_IMAGE="espressif/idf:v5.2.2"
-MICROPYTHON_REF="v1.24.1"
+IDF_IMAGE="espressif/idf:v5.0.4"
+MICROPYTHON_REF="v1.22.2"
 CAMERA_DRIVER_REF="master"
+ESP32_CAMERA_REF="v2.0.5"
 
 docker run --rm -v "$node:/camfleet/esp32_node:ro" -v "$out:/out" -w /build "$IDF_IMAGE" bash -euxc "
   git clone --depth 1 --branch $MICROPYTHON_REF https://github.com/micropython/micropython.git
@@ -26,7 +30,8 @@ docker run --rm -v "$node:/camfleet/esp32_node:ro" -v "$out:/out" -w /build "$ID
   cp /camfleet/esp32_node/firmware/sdkconfig.camfleet /camfleet/esp32_node/firmware/manifest.py \
     boards/CAMFLEET_CAM/
   cp /camfleet/esp32_node/firmware/partitions.csv partitions-camfleet.csv
-  idf.py add-dependency 'espressif/esp32-camera^2.0.10'
+  git clone --depth 1 --branch $ESP32_CAMERA_REF https://github.com/espressif/esp32-camera.git \
+    \$IDF_PATH/components/esp32-camera
   CAMFLEET_NODE_DIR=/camfleet/esp32_node make BOARD=CAMFLEET_CAM \
     USER_C_MODULES=/build/micropython-camera-driver/src/micropython.cmake
   cp build-CAMFLEET_CAM/firmware.bin build-CAMFLEET_CAM/micropython.bin /out/
