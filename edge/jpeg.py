@@ -1,8 +1,10 @@
 """JPEG encoding for backends that hand over pixels, plus EXIF tags and preview copies.
 
-Two encoders: Pillow (always present) and simplejpeg (``pip install 'camfleet[fastjpeg]'``,
-libjpeg-turbo with no copy from a numpy array). ``auto`` picks simplejpeg when it is installed:
-bench/edge_capture.py measures both in one run (docs/performance.md has the figures).
+Two encoders: Pillow (always present; its wheels bundle libjpeg-turbo) and simplejpeg
+(``pip install 'camfleet[fastjpeg]'``, libjpeg-turbo straight from a numpy array). Measured by
+bench/edge_capture.py (docs/performance.md): simplejpeg is 1.1-1.3x faster than Pillow for an
+RGB array but 3-4x slower for a PIL image (the array conversion costs more than the encode), so
+``auto`` uses simplejpeg for arrays (opencv, maix) when installed and Pillow for PIL images.
 """
 
 from __future__ import annotations
@@ -20,33 +22,41 @@ ENCODERS = ("auto", "pillow", "simplejpeg")
 
 
 def available_encoder(name: str = "auto") -> str:
-    """Resolve ``auto`` to the best installed encoder; refuse a named one that is missing."""
+    """Check an encoder name; refuse ``simplejpeg`` when it is not installed.
+
+    ``auto`` stays ``auto``: :func:`encode` picks per image type.
+    """
     if name not in ENCODERS:
         raise UserError(f"unknown JPEG encoder {name!r}: use one of {', '.join(ENCODERS)}")
-    if name == "pillow":
-        return name
+    if name == "simplejpeg" and not _has_simplejpeg():
+        raise UserError(
+            "JPEG encoder simplejpeg is not installed: pip install 'camfleet[fastjpeg]'"
+        )
+    return name
+
+
+def _has_simplejpeg() -> bool:
     try:
         import simplejpeg  # noqa: F401
     except ImportError:
-        if name == "simplejpeg":
-            raise UserError(
-                "JPEG encoder simplejpeg is not installed: pip install 'camfleet[fastjpeg]'"
-            ) from None
-        return "pillow"
-    return "simplejpeg"
+        return False
+    return True
 
 
-def encode(image: Image.Image | Any, quality: int, encoder: str = "pillow") -> bytes:
-    """Encode a PIL image or an HxWx3 RGB uint8 array as baseline JPEG at ``quality`` 1..100."""
+def encode(image: Image.Image | Any, quality: int, encoder: str = "auto") -> bytes:
+    """Encode a PIL image or an HxWx3 RGB uint8 array as baseline 4:2:0 JPEG at ``quality``."""
+    is_pil = isinstance(image, Image.Image)
+    if encoder == "auto":
+        encoder = "simplejpeg" if not is_pil and _has_simplejpeg() else "pillow"
     if encoder == "simplejpeg":
         import numpy as np
         import simplejpeg
 
-        array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-        return bytes(simplejpeg.encode_jpeg(
-            array, quality=quality, colorspace="RGB", colorsubsampling="420"
-        ))
-    if not isinstance(image, Image.Image):
+        array = np.ascontiguousarray(image.convert("RGB") if is_pil else image)
+        return bytes(
+            simplejpeg.encode_jpeg(array, quality=quality, colorspace="RGB", colorsubsampling="420")
+        )
+    if not is_pil:
         image = Image.fromarray(image)
     out = io.BytesIO()
     image.convert("RGB").save(out, "JPEG", quality=quality)
