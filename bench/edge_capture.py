@@ -10,9 +10,9 @@ Two parts, each with its baseline measured in the same run:
    process: ``EdgeAgent.capture()`` (render, encode, EXIF, fsync'd spool write) then the sender
    thread (chunking above 128 KiB, QoS 1 publish) until every frame is receipted and deleted.
    Baseline: the Pillow encoder with fsync on; variants fsync off and ``auto`` (which picks Pillow
-   for the synthetic camera's PIL images, as the encoder figures say it should). CPU per frame is this process's CPU time (all
-   agent threads) divided by frames; the synthetic scene's drawing is reported separately since
-   a real camera does not draw.
+   for the synthetic camera's PIL images, as the encoder figures say it should). CPU per frame
+   is this process's CPU time (all agent threads) divided by frames; the synthetic scene's
+   drawing is reported separately since a real camera does not draw.
 """
 
 from __future__ import annotations
