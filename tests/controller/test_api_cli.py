@@ -119,6 +119,25 @@ def test_api_and_cli(controllers, devices, tmp_path: Path) -> None:  # type: ign
     assert cfg["desired"]["camera"]["jpeg_quality"] == 80 and cfg["version"] == 1
     assert dev.wait_until(lambda: any(d.version == 1 for d in dev.desired), 10)
 
+    # Groups: assign through the API, then a group capture and group defaults through the CLI.
+    patched = http.patch(
+        f"/api/v1/devices/{dev.device_id}", json={"groups": ["porch"]}, headers=auth
+    )
+    assert patched.status_code == 200 and patched.json()["groups"] == ["porch"]
+    code, out, err = run_cli(api, "capture", "--group", "porch", "--json")
+    assert code == 0, err
+    group_cmd = json.loads(out)[0]
+    assert group_cmd["group"] == "porch" and group_cmd["device_id"] == dev.device_id
+    code, out, err = run_cli(api, "config", "set", "--group", "porch", "camera.hflip=true")
+    assert code == 0, err
+    code, out, _ = run_cli(api, "config", "get", "--group", "porch", "--json")
+    assert json.loads(out)["config"] == {"camera": {"hflip": True}}
+    code, out, _ = run_cli(api, "config", "get", dev.device_id, "--json")
+    assert json.loads(out)["desired"]["camera"] == {"jpeg_quality": 80, "hflip": True}
+    assert waiter.wait_for(
+        lambda: http.get(f"/api/v1/commands/{group_cmd['id']}").json()["status"] == "done", 15
+    )
+
     code, out, err = run_cli(
         api, "schedule", "add", "--device", dev.device_id, "--every", "3600", "--json"
     )
