@@ -26,6 +26,7 @@ from camfleet.edge.sender import SpoolSender
 from camfleet.edge.sessions import SessionNumbers
 from camfleet.edge.spool import Spool
 from camfleet.edge.state import AgentState
+from camfleet.errors import UserError
 from camfleet.proto import codec
 from camfleet.proto.errors import ContractError
 from camfleet.proto.topics import Kind, device_topic, latest_jpeg_topic, parse
@@ -53,13 +54,19 @@ class EdgeAgent:
         self.config = config
         self.device_id = config.device.id
         self.root = config.broker.root
-        self.state = AgentState(config.agent.state_dir, fsync=config.spool.fsync)
-        self.spool = Spool(
-            config.spool.dir,
-            max_frames=config.spool.max_frames,
-            max_bytes=config.spool.max_bytes,
-            fsync=config.spool.fsync,
-        )
+        try:
+            self.state = AgentState(config.agent.state_dir, fsync=config.spool.fsync)
+            self.spool = Spool(
+                config.spool.dir,
+                max_frames=config.spool.max_frames,
+                max_bytes=config.spool.max_bytes,
+                fsync=config.spool.fsync,
+            )
+        except OSError as exc:
+            raise UserError(
+                f"{config.source}: cannot use state/spool directory: {exc.strerror or exc} "
+                f"({exc.filename or config.agent.state_dir})"
+            ) from None
         options = {"label": self.device_id, **config.camera.options}
         if config.camera.backend == "synthetic":
             options.setdefault("encoder", config.frames.encoder)
@@ -292,7 +299,12 @@ class EdgeAgent:
             try:
                 cap = self.camera.capture(settings)
             except CameraError:
+                # Close it so the next capture reopens it: the usual cure for a hung camera.
                 self.camera_status = "capture_failed"
+                try:
+                    self.camera.close()
+                except Exception:
+                    log.exception("%s: closing the failed camera", self.device_id)
                 raise
             captured_at = now_ms()
             data = cap.jpeg
@@ -495,6 +507,10 @@ class EdgeAgent:
             except (CameraError, ValueError) as exc:
                 log.error("%s: scheduled capture failed: %s", self.device_id, exc)
                 self.event("camera_error", str(exc), telemetry_pb2.SEVERITY_ERROR)
+                return
+            except OSError as exc:  # spool write failed (disk full, read-only): keep running
+                log.error("%s: cannot spool the frame: %s", self.device_id, exc)
+                self.event("spool_error", str(exc), telemetry_pb2.SEVERITY_CRITICAL)
                 return
 
     def _telemetry_loop(self) -> None:

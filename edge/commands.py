@@ -154,6 +154,10 @@ class CommandHandler:
                 self.agent.event("camera_error", str(exc), telemetry_pb2.SEVERITY_ERROR)
                 self.ack(command.id, A.ACK_STATUS_FAILED, f"camera error: {exc}", ids)
                 return
+            except OSError as exc:
+                self.agent.event("spool_error", str(exc), telemetry_pb2.SEVERITY_CRITICAL)
+                self.ack(command.id, A.ACK_STATUS_FAILED, f"cannot spool the frame: {exc}", ids)
+                return
             ids.append(frame.capture_id)
         self.ack(command.id, A.ACK_STATUS_DONE, "", ids)
 

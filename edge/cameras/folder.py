@@ -39,7 +39,7 @@ class FolderCamera(Camera):
         self.files = sorted(p for p in self.path.glob(self.pattern) if p.is_file())
         if not self.files:
             raise CameraError(f"folder camera: no {self.pattern} files in {self.path}")
-        self.position = 0
+        # position survives close/open: a reopen after an error continues, not restarts
 
     def close(self) -> None:
         self.files = []
