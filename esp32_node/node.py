@@ -274,6 +274,11 @@ class Node:
             t["rssi_dbm"] = self.wlan.status("rssi")
         except Exception:
             pass
+        try:
+            # the original ESP32's uncalibrated sensor reads in Fahrenheit: a trend, not a truth
+            t["temperature_c"] = (esp32.raw_temperature() - 32) / 1.8
+        except Exception:  # not on every chip or port
+            pass
         self.publish("telemetry", pb.encode(S.TELEMETRY, t))
 
     def reported(self, error=""):

@@ -119,6 +119,7 @@ TELEMETRY = (
     (7, "rssi_dbm", "s", O),
     (8, "heap_free", "u", O),
     (9, "psram_free", "u", O),
+    (10, "temperature_c", "f", O),
     (11, "spool_depth", "u", O),
     (12, "spool_bytes", "u", O),
     (16, "camera_status", "S", O),

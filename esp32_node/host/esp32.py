@@ -42,6 +42,11 @@ def armed_wake_sources():
     return dict(_armed)
 
 
+def raw_temperature():
+    # the ESP32's internal sensor in Fahrenheit (uncalibrated); the harness may set it
+    return int(_flash.fault_value("raw_temperature_f", 128))
+
+
 def idf_heap_info(capabilities):
     # (total, free, largest free block, minimum free seen) per region, like the ESP32 port.
     if capabilities == HEAP_DATA:

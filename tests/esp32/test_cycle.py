@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from camfleet.proto.v1 import command_pb2, common_pb2, config_pb2, state_pb2
 from tests.esp32.conftest import jpeg, node_config
 
@@ -39,6 +41,8 @@ def test_boot_birth_frame_telemetry_sleep(mosquitto, make_device, receiver_for):
     assert int(frame.metadata["heap_free"]) > 0
     telemetry = rx.of("telemetry")
     assert len(telemetry) == 1 and telemetry[0].session == 1
+    assert telemetry[0].temperature_c == pytest.approx((128 - 32) / 1.8, abs=0.01)
+    assert telemetry[0].rssi_dbm == -61 and telemetry[0].heap_free > 0
     assert telemetry[0].spool_depth in (0, 1)
     # the receipt arrived within the awake window: the spool is empty again
     assert dev.spool_files() == []
