@@ -67,6 +67,7 @@ class Receiver:
         self.frames: dict[tuple[int, int], frame_pb2.Frame] = {}
         self.duplicates = 0
         self.errors: list[str] = []
+        self.noncanonical: list[str] = []
         self.send_receipts = True
         self.ota: OtaImage | None = None
         self.on_block_served: Callable[[int], None] | None = None
@@ -120,6 +121,11 @@ class Receiver:
                 self.errors.append(f"{msg.topic}: {e}")
                 self.cond.notify_all()
             return
+        if t.kind != topics.Kind.FRAME and codec.encode(decoded) != msg.payload:
+            # every node message but a Frame (whose data is streamed before uptime_ms) is
+            # byte-identical to what the generated classes would write
+            with self.cond:
+                self.noncanonical.append(f"{msg.topic}: {msg.payload.hex()}")
         frame = None
         if t.kind == topics.Kind.FRAME:
             frame = decoded

@@ -44,6 +44,7 @@ def test_boot_birth_frame_telemetry_sleep(mosquitto, make_device, receiver_for):
     assert telemetry[0].temperature_c == pytest.approx((128 - 32) / 1.8, abs=0.01)
     assert telemetry[0].rssi_dbm == -61 and telemetry[0].heap_free > 0
     assert telemetry[0].spool_depth in (0, 1)
+    assert rx.noncanonical == []  # byte-compatible with the generated classes
     # the receipt arrived within the awake window: the spool is empty again
     assert dev.spool_files() == []
 
@@ -87,7 +88,7 @@ def test_command_queued_while_asleep_runs_on_next_wake(mosquitto, make_device, r
     assert acks["cmd-no-action"].status == command_pb2.ACK_STATUS_REJECTED
     events = [e.type for e in rx.of("event")]
     assert "command_rejected" in events
-    assert not rx.errors
+    assert not rx.errors and rx.noncanonical == []
 
 
 def test_desired_config_applied_persisted_and_reported(mosquitto, make_device, receiver_for):
@@ -115,3 +116,4 @@ def test_desired_config_applied_persisted_and_reported(mosquitto, make_device, r
     woke = dev.run_wake()
     births = [s for s in rx.of("state") if s.presence == state_pb2.PRESENCE_ONLINE]
     assert births[-1].desired_version == 3
+    assert rx.noncanonical == []  # Reported included

@@ -105,6 +105,7 @@ def test_large_frame_travels_in_chunks_without_two_copies_in_ram(
     assert all(len(c.SerializeToString()) <= 64 * 1024 for c in chunks)
     frame = rx.frames[(1, 1)]
     assert frame.data == big and frame.sha256 == hashlib.sha256(big).digest()
+    assert rx.noncanonical == []  # the streamed chunks equal the generated encoding
     assert dev.spool_files() == []
     # the control: under the same heap limit, a second copy of that frame does not fit
     probe = subprocess.run(

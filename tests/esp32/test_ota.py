@@ -80,6 +80,7 @@ def test_image_delivered_across_a_power_cut_and_a_corrupted_block(
     birth = _births(rx)[-1]
     assert (birth.firmware_version, birth.ota_slot) == ("1.1.0", "ota_1")
     assert _ota_phases(rx)[-1] == "succeeded"
+    assert rx.noncanonical == []  # OtaBlockRequests, Events with OtaProgress, Acks
     assert _ota_1_state(dev) == OTA_VALID
 
 
