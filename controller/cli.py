@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -96,11 +97,14 @@ def run(config_file: Path | None, **options: Any) -> None:
         level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from camfleet.controller.service import Controller
+    from camfleet.controller.storage.migrations import SchemaTooNew
 
     try:
         ctl = Controller(cfg)
-    except OSError as exc:
+    except (OSError, sqlite3.DatabaseError) as exc:
         raise UserError(f"cannot use data directory {cfg.data}: {exc}") from None
+    except SchemaTooNew as exc:
+        raise UserError(f"{exc}: upgrade camfleet") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
