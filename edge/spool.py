@@ -88,7 +88,7 @@ class Spool:
     def total_bytes(self) -> int:
         return self._bytes
 
-    def keys(self) -> list[SpoolKey]:
+    def frame_keys(self) -> list[SpoolKey]:
         with self._lock:
             return list(self._keys)
 

@@ -192,6 +192,10 @@ def test_agent_with_fake_picamera_reports_camera_failure(
     ack = rx.wait_ack("fail")
     assert ack.status == command_pb2.ACK_STATUS_FAILED and "Timed out" in ack.detail
     rx.wait_for(lambda g: any(e.type == "camera_error" for e in g.events), what="event")
+    # The failed camera was closed; the next capture reopens it and works.
+    rx.command("again", capture=command_pb2.CaptureNow())
+    assert rx.wait_ack("again").status == command_pb2.ACK_STATUS_DONE
+    assert picamera.PiCamera.calls.count(("__init__", 0)) == 2
 
 
 # --- real backends -----------------------------------------------------------------------------

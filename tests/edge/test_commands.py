@@ -218,3 +218,35 @@ def test_large_frames_are_chunked_and_latest_jpeg_preview(
     rx.wait_for(lambda g: bool(g.latest_jpeg), what="latest jpeg")
     preview = Image.open(io.BytesIO(rx.got.latest_jpeg[-1]))
     assert max(preview.size) == 64
+
+
+def test_full_spool_drops_oldest_with_an_event(
+    shared_mosquitto, tmp_path, device_id, run_agent, receiver_for
+):
+    rx = receiver_for(shared_mosquitto, device_id, receipts=False)
+    running = run_agent(
+        agent_config(tmp_path, shared_mosquitto, device_id, spool={"max_frames": 3})
+    )
+    agent = running.agent
+    rx.wait_for(lambda g: bool(g.states), what="birth")
+    for i in range(5):
+        rx.command(f"c{i}", capture=A.CaptureNow())
+        assert rx.wait_ack(f"c{i}").status == A.ACK_STATUS_DONE
+    rx.wait_for(lambda g: sum(e.type == "spool_dropped" for e in g.events) == 2, what="drops")
+    drops = [e for e in rx.got.events if e.type == "spool_dropped"]
+    session = rx.got.acks[0].session
+    assert [e.attributes["first"] for e in drops] == [f"{session}-1", f"{session}-2"]
+    assert [(k.session, k.seq) for k in agent.spool.frame_keys()] == [
+        (session, s) for s in (3, 4, 5)
+    ]
+    t = telemetry_sample(rx)
+    assert t.spool_depth == 3 and t.spool_bytes == agent.spool.total_bytes
+    assert t.HasField("mem_free") and t.HasField("disk_free") and t.HasField("cpu_load")
+    assert t.camera_status == "ok" and t.uptime_ms > 0
+
+
+def telemetry_sample(rx):
+    count = len(rx.got.telemetry)
+    rx.command(f"re-{count}", reannounce=A.Reannounce())
+    rx.wait_for(lambda g: len(g.telemetry) > count, what="telemetry")
+    return rx.got.telemetry[-1]

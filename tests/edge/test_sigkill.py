@@ -85,7 +85,7 @@ def test_sigkill_while_spooling_loses_and_corrupts_nothing(
     )
     on_disk = Spool(spool_dir, max_frames=10**6, max_bytes=10**12, fsync=False)
     assert on_disk.removed_temp_files <= 1  # at most the one write the kill interrupted
-    spooled = set(on_disk.keys())
+    spooled = set(on_disk.frame_keys())
     for key in spooled:
         on_disk.read(key)  # raises CorruptFrame for a damaged file
     seen_before = set(rx.got.frames)

@@ -1,0 +1,45 @@
+"""Local schedule timing and session numbering, without a broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from camfleet.edge.schedule import Schedule
+from camfleet.edge.sessions import SessionNumbers
+from camfleet.edge.state import AgentState
+
+
+def test_interval_slots_do_not_drift_and_skip_when_far_behind():
+    s = Schedule(interval_s=10)
+    assert s.next_due(None, 1000.0) == 1000.0
+    assert s.next_due(1000.0, 1003.0) == 1010.0  # anchored on the slot, not on "now"
+    assert s.next_due(1010.0, 1019.9) == 1020.0  # late but within a slot: still that slot
+    assert s.next_due(1020.0, 1075.0) == 1070.0  # fell behind 5 slots: skip to the latest
+    assert not Schedule().active and Schedule().next_due(None, 5.0) is None
+
+
+def test_cron_next_slot_is_utc():
+    s = Schedule(cron="30 12 * * *")
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC).timestamp()
+    due = s.next_due(None, now)
+    assert due is not None
+    assert datetime.fromtimestamp(due, UTC) == datetime(2026, 11, 21, 12, 30, tzinfo=UTC)
+    assert s.next_due(due, due) == due + 86400
+
+
+def test_session_numbers_persist_and_never_repeat(tmp_path):
+    state = AgentState(tmp_path)
+    a = SessionNumbers(state)
+    start = a.frame_session
+    assert a.next_frame() == (start, 1)  # captured before the first connect
+    first = a.for_connect()
+    assert first == start + 1  # the start-up number was used by a frame
+    assert a.for_connect() == first  # a failed attempt does not burn another number
+    a.connected(first)
+    assert a.next_frame() == (first, 1)
+    a.disconnected()
+    assert a.next_frame() == (first, 2)  # offline frames continue the last session
+    second = a.for_connect()
+    assert second == first + 1
+    b = SessionNumbers(AgentState(tmp_path))  # a restart (or SIGKILL) continues upwards
+    assert b.frame_session == second + 1 and state.last_session() == second + 1
