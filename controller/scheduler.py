@@ -272,14 +272,17 @@ class Scheduler:
         expires = slot + max(self.misfire_grace_ms, 60_000)
         for device_id in self._targets(tx, row["target_kind"], row["target"]):
             device = tx.one("SELECT * FROM devices WHERE device_id = ?", (device_id,))
-            if device is not None and registry.is_sleeper(device):
+            sleeper = device is not None and registry.is_sleeper(device)
+            if sleeper and row["kind"] != "once":
                 continue  # it wakes on its own (compiled schedule)
             self.commands.insert(
                 tx,
                 template,
                 device_id,
                 now,
-                expires,
+                # A one-shot cannot be compiled into a sleeper's config: its command waits in
+                # the node's session until the next wake, for up to a day.
+                slot + 86_400_000 if sleeper else expires,
                 group=row["target"] if row["target_kind"] == "group" else "",
                 command_id=f"{row['id']}-{slot}-{device_id}",
                 schedule_id=row["id"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -131,6 +132,12 @@ def test_sleeping_group_gets_schedule_compiled_into_desired(controllers, devices
     ctl.scheduler.tick()  # the interval's first slot is due now: sleepers get no command
     with ctl.db.read() as tx:
         assert ctl.commands.list_rows(tx, node.device_id) == []
+    # A one-shot cannot be compiled: the sleeper gets a command that waits for its next wake.
+    once = ctl.scheduler.create("group", "yard", "once", str(int(time.time() * 1000)))
+    ctl.scheduler.tick()
+    with ctl.db.read() as tx:
+        rows = ctl.commands.list_rows(tx, node.device_id)
+    assert [r["schedule_id"] for r in rows] == [once["id"]]
 
 
 def _registered(ctl, device_id: str) -> bool:  # type: ignore[no-untyped-def]
