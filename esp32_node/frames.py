@@ -1,16 +1,17 @@
 """Publishing a spooled frame: one Frame message, or FrameChunks when it exceeds max payload.
 
 The data is streamed from the spool file through the MQTT client (``(file, length)`` parts), so
-a frame is never concatenated with its header nor held twice in RAM. A replay sets
-``historical`` by appending field 10 to the stored header: protobuf readers merge fields in any
-order, so the stored bytes need no rewrite.
+a frame is never concatenated with its header nor held twice in RAM. The small header is
+re-encoded at publish time (``historical`` set for a replay), split around the data so the bytes
+on the wire are exactly what the generated classes write: fields 1..14, data (15), uptime (16).
 """
 
 import pb
 from schemas import FRAME_CHUNK_HEADER, FRAME_HEADER
 
-_HISTORICAL = b"\x50\x01"  # field 10 (historical), varint true
 _DATA_FIELD = 15
+_BEFORE_DATA = FRAME_HEADER[:-1]  # capture_id .. command_id (1..14)
+_AFTER_DATA = FRAME_HEADER[-1:]  # uptime_ms (16)
 _CHUNK_IDS = FRAME_CHUNK_HEADER[:7]  # capture_id .. sha256
 _CHUNK_OFFSET = FRAME_CHUNK_HEADER[8:]  # offset
 # Room kept for the chunk's own fields (ids, counters, sha256, offset, data key) besides the
@@ -18,29 +19,27 @@ _CHUNK_OFFSET = FRAME_CHUNK_HEADER[8:]  # offset
 _CHUNK_OVERHEAD = 160
 
 
-def frame_size(header_len, data_len, historical):
-    n = header_len + (2 if historical else 0)
-    return n + 1 + pb.varint_size(data_len) + data_len
-
-
 def publish(client, topics, spool, entry, max_payload, historical):
     """Publish spool entry (session, seq, path, size); returns the number of MQTT messages."""
-    f, header, dlen = spool.open(entry[2])
+    f, stored, dlen = spool.open(entry[2])
     try:
+        info = pb.decode(FRAME_HEADER, stored)
         if historical:
-            header = header + _HISTORICAL
-        if frame_size(len(header), dlen, False) <= max_payload:
-            key = bytearray()
-            pb.put_len_header(key, _DATA_FIELD, dlen)
-            client.publish(topics["frame"], (header, key, (f, dlen)), qos=1)
+            info["historical"] = True
+        head = pb.encode(_BEFORE_DATA, info)
+        key = bytearray()
+        pb.put_len_header(key, _DATA_FIELD, dlen)
+        tail = pb.encode(_AFTER_DATA, info)
+        if len(head) + len(key) + dlen + len(tail) <= max_payload:
+            client.publish(topics["frame"], (head, key, (f, dlen), tail), qos=1)
             return 1
-        return _publish_chunks(client, topics["chunk"], f, header, dlen, max_payload)
+        return _publish_chunks(client, topics["chunk"], f, info, dlen, max_payload)
     finally:
         f.close()
 
 
-def _publish_chunks(client, topic, f, header, dlen, max_payload):
-    info = pb.decode(FRAME_HEADER, header)
+def _publish_chunks(client, topic, f, info, dlen, max_payload):
+    header = pb.encode(FRAME_HEADER, info)  # chunk 0 carries the whole Frame but its data
     room = max_payload - len(header) - _CHUNK_OVERHEAD
     if room < 512:
         raise ValueError("max_payload too small for this frame's header")

@@ -121,9 +121,8 @@ class Receiver:
                 self.errors.append(f"{msg.topic}: {e}")
                 self.cond.notify_all()
             return
-        if t.kind != topics.Kind.FRAME and codec.encode(decoded) != msg.payload:
-            # every node message but a Frame (whose data is streamed before uptime_ms) is
-            # byte-identical to what the generated classes would write
+        if codec.encode(decoded) != msg.payload:
+            # every node message is byte-identical to what the generated classes would write
             with self.cond:
                 self.noncanonical.append(f"{msg.topic}: {msg.payload.hex()}")
         frame = None
