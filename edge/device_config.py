@@ -85,4 +85,5 @@ def schedule_of(
         cron=s.cron,
         burst_count=s.burst_count or 1,
         burst_interval_ms=s.burst_interval_ms,
+        daily_times_s=tuple(sorted(s.daily_times_s)),
     )

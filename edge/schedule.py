@@ -30,10 +30,11 @@ class Schedule:
     cron: str = ""
     burst_count: int = 1
     burst_interval_ms: int = 0
+    daily_times_s: tuple[int, ...] = ()  # seconds after UTC midnight
 
     @property
     def active(self) -> bool:
-        return self.interval_s > 0 or bool(self.cron)
+        return self.interval_s > 0 or bool(self.cron) or bool(self.daily_times_s)
 
     def next_due(self, previous_due: float | None, now: float) -> float | None:
         """The next capture time after ``previous_due`` (or from ``now`` on the first call).
@@ -57,4 +58,10 @@ class Schedule:
             start = max(now, previous_due or now)
             it = croniter(self.cron, datetime.fromtimestamp(start, UTC))
             return float(it.get_next(float))
+        if self.daily_times_s:
+            # The first slot at or after now (after the previous one): missed slots are skipped.
+            threshold = now if previous_due is None else max(previous_due + 1e-6, now)
+            midnight = math.floor(threshold / 86400) * 86400
+            slots = (midnight + day * 86400 + t for day in (0, 1) for t in self.daily_times_s)
+            return float(min(t for t in slots if t >= threshold))
         return None

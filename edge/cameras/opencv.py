@@ -24,7 +24,8 @@ class OpenCVCamera(Camera):
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.device = self.options.get("device", 0)
+        device = self.options.get("device", 0)
+        self.device = int(device) if isinstance(device, str) and device.isdigit() else device
         self.encoder = jpeg.available_encoder(str(self.options.get("encoder", "auto")))
         self.cap: Any = None
         self.cv2: Any = None

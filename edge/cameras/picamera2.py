@@ -163,7 +163,11 @@ class Picamera2Camera(Camera):
             if self._configured != (size, hflip, vflip):
                 self.cam.stop()
                 lores = self.options.get("lores")
-                config = self.cam.create_still_configuration(
+                # Newer releases: create_still_configuration(); older ones: still_configuration().
+                factory = getattr(self.cam, "create_still_configuration", None)
+                if factory is None:
+                    factory = self.cam.still_configuration
+                config = factory(
                     main={"size": size},
                     lores={"size": tuple(lores)} if lores else None,
                     transform=self.libcamera.Transform(hflip=int(hflip), vflip=int(vflip)),

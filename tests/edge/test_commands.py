@@ -9,7 +9,8 @@ import time
 import pytest
 from PIL import Image
 
-from camfleet.proto.topics import Kind
+from camfleet.proto import codec
+from camfleet.proto.topics import Kind, group_cmd_topic
 from camfleet.proto.v1 import command_pb2, common_pb2, config_pb2, frame_pb2, state_pb2
 from tests.edge.conftest import agent_config
 
@@ -250,3 +251,29 @@ def telemetry_sample(rx):
     rx.command(f"re-{count}", reannounce=A.Reannounce())
     rx.wait_for(lambda g: len(g.telemetry) > count, what="telemetry")
     return rx.got.telemetry[-1]
+
+
+def test_group_command_and_desired_schedule(
+    shared_mosquitto, tmp_path, device_id, run_agent, receiver_for
+):
+    rx = receiver_for(shared_mosquitto, device_id)
+    group = f"g-{device_id}"
+    running = run_agent(
+        agent_config(tmp_path, shared_mosquitto, device_id, device={"groups": [group]})
+    )
+    agent = running.agent
+    rx.wait_for(lambda g: bool(g.states), what="birth")
+    cmd = A.Command(id="grp", group=group, capture=A.CaptureNow())
+    rx.client.publish(group_cmd_topic(group), codec.encode(cmd), qos=1).wait_for_publish(5)
+    assert rx.wait_ack("grp").status == A.ACK_STATUS_DONE
+    # A desired schedule (1 s: the smallest the contract's integer seconds allow) runs locally.
+    desired = config_pb2.Desired(
+        version=1, config=config_pb2.DeviceConfig(schedule=config_pb2.CaptureSchedule(interval_s=1))
+    )
+    rx.send(Kind.DESIRED, desired, retain=True)
+    rx.wait_for(
+        lambda g: sum(f.metadata.get("trigger") == "schedule" for f in g.frames.values()) >= 2,
+        what="2 scheduled frames",
+    )
+    assert agent.schedule.interval_s == 1
+    rx.send(Kind.DESIRED, b"", retain=True)

@@ -43,3 +43,13 @@ def test_session_numbers_persist_and_never_repeat(tmp_path):
     assert second == first + 1
     b = SessionNumbers(AgentState(tmp_path))  # a restart (or SIGKILL) continues upwards
     assert b.frame_session == second + 1 and state.last_session() == second + 1
+
+
+def test_daily_times_pick_the_next_slot_and_roll_over_midnight():
+    s = Schedule(daily_times_s=(3600, 43200))  # 01:00 and 12:00 UTC
+    day = datetime(2026, 11, 21, tzinfo=UTC).timestamp()
+    assert s.active
+    assert s.next_due(None, day + 100) == day + 3600
+    assert s.next_due(day + 3600, day + 3601) == day + 43200
+    assert s.next_due(day + 43200, day + 43201) == day + 86400 + 3600
+    assert s.next_due(None, day + 3600) == day + 3600  # exactly on a slot: that slot
