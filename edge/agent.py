@@ -119,6 +119,8 @@ class EdgeAgent:
     def start(self) -> None:
         self._stop.clear()
         self._restart.clear()
+        # If the state dir was wiped but the spool kept, never reuse a spooled (session, seq).
+        self.state.raise_to(self.spool.max_session())
         self.sessions = SessionNumbers(self.state)
         self._open_camera()
         self._apply_effective(self.effective)

@@ -101,6 +101,11 @@ class Spool:
             i = 0 if key is None else bisect.bisect_right(self._keys, key)
             return self._keys[i] if i < len(self._keys) else None
 
+    def max_session(self) -> int:
+        """Highest session with a spooled frame (0 when empty)."""
+        with self._lock:
+            return self._keys[-1].session if self._keys else 0
+
     def last_seq(self, session: int) -> int:
         """Highest spooled seq of ``session`` (0 when none): a restart must never reuse one."""
         with self._lock:

@@ -40,6 +40,11 @@ class AgentState:
             return 0
         return int(text) if text.isdigit() else 0
 
+    def raise_to(self, session: int) -> None:
+        """Make sure the next session is above ``session`` (a spool that outlived its state)."""
+        if self.last_session() < session:
+            atomic_write(self._session_path, f"{session}\n".encode(), self.fsync)
+
     def next_session(self) -> int:
         """Allocate and persist the next session number (wraps to 1 after 2**32-1)."""
         session = self.last_session() + 1

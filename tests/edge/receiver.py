@@ -29,6 +29,7 @@ class Received:
     frames: dict[tuple[int, int], frame_pb2.Frame] = field(default_factory=dict)
     order: list[tuple[int, int]] = field(default_factory=list)  # first arrivals
     duplicates: int = 0
+    arrivals: list[frame_pb2.Frame] = field(default_factory=list)  # every copy, dups included
     states: list[state_pb2.DeviceState] = field(default_factory=list)
     acks: list[command_pb2.Ack] = field(default_factory=list)
     reported: list[config_pb2.Reported] = field(default_factory=list)
@@ -121,6 +122,10 @@ class Receiver:
 
     def _store(self, frame: frame_pb2.Frame) -> None:
         key = (frame.session, frame.seq)
+        header = frame_pb2.Frame()
+        header.CopyFrom(frame)
+        header.ClearField("data")  # keep memory small: the data is in got.frames
+        self.got.arrivals.append(header)
         if key in self.got.frames:
             self.got.duplicates += 1
         else:

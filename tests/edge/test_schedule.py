@@ -53,3 +53,20 @@ def test_daily_times_pick_the_next_slot_and_roll_over_midnight():
     assert s.next_due(day + 3600, day + 3601) == day + 43200
     assert s.next_due(day + 43200, day + 43201) == day + 86400 + 3600
     assert s.next_due(None, day + 3600) == day + 3600  # exactly on a slot: that slot
+
+
+def test_sessions_stay_above_a_spool_that_outlived_its_state(tmp_path, shared_mosquitto):
+    from camfleet.edge.agent import EdgeAgent
+    from camfleet.proto import codec
+    from tests.edge.conftest import agent_config
+
+    cfg = agent_config(tmp_path, shared_mosquitto, "stale-state")
+    agent = EdgeAgent(cfg)
+    agent.spool.put(codec.make_frame(b"x", session=41, seq=1))
+    (cfg.agent.state_dir / "session").unlink(missing_ok=True)
+    agent.start()
+    try:
+        assert agent.sessions.frame_session == 42
+        assert agent.capture().session == 42
+    finally:
+        agent.stop()
