@@ -21,6 +21,7 @@ from camfleet.errors import UserError
 _OPTIONS: list[tuple[str, Any, str]] = [
     ("broker", str, "Broker URL mqtt://[user[:pw]@]host[:port] (mqtts:// for TLS)."),
     ("data", click.Path(path_type=Path), "Data directory: registry, frames, token, instance id."),
+    ("database", str, "Registry: '' = SQLite in DATA, sqlite:///PATH or postgresql://..."),
     ("http", str, "HTTP API address HOST:PORT ('' disables the API)."),
     ("root", str, "Topic root."),
     ("share_group", str, "Shared-subscription group for frames ('' = plain subscription)."),
@@ -105,6 +106,10 @@ def run(config_file: Path | None, **options: Any) -> None:
         raise UserError(f"cannot use data directory {cfg.data}: {exc}") from None
     except SchemaTooNew as exc:
         raise UserError(f"{exc}: upgrade camfleet") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):  # PostgreSQL unreachable or refused us
+            raise UserError(f"cannot use database {cfg.database}: {exc}") from None
+        raise
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

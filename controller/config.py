@@ -31,6 +31,8 @@ class ControllerConfig:
     broker: str = "mqtt://127.0.0.1:1883"
     data: Path = Path("camfleet-data")
     http: str = "127.0.0.1:8080"
+    #: Registry database: "" = SQLite in DATA; or sqlite:///PATH, postgresql://user@host/db.
+    database: str = ""
     root: str = "camfleet"
     #: Shared-subscription group for frames and chunks, for several controllers on one broker.
     #: Off by default: mosquitto 2.0.11 does not restore shared subscriptions from persistence,

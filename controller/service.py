@@ -26,7 +26,7 @@ from camfleet.controller.integrations import HomeAssistant
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.retention import Retention
 from camfleet.controller.scheduler import Scheduler
-from camfleet.controller.storage import SqliteDatabase, Tx
+from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
@@ -66,7 +66,7 @@ class Controller:
             self.data / "api-token", lambda: secrets.token_urlsafe(24)
         )
         self.metrics = Metrics()
-        self.db = SqliteDatabase(self.data / "registry.sqlite3")
+        self.db = open_database(config.database, self.data / "registry.sqlite3")
         migrate(self.db)
         self.store = LocalFrameStore(self.data, threads=config.file_threads)
         self.channel = MqttChannel(

@@ -46,3 +46,31 @@ def devices(mosquitto: Mosquitto) -> Iterator[Callable[..., SimDevice]]:
     yield make
     for dev in made:
         dev.disconnect()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    from .pg import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A migrated registry database: each test using it runs on SQLite and on PostgreSQL."""
+    from camfleet.controller.storage import open_database
+    from camfleet.controller.storage.migrations import migrate
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    else:
+        from .pg import fresh_database
+
+        server = request.getfixturevalue("postgres_server_url")
+        url = fresh_database(server, unique_id("t").replace("-", "_"))
+    db = open_database(url, tmp_path / "unused.sqlite3")
+    migrate(db)
+    db.url = url  # type: ignore[attr-defined]
+    yield db
+    db.close()

@@ -1,19 +1,16 @@
-"""Registry rules: births and wills ordered by session; derived device states."""
+"""Registry rules: births and wills ordered by session; derived device states (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from camfleet.controller import registry
-from camfleet.controller.storage import SqliteDatabase
 from camfleet.controller.storage.migrations import MIGRATIONS, migrate
 from camfleet.proto.v1 import state_pb2
 
 
-def test_stale_will_is_ignored_and_states_derive(tmp_path: Path) -> None:
-    db = SqliteDatabase(tmp_path / "r.sqlite3")
-    assert migrate(db) == len(MIGRATIONS)
-    assert migrate(db) == len(MIGRATIONS)  # idempotent
+def test_stale_will_is_ignored_and_states_derive(database) -> None:  # type: ignore[no-untyped-def]
+    db = database
+    assert migrate(db) == len(MIGRATIONS)  # idempotent (the fixture migrated already)
     online = state_pb2.DeviceState(presence=state_pb2.PRESENCE_ONLINE, session=7, platform="x")
     old_will = state_pb2.DeviceState(presence=state_pb2.PRESENCE_OFFLINE, session=6)
     with db.transaction() as tx:

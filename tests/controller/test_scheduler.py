@@ -11,8 +11,6 @@ from camfleet.controller.commands import Commands
 from camfleet.controller.desired import DesiredState
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.scheduler import Scheduler
-from camfleet.controller.storage import SqliteDatabase
-from camfleet.controller.storage.migrations import migrate
 from camfleet.mosquitto import Mosquitto, free_port
 
 from .harness import ControllerProcess, Waiter
@@ -85,9 +83,8 @@ class FakeClock:
         return self.now
 
 
-def test_missed_slot_policy(tmp_path: Path) -> None:
-    db = SqliteDatabase(tmp_path / "r.sqlite3")
-    migrate(db)
+def test_missed_slot_policy(database) -> None:  # type: ignore[no-untyped-def]
+    db = database
     published: list[str] = []
     clock = FakeClock(1_000_000_000_000)
     metrics = Metrics()
