@@ -116,9 +116,11 @@ def run(config_file: Path | None, **options: Any) -> None:
     ctl.start()
     if cfg.http:
         host, port = cfg.http_host_port
-        click.echo(
-            f"camfleet controller: API on http://{host}:{port} (token in {cfg.data}/api-token)"
-        )
-    click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}", err=False)
+        click.echo(f"camfleet controller: API on http://{host}:{port}")
+        if ctl.token_generated:
+            click.echo(f"camfleet controller: generated API token {ctl.token}")
+        if not cfg.token:
+            click.echo(f"camfleet controller: API token kept in {cfg.data}/api-token")
+    click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}")
     stop.wait()
     ctl.stop()
