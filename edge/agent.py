@@ -29,7 +29,13 @@ from camfleet.edge.state import AgentState
 from camfleet.errors import UserError
 from camfleet.proto import codec
 from camfleet.proto.errors import ContractError
-from camfleet.proto.topics import Kind, device_topic, latest_jpeg_topic, parse
+from camfleet.proto.topics import (
+    Kind,
+    controller_state_topic,
+    device_topic,
+    latest_jpeg_topic,
+    parse,
+)
 from camfleet.proto.v1 import (
     common_pb2,
     config_pb2,
@@ -139,6 +145,7 @@ class EdgeAgent:
             connected_session=lambda: self.sessions.connected_session,
             max_payload=lambda: self.effective.max_payload or self.config.broker.max_payload,
             window=self.config.broker.inflight,
+            resend_after_s=self.config.spool.resend_after_s,
             on_corrupt=lambda msg: self.event("spool_corrupt", msg, telemetry_pb2.SEVERITY_ERROR),
         )
         self._control = queue.Queue()
@@ -378,7 +385,7 @@ class EdgeAgent:
 
     # --- incoming messages -------------------------------------------------------------------
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         try:
             kind = parse(topic, self.root).kind
         except ContractError as exc:
@@ -386,6 +393,9 @@ class EdgeAgent:
             return
         if kind == Kind.CMD:
             self.commands.submit(payload)
+        elif kind == Kind.STATE:  # only the controller's presence is subscribed
+            if not retained:  # a live birth, not the stored one replayed on our subscribe
+                self._control.put((kind, payload))
         else:
             self._control.put((kind, payload))
 
@@ -404,6 +414,8 @@ class EdgeAgent:
                     self._handle_receipt(payload)
                 elif kind == Kind.DESIRED:
                     self._handle_desired(payload)
+                elif kind == Kind.STATE:
+                    self._handle_controller_state(payload)
             except Exception:  # never let one message kill the agent
                 log.exception("%s: error handling %s", self.device_id, kind.value)
 
@@ -416,7 +428,28 @@ class EdgeAgent:
         assert isinstance(receipt, frame_pb2.Receipt)
         deleted = self.spool.apply_receipt(receipt)
         self.counters["receipted"] += len(deleted)
+        self.sender.receipt_arrived()
         self._notify()
+
+    def _handle_controller_state(self, payload: bytes) -> None:
+        """A live controller birth: it has (re)connected and subscribed, so frames sent while
+        it was away (a broker crash may have lost them with its subscription) go again. The
+        retained copy the broker hands us on subscribe is filtered out in _on_message."""
+        if not payload:
+            return
+        try:
+            state = codec.decode_as(state_pb2.ControllerState, payload).message
+        except ContractError as exc:
+            self._bad_message(controller_state_topic(self.root), str(exc))
+            return
+        if state.presence != state_pb2.PRESENCE_ONLINE:
+            return
+        log.info(
+            "%s: controller %s is online: sending unreceipted frames again",
+            self.device_id,
+            state.instance_id,
+        )
+        self.sender.rewind()
 
     def _handle_desired(self, payload: bytes) -> None:
         if not payload:

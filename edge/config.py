@@ -69,6 +69,7 @@ class SpoolSection:
     max_frames: int = 10_000
     max_bytes: int = 512 * 1024 * 1024
     fsync: bool = True
+    resend_after_s: float = 30.0  # unreceipted frames are sent again after this (backing off)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ def config_from_dict(
         max_frames=spool_t.number("max_frames", 10_000, low=1, high=10_000_000, integer=True),
         max_bytes=spool_t.size("max_bytes", 512 * 1024 * 1024),
         fsync=spool_t.get("fsync", bool, default=True),
+        resend_after_s=spool_t.number("resend_after_s", 30.0, low=0.1, high=86400),
     )
     spool_t.done()
 

@@ -21,7 +21,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from camfleet.edge.config import EdgeConfig
-from camfleet.proto.topics import Kind, device_filters, device_topic
+from camfleet.proto.topics import Kind, controller_state_topic, device_filters, device_topic
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ class Connection:
     """One paho client driven by a network thread. Callbacks run on that thread: keep them short.
 
     ``will`` is called before each connect attempt and returns (session, will payload);
-    ``on_connected(session)`` after CONNACK; ``on_message(topic, payload)`` for each message;
+    ``on_connected(session)`` after CONNACK; ``on_message(topic, payload, retained)`` for each
+    message (``retained``: delivered from the broker's store, not live);
     ``changed`` is notified on connect, disconnect and every PUBACK.
     """
 
@@ -44,7 +45,7 @@ class Connection:
         will: Callable[[], tuple[int, bytes]],
         on_connected: Callable[[int], None],
         on_disconnected: Callable[[], None],
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[[str, bytes, bool], None],
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
@@ -154,6 +155,8 @@ class Connection:
         topics = device_filters(
             self.config.device.id, self.config.device.groups, self.config.broker.root
         )
+        # The controller's presence: its birth means "(re)subscribed, send what I lack".
+        topics.append(controller_state_topic(self.config.broker.root))
         client.subscribe([(t, 1) for t in topics])
         self.connects += 1
         self._on_connected(self.session)  # birth first: it must precede any frame
@@ -173,7 +176,7 @@ class Connection:
         self._set_disconnected()
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self._on_message_cb(msg.topic, bytes(msg.payload))
+        self._on_message_cb(msg.topic, bytes(msg.payload), bool(msg.retain))
 
     def _on_publish(
         self,

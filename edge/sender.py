@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
@@ -37,6 +38,9 @@ class SpoolSender:
         max_payload: Callable[[], int],
         window: int,
         on_corrupt: Callable[[str], None],
+        resend_after_s: float = 30.0,
+        max_resend_after_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spool = spool
         self.conn = connection
@@ -46,6 +50,13 @@ class SpoolSender:
         self._max_payload = max_payload
         self.window = window
         self._on_corrupt = on_corrupt
+        self.base_resend_after = resend_after_s
+        self.resend_after = resend_after_s
+        self.max_resend_after = max(max_resend_after_s, resend_after_s)
+        self._clock = clock
+        self._last_progress = clock()  # last publish or receipt
+        self._rewind = threading.Event()
+        self.rewinds = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0  # frames published (replays included)
@@ -60,6 +71,16 @@ class SpoolSender:
         self.wake()
         if self._thread is not None:
             self._thread.join(10)
+
+    def rewind(self) -> None:
+        """Send every unreceipted frame again from the oldest (the controller came back)."""
+        self._rewind.set()
+        self.wake()
+
+    def receipt_arrived(self) -> None:
+        """A receipt is progress: the resend timer and its backoff start again."""
+        self._last_progress = self._clock()
+        self.resend_after = self.base_resend_after
 
     def wake(self) -> None:
         """A frame was spooled (or something changed): look for work now."""
@@ -89,11 +110,15 @@ class SpoolSender:
                         return
                     if not self.conn.connected.is_set():
                         return
+                    if self._rewind.is_set():
+                        self._rewind.clear()
+                        cursor = None
+                        self.rewinds += 1
                     inflight = [i for i in inflight if not i.is_published()]
                     key = self.spool.next_after(cursor)
                     if key is not None and len(inflight) < self.window:
                         break
-                    cond.wait(1.0)
+                    cond.wait(self._idle_check(key))
             try:
                 frame = self.spool.read(key)
             except FileNotFoundError:  # receipted or dropped meanwhile
@@ -108,7 +133,26 @@ class SpoolSender:
                 self.replayed += 1
             inflight.extend(self._publish(frame))
             self.sent += 1
+            self._last_progress = self._clock()
             cursor = key
+
+    def _idle_check(self, key: SpoolKey | None) -> float:
+        """Caught up but frames still wait for receipts: after ``resend_after`` without progress
+        send them again (a broker that crashed may have lost them, or the controller's
+        subscription with them), doubling the wait each time up to ``max_resend_after``.
+        Returns how long to wait before checking again."""
+        if key is not None or self.spool.depth == 0:
+            return 1.0
+        idle = self._clock() - self._last_progress
+        if idle >= self.resend_after:
+            log.info(
+                "no receipt for %.0f s: sending %d unreceipted frames again", idle, self.spool.depth
+            )
+            self.resend_after = min(self.resend_after * 2, self.max_resend_after)
+            self._last_progress = self._clock()
+            self._rewind.set()
+            return 0.0
+        return min(1.0, self.resend_after - idle)
 
     def _publish(self, frame: frame_pb2.Frame) -> list[paho.MQTTMessageInfo]:
         max_payload = self._max_payload()

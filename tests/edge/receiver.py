@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from camfleet.proto import codec
 from camfleet.proto.chunking import Reassembler
 from camfleet.proto.receipts import make_receipt
-from camfleet.proto.topics import Kind, device_topic, parse
+from camfleet.proto.topics import Kind, controller_state_topic, device_topic, parse
 from camfleet.proto.v1 import command_pb2, config_pb2, frame_pb2, state_pb2
 
 
@@ -51,10 +51,13 @@ class Receiver:
         root: str = "camfleet",
         receipts: bool = True,
         client_id: str | None = None,
+        controller_birth: bool = False,
     ) -> None:
         self.device_id = device_id
         self.root = root
         self.receipts = receipts
+        self.controller_birth = controller_birth
+        self.client_id = client_id or f"test-receiver-{device_id}"
         self.got = Received()
         self.cond = threading.Condition()
         self.reassembler = Reassembler()
@@ -79,6 +82,15 @@ class Receiver:
     def _on_connect(self, client: paho.Client, *args: Any) -> None:
         topics = [f"{self.root}/v1/{self.device_id}/#", f"camfleet/jpeg/{self.device_id}"]
         client.subscribe([(t, 1) for t in topics])
+        if self.controller_birth:
+            # Like the controller: a birth after every connect (not retained here, so tests
+            # sharing a broker do not see each other's).
+            birth = state_pb2.ControllerState(
+                presence=state_pb2.PRESENCE_ONLINE,
+                instance_id=self.client_id,
+                timestamp_ms=int(time.time() * 1000),
+            )
+            client.publish(controller_state_topic(self.root), codec.encode(birth), qos=1)
         self._subscribed.set()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:

@@ -2,12 +2,15 @@
 
 The issue asks for a 30 s outage of a 1 frame/s schedule. The property does not depend on the
 time scale, so the schedule is compressed to 10 frames/s and the outage lasts until 30 frames
-were captured offline (about 3 s of real time): the same 30-frame outage, ten times faster.
+were captured offline (about 3 s of real time): the same 30-frame outage, ten times faster. The
+broker is stopped cleanly in one run and SIGKILLed in the other.
 """
 
 from __future__ import annotations
 
 import threading
+
+import pytest
 
 from camfleet.proto.v1 import config_pb2, frame_pb2
 from tests.edge.conftest import agent_config
@@ -15,10 +18,15 @@ from tests.edge.conftest import agent_config
 OUTAGE_FRAMES = 30
 
 
+@pytest.mark.parametrize("how", ["stop", "kill"])
 def test_broker_outage_frames_arrive_once_in_order_outage_ones_historical(
-    mosquitto, tmp_path, device_id, run_agent, receiver_for
+    how, mosquitto, tmp_path, device_id, run_agent, receiver_for
 ):
-    rx = receiver_for(mosquitto, device_id)
+    """``stop`` is a clean shutdown; ``kill`` (SIGKILL) also loses what the broker had accepted
+    and not saved (queued frames, sessions): receipts, not PUBACKs, make that harmless."""
+    # The receiver announces itself like the controller does (a birth on every connect): after
+    # a broker crash that is what makes the agent send again what the broker lost.
+    rx = receiver_for(mosquitto, device_id, controller_birth=True)
     captured: list[tuple[tuple[int, int], bool]] = []
     lock = threading.Lock()
 
@@ -32,7 +40,10 @@ def test_broker_outage_frames_arrive_once_in_order_outage_ones_historical(
     agent.observers.append(observe)
 
     rx.wait_for(lambda g: len(g.frames) >= 5, what="5 live frames")
-    mosquitto.stop()
+    if how == "stop":
+        mosquitto.stop()
+    else:
+        mosquitto.kill()
     with lock:
         before_outage = len(captured)
         outage_session = captured[-1][0][0]  # offline frames continue this session
@@ -80,3 +91,27 @@ def test_broker_outage_frames_arrive_once_in_order_outage_ones_historical(
     old = [seq for s, seq in expected if s == outage_session]
     assert old == list(range(1, len(old) + 1))
     assert not got.errors
+
+
+def test_unreceipted_frames_are_sent_again_with_backoff(
+    shared_mosquitto, tmp_path, device_id, run_agent, receiver_for
+):
+    """Without any reconnect or controller birth, a frame nobody receipts is sent again after
+    ``spool.resend_after_s``, then after twice that, ...; a receipt resets the backoff."""
+    rx = receiver_for(shared_mosquitto, device_id, receipts=False)
+    running = run_agent(
+        agent_config(tmp_path, shared_mosquitto, device_id, spool={"resend_after_s": 0.2})
+    )
+    agent = running.agent
+    assert agent.online.wait(10)
+    key = (agent.capture().session, 1)
+
+    def copies(g: object) -> int:
+        return sum((f.session, f.seq) == key for f in rx.got.arrivals)
+
+    rx.wait_for(lambda g: copies(g) >= 3, what="two resends")
+    assert agent.sender.resend_after >= 0.8  # 0.2 -> 0.4 -> 0.8: backing off
+    rx.receipts = True
+    rx.wait_for(lambda g: copies(g) >= 4, what="a third resend, now receipted")
+    assert agent.wait_until(lambda: agent.spool.depth == 0, 10)
+    assert agent.sender.resend_after == 0.2
