@@ -131,17 +131,21 @@ def _gps(lat: float, lon: float) -> dict[int, Any]:
 
 
 def with_exif(jpeg: bytes, exif: bytes) -> bytes:
-    """Insert an APP1 EXIF segment right after SOI without re-encoding the image.
+    """Insert an APP1 EXIF segment without re-encoding the image.
 
-    An existing EXIF APP1 (from the camera) is replaced, so the file has exactly one.
+    It goes right after SOI, or after a leading JFIF APP0 (where JFIF wants its marker and
+    tools such as exiftool put EXIF); an existing EXIF APP1 (from the camera) is replaced, so
+    the file has exactly one.
     """
     if not jpeg.startswith(b"\xff\xd8"):
         raise ValueError("not a JPEG (no SOI marker)")
     if len(exif) + 2 > 0xFFFF:
         raise ValueError("EXIF block too large for one APP1 segment")
-    rest = jpeg[2:]
-    # Skip an existing EXIF APP1 so tags are not duplicated.
+    head, rest = b"\xff\xd8", jpeg[2:]
+    if rest[:2] == b"\xff\xe0":  # JFIF APP0 stays first
+        (length,) = struct.unpack(">H", rest[2:4])
+        head, rest = head + rest[: 2 + length], rest[2 + length :]
     if rest[:2] == b"\xff\xe1" and rest[4:10] == b"Exif\x00\x00":
         (length,) = struct.unpack(">H", rest[2:4])
         rest = rest[2 + length :]
-    return b"\xff\xd8\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + rest
+    return head + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + rest
