@@ -114,12 +114,13 @@ class Picamera2Camera(Camera):
                 if limits is None:
                     raise SettingsError(f"this camera has no {name} control")
                 low, high = limits[0], limits[1]
-                if (
-                    isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and (low is not None and high is not None and not low <= value <= high)
-                ):
-                    raise SettingsError(f"picamera2 {name}={value} is outside {low}..{high}")
+                if not isinstance(low, int | float) or not isinstance(high, int | float):
+                    continue  # rectangles (ScalerCrop) are clamped by libcamera itself
+                values = value if isinstance(value, tuple) else (value,)
+                for v in values:
+                    number = isinstance(v, int | float) and not isinstance(v, bool)
+                    if number and not low <= v <= high:
+                        raise SettingsError(f"picamera2 {name}={value} is outside {low}..{high}")
 
     def _controls(self, s: common_pb2.CameraSettings) -> dict[str, Any]:
         c: dict[str, Any] = {}
@@ -204,6 +205,9 @@ class Picamera2Camera(Camera):
 
 
 def _parse(text: str) -> Any:
+    """A control value from text: "2" -> 2, "0.5" -> 0.5, "1.5,2.0" -> (1.5, 2.0), "true"."""
+    if "," in text:
+        return tuple(_parse(part.strip()) for part in text.split(","))
     for convert in (int, float):
         try:
             return convert(text)

@@ -66,6 +66,13 @@ def test_picamera2_maps_settings_to_configuration_and_controls(vendor_fakes):
         # Same size and transform again: no reconfiguration.
         cam.capture(S(width=640, height=480, hflip=True))
         assert sum(c[0] == "configure" for c in fake.calls) == 1
+        extra = S(width=640, height=480, hflip=True)
+        extra.backend["ColourGains"] = "1.5,2.25"
+        cam.capture(extra)
+        assert fake.controls["ColourGains"] == (1.5, 2.25)
+        extra.backend["ColourGains"] = "1.5,40"
+        with pytest.raises(SettingsError, match="ColourGains"):
+            cam.validate(extra)
         with pytest.raises(SettingsError, match="rotates by 0 or 180"):
             cam.validate(S(rotation=90))
         with pytest.raises(SettingsError, match=r"AnalogueGain=30\.0 is outside"):

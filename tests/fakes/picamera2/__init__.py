@@ -169,9 +169,12 @@ class Picamera2:
             if name not in self.camera_controls:
                 raise RuntimeError(f"Control {name} is not advertised by libcamera")
             low, high, _ = self.camera_controls[name]
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if number and not low <= value <= high:
-                raise ValueError(f"{name} value {value} outside {low}..{high}")
+            if not isinstance(low, int | float):
+                continue  # rectangles: libcamera clamps them to the sensor
+            for v in value if isinstance(value, tuple) else (value,):
+                number = isinstance(v, int | float) and not isinstance(v, bool)
+                if number and not low <= v <= high:
+                    raise ValueError(f"{name} value {value} outside {low}..{high}")
         self.controls.update(controls)
         self.calls.append(("set_controls", dict(controls)))
 
