@@ -25,7 +25,7 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("http", str, "HTTP API address HOST:PORT ('' disables the API)."),
     ("root", str, "Topic root."),
     ("share_group", str, "Shared-subscription group for frames ('' = plain subscription)."),
-    ("mqtt_protocol", click.Choice(["5", "3.1.1"]), "MQTT protocol version."),
+    ("mqtt_protocol", click.Choice(["auto", "5", "3.1.1"]), "MQTT protocol version."),
     ("receive_maximum", int, "MQTT 5 Receive Maximum (un-acknowledged deliveries in flight)."),
     ("client_id", str, "MQTT client id (default: camfleet-controller-<instance id>)."),
     ("token", str, "API bearer token for write endpoints (default: generated into DATA)."),

@@ -39,8 +39,8 @@ class ControllerConfig:
     #: so frames published after a broker restart and before the controller re-subscribes would
     #: reach no session (devices' spool replay then recovers them, but later). See docs.
     share_group: str = ""
-    #: MQTT protocol: "5" (default; announces receive_maximum) or "3.1.1".
-    mqtt_protocol: str = "5"
+    #: MQTT protocol: "auto" (5 if the broker speaks it, else 3.1.1), "5" or "3.1.1".
+    mqtt_protocol: str = "auto"
     #: MQTT 5 Receive Maximum: deliveries the broker may have un-acknowledged at a time.
     receive_maximum: int = 1000
     #: MQTT client id; default "camfleet-controller-<instance id>" (instance id kept in DATA).

@@ -15,7 +15,7 @@ from typing import Any
 from camfleet import __version__
 from camfleet.controller import registry
 from camfleet.controller.commands import Commands
-from camfleet.controller.comms.mqtt import MqttChannel
+from camfleet.controller.comms.mqtt import MqttChannel, speaks_mqtt5
 from camfleet.controller.config import ControllerConfig
 from camfleet.controller.desired import DesiredState
 from camfleet.controller.dispatcher import Dispatcher
@@ -71,15 +71,22 @@ class Controller:
         self.db = open_database(config.database, self.data / "registry.sqlite3")
         migrate(self.db)
         self.store = LocalFrameStore(self.data, threads=config.file_threads)
+        broker = BrokerUrl.parse(config.broker)
+        protocol = config.mqtt_protocol
+        if protocol == "auto":
+            # MQTT 5 for its Receive Maximum, 3.1.1 for brokers without 5 (amqtt); a broker
+            # not reachable yet gets 5 (mosquitto, EMQX, HiveMQ all speak it).
+            protocol = "3.1.1" if speaks_mqtt5(broker) is False else "5"
+            log.info("MQTT protocol %s", protocol)
         self.channel = MqttChannel(
-            BrokerUrl.parse(config.broker),
+            broker,
             config.client_id or f"camfleet-controller-{self.instance_id}",
             self._on_message,
             root=root,
             share_group=config.share_group or None,
             instance_id=self.instance_id,
             version=__version__,
-            protocol=config.mqtt_protocol,
+            protocol=protocol,
             receive_maximum=config.receive_maximum,
         )
         publish = self.channel.publish

@@ -194,6 +194,53 @@ class MqttChannel:
                 self._pending.append((info, on_acked))
 
 
+def speaks_mqtt5(url: BrokerUrl, timeout: float = 5.0) -> bool | None:
+    """Probe the broker: True if it accepts an MQTT 5 CONNECT, False if it refuses or drops it
+    (an MQTT 3.1.1-only broker such as amqtt), None if it cannot be reached at all."""
+    import secrets
+
+    result: dict[str, object] = {}
+    answered = threading.Event()
+
+    def on_connect(client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
+        result.setdefault("rc", rc)
+        answered.set()
+
+    def on_disconnect(client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
+        result.setdefault("rc", "dropped")
+        answered.set()
+
+    probe = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"camfleet-probe-{secrets.token_hex(4)}",
+        protocol=mqtt.MQTTv5,
+        reconnect_on_failure=False,
+    )
+    if url.username:
+        probe.username_pw_set(url.username, url.password)
+    if url.tls:
+        probe.tls_set()
+    probe.on_connect = on_connect
+    probe.on_disconnect = on_disconnect
+    try:
+        probe.connect(url.host, url.port, keepalive=10)
+    except OSError:
+        return None
+    probe.loop_start()
+    try:
+        if not answered.wait(timeout):
+            return None
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
+    rc = result.get("rc")
+    if rc == "dropped":
+        return False
+    # Any MQTT 5 reason code (even "not authorized") means the broker speaks MQTT 5; a refused
+    # protocol version means it does not.
+    return getattr(rc, "value", 0) != 132  # 0x84 Unsupported Protocol Version
+
+
 def _safe(fn: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
         try:
