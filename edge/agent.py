@@ -531,7 +531,10 @@ class EdgeAgent:
                 continue  # schedule changed (or stopping): recompute
             if self._stop.is_set():
                 return
-            self._scheduled_capture(schedule)
+            try:
+                self._scheduled_capture(schedule)
+            except Exception:  # never let one slot end the schedule
+                log.exception("%s: scheduled capture failed", self.device_id)
 
     def _scheduled_capture(self, schedule: Schedule) -> None:
         for i in range(schedule.burst_count):

@@ -96,7 +96,11 @@ class SpoolSender:
                 epoch = self.conn.epoch
             if self._stop.is_set():
                 return
-            self._send_connection(epoch)
+            try:
+                self._send_connection(epoch)
+            except Exception:  # a bug must not stop the sender for good: frames wait on disk
+                log.exception("spool sender failed; retrying")
+                self._stop.wait(1.0)
 
     def _send_connection(self, epoch: int) -> None:
         """Send everything spooled, oldest first, until the connection of ``epoch`` ends."""
