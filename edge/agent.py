@@ -19,6 +19,7 @@ from camfleet import __version__
 from camfleet.edge import cameras, device_config, jpeg, telemetry
 from camfleet.edge.cameras.base import Camera, CameraError
 from camfleet.edge.cameras.settings import merged
+from camfleet.edge.commands import CommandHandler
 from camfleet.edge.config import EdgeConfig
 from camfleet.edge.mqtt import Connection
 from camfleet.edge.schedule import Schedule
@@ -74,7 +75,7 @@ class EdgeAgent:
                 f"({exc.filename or config.agent.state_dir})"
             ) from None
         options = {"label": self.device_id, **config.camera.options}
-        if config.camera.backend == "synthetic":
+        if config.camera.backend in ("synthetic", "opencv", "maix"):  # they hand over pixels
             options.setdefault("encoder", config.frames.encoder)
         self.camera = camera or cameras.create(config.camera.backend, options)
         self.camera_status = "closed"
@@ -104,8 +105,6 @@ class EdgeAgent:
         self.sessions: SessionNumbers
         self.conn: Connection
         self.sender: SpoolSender
-        from camfleet.edge.commands import CommandHandler
-
         self.commands = CommandHandler(self)  # kept across restarts: it remembers command ids
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -273,7 +272,7 @@ class EdgeAgent:
         self.conn.publish(self.topic(Kind.REPORTED), codec.encode(rep), retain=True)
 
     def publish_telemetry(self) -> None:
-        if not self.conn.connected.is_set():
+        if not self.sessions.connected_session:
             return  # QoS 0 sample: nothing to keep while offline
         t = telemetry.read(
             session=self.sessions.connected_session,

@@ -26,6 +26,8 @@ def test_capture_command_produces_verified_frame(
         lambda g: any(s.presence == state_pb2.PRESENCE_ONLINE for s in g.states), what="birth"
     )
     birth = [s for s in rx.got.states if s.presence == state_pb2.PRESENCE_ONLINE][-1]
+    rx.wait_for(lambda g: bool(g.telemetry) and bool(g.reported), what="telemetry and reported")
+    assert rx.got.telemetry[0].session == birth.session  # a sample comes with every birth
     assert birth.platform == "synthetic" and birth.board == "test-board"
     assert birth.session >= 1 and "chunks" in birth.capabilities
 
