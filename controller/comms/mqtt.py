@@ -125,6 +125,7 @@ class MqttChannel:
         self._confirmer.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
         if self.connected.is_set():
             info = self.client.publish(
                 topics.controller_state_topic(self.root),
@@ -159,7 +160,10 @@ class MqttChannel:
 
     def _disconnected(self, client, userdata, flags, rc, props=None) -> None:  # type: ignore[no-untyped-def]
         self.connected.clear()
-        log.warning("disconnected from %s (%s); reconnecting", self.url, rc)
+        if self._stopping.is_set():
+            log.info("disconnected from %s", self.url)
+        else:
+            log.warning("disconnected from %s (%s); reconnecting", self.url, rc)
 
     def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self._on_message(
