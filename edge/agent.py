@@ -63,6 +63,7 @@ class EdgeAgent:
         self.root = config.broker.root
         try:
             self.state = AgentState(config.agent.state_dir, fsync=config.spool.fsync)
+            self.state.lock()  # before the spool scan, which removes leftover temp files
             self.spool = Spool(
                 config.spool.dir,
                 max_frames=config.spool.max_frames,
@@ -177,6 +178,10 @@ class EdgeAgent:
         with self._capture_lock:
             self.camera.close()
             self.camera_status = "closed"
+
+    def close(self) -> None:
+        """Release the state dir (the process exiting does it too); call after stop()/run()."""
+        self.state.unlock()
 
     def request_restart(self) -> None:
         self._restart.set()

@@ -52,6 +52,7 @@ class RunningAgent:
         self.stop_event.set()
         self.thread.join(30)
         assert not self.thread.is_alive(), "agent did not stop"
+        self.agent.close()
 
 
 @pytest.fixture

@@ -70,3 +70,18 @@ def test_sessions_stay_above_a_spool_that_outlived_its_state(tmp_path, shared_mo
         assert agent.capture().session == 42
     finally:
         agent.stop()
+
+
+def test_two_agents_cannot_share_a_state_dir(tmp_path, shared_mosquitto):
+    import pytest
+
+    from camfleet.edge.agent import EdgeAgent
+    from camfleet.errors import UserError
+    from tests.edge.conftest import agent_config
+
+    cfg = agent_config(tmp_path, shared_mosquitto, "twin")
+    first = EdgeAgent(cfg)
+    with pytest.raises(UserError, match="another edge agent is running with state dir"):
+        EdgeAgent(cfg)
+    first.close()
+    EdgeAgent(cfg).close()  # free again
