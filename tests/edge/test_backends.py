@@ -85,6 +85,19 @@ def test_picamera2_maps_settings_to_configuration_and_controls(vendor_fakes):
     assert fake.closed
 
 
+def test_picamera2_older_release_without_create_configuration(vendor_fakes, monkeypatch):
+    import picamera2
+
+    monkeypatch.setattr(picamera2, "Picamera2", picamera2.LegacyPicamera2)
+    cam = cameras.create("picamera2")
+    with cam:
+        cap = cam.capture(S(width=320, height=240, vflip=True))
+        assert jpeg_size(cap.jpeg) == (320, 240)
+        fake = picamera2.Picamera2.instances[-1]
+        configure = [c for c in fake.calls if c[0] == "configure"][-1][1]
+        assert configure["transform"].vflip == 1 and configure["main"]["size"] == (320, 240)
+
+
 # --- picamera (legacy) -------------------------------------------------------------------------
 
 

@@ -118,3 +118,24 @@ def test_missing_camera_library_names_the_package(tmp_path):
     result = camfleet("edge", "check-config", "--config", str(path), "--open-camera")
     assert result.returncode == 2
     assert "picamera2" in result.stderr and "pip install 'camfleet[pi]'" in result.stderr
+
+
+def test_cli_lists_backends_without_importing_camera_libraries():
+    result = camfleet("edge", "backends", "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == sorted(
+        ["synthetic", "folder", "opencv", "picamera2", "picamera", "maix"]
+    )
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from camfleet.edge.cli import edge; from camfleet.edge.agent import "
+            "EdgeAgent; print(sorted(m for m in ('cv2', 'picamera2', 'picamera', 'maix', "
+            "'simplejpeg') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.stdout.strip() == "[]", probe.stderr

@@ -95,8 +95,8 @@ class Picamera2:
         self.started = False
         self.closed = False
         self.open_requests = 0
-        self.still_configuration = self.create_still_configuration()
-        self.preview_configuration = self.create_preview_configuration()
+        self.still_configuration: Any = Picamera2.create_still_configuration(self)
+        self.preview_configuration: Any = Picamera2.create_preview_configuration(self)
 
     def _alive(self) -> None:
         if self.closed:
@@ -132,7 +132,7 @@ class Picamera2:
         self, main: dict | None = None, **kwargs: Any
     ) -> CameraConfiguration:
         main = main or {"size": (640, 480)}
-        config = self.create_still_configuration(main=main, **kwargs)
+        config = Picamera2.create_still_configuration(self, main=main, **kwargs)
         config["use_case"] = "preview"
         return config
 
@@ -248,3 +248,18 @@ class Picamera2:
         import numpy as np
 
         return np.asarray(self.capture_image(name))
+
+
+class LegacyPicamera2(Picamera2):
+    """picamera2 before 0.3 (2022): ``still_configuration(...)`` and
+    ``preview_configuration(...)`` were methods; ``create_*_configuration`` did not exist."""
+
+    def __init__(self, camera_num: int = 0, tuning: Any = None) -> None:
+        super().__init__(camera_num, tuning)
+        self.still_configuration = lambda **kw: Picamera2.create_still_configuration(self, **kw)
+        self.preview_configuration = lambda **kw: Picamera2.create_preview_configuration(self, **kw)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("create_still_configuration", "create_preview_configuration"):
+            raise AttributeError(name)
+        return object.__getattribute__(self, name)
