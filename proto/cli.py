@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 from collections import Counter
+from typing import Any, BinaryIO
 
 import click
 
@@ -25,7 +26,7 @@ def proto() -> None:
 @click.argument("topic")
 @click.argument("payload", type=click.File("rb"), default="-")
 @click.option("--root", default=topics.DEFAULT_ROOT, show_default=True, help="Topic root.")
-def decode(topic: str, payload: click.utils.LazyFile, root: str) -> None:
+def decode(topic: str, payload: BinaryIO, root: str) -> None:
     """Decode PAYLOAD (a file, or - for stdin) as the message TOPIC carries; print JSON.
 
     Example: mosquitto_sub -C 1 -t camfleet/v1/cam-1/state -N > s.bin;
@@ -36,7 +37,11 @@ def decode(topic: str, payload: click.utils.LazyFile, root: str) -> None:
         parsed, decoded = codec.decode_message(topic, data, root)
     except ContractError as exc:
         raise UserError(f"{topic}: {exc}") from None
-    out = {"topic": topic, "kind": parsed.kind.value, "message": to_dict(decoded.message)}
+    out: dict[str, Any] = {
+        "topic": topic,
+        "kind": parsed.kind.value,
+        "message": to_dict(decoded.message),
+    }
     if decoded.unknown_fields:
         out["unknown_fields"] = True
     click.echo(json.dumps(out, indent=2))
@@ -54,6 +59,7 @@ def watch(
 ) -> None:
     """Subscribe to camfleet topics and print every message decoded, errors with their reason."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     url = BrokerUrl.parse(broker)
     try:
@@ -83,7 +89,7 @@ def watch(
         if count and sum(seen.values()) >= count:
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     if url.username:
         client.username_pw_set(url.username, url.password)
     if url.tls:

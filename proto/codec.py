@@ -154,7 +154,8 @@ def _scan_unknown(message: Message) -> tuple[bool, str | None]:
     unknown = UnknownFieldSet(message)
     found = len(unknown) > 0
     by_number = message.DESCRIPTOR.fields_by_number
-    for item in unknown:
+    for i in range(len(unknown)):
+        item = unknown[i]
         if item.field_number in by_number:
             field = by_number[item.field_number]
             return True, f"field {field.name} ({item.field_number}) has wire type {item.wire_type}"

@@ -19,7 +19,8 @@ _DATA_FIELDS = {"data"}
 def to_dict(message: Message) -> dict[str, Any]:
     """A dict of the set fields of ``message``; ``data`` becomes its length, digests hex."""
     raw = MessageToDict(message, preserving_proto_field_name=True)
-    return _tidy(raw)
+    tidy: dict[str, Any] = _tidy(raw)
+    return tidy
 
 
 def _tidy(value: Any) -> Any:
