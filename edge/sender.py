@@ -54,7 +54,8 @@ class SpoolSender:
         self.resend_after = resend_after_s
         self.max_resend_after = max(max_resend_after_s, resend_after_s)
         self._clock = clock
-        self._last_progress = clock()  # last publish or receipt
+        self._sent_at: dict[SpoolKey, float] = {}  # when each frame was last published
+        self._stuck: SpoolKey | None = None  # the oldest frame the backoff is about
         self._rewind = threading.Event()
         self.rewinds = 0
         self._stop = threading.Event()
@@ -78,9 +79,9 @@ class SpoolSender:
         self.wake()
 
     def receipt_arrived(self) -> None:
-        """A receipt is progress: the resend timer and its backoff start again."""
-        self._last_progress = self._clock()
-        self.resend_after = self.base_resend_after
+        """Frames were deleted: look again (the oldest frame, and with it the backoff, may
+        have changed)."""
+        self.wake()
 
     def wake(self) -> None:
         """A frame was spooled (or something changed): look for work now."""
@@ -107,6 +108,7 @@ class SpoolSender:
         cond = self.conn.changed
         cursor: SpoolKey | None = None
         inflight: list[paho.MQTTMessageInfo] = []
+        self._sent_at.clear()  # everything goes again on a new connection anyway
         while not self._stop.is_set():
             with cond:
                 while True:
@@ -114,6 +116,7 @@ class SpoolSender:
                         return
                     if not self.conn.connected.is_set():
                         return
+                    timeout = self._resend_check()
                     if self._rewind.is_set():
                         self._rewind.clear()
                         cursor = None
@@ -122,7 +125,7 @@ class SpoolSender:
                     key = self.spool.next_after(cursor)
                     if key is not None and len(inflight) < self.window:
                         break
-                    cond.wait(self._idle_check(key))
+                    cond.wait(timeout)
             try:
                 frame = self.spool.read(key)
             except FileNotFoundError:  # receipted or dropped meanwhile
@@ -137,26 +140,39 @@ class SpoolSender:
                 self.replayed += 1
             inflight.extend(self._publish(frame))
             self.sent += 1
-            self._last_progress = self._clock()
+            self._sent_at[key] = self._clock()
+            if len(self._sent_at) > 2 * self.spool.depth + 64:  # forget receipted frames
+                self._sent_at = {k: t for k, t in self._sent_at.items() if k in self.spool}
             cursor = key
 
-    def _idle_check(self, key: SpoolKey | None) -> float:
-        """Caught up but frames still wait for receipts: after ``resend_after`` without progress
-        send them again (a broker that crashed may have lost them, or the controller's
-        subscription with them), doubling the wait each time up to ``max_resend_after``.
-        Returns how long to wait before checking again."""
-        if key is not None or self.spool.depth == 0:
+    def _resend_check(self) -> float:
+        """A frame not receipted ``resend_after`` seconds after it was sent is sent again, with
+        every newer unreceipted frame (a broker that crashed may have lost them, or the
+        controller's subscription with them). While the same oldest frame stays unreceipted
+        the wait doubles up to ``max_resend_after``; it resets when the oldest frame changes.
+        Returns how long the sender may wait before checking again."""
+        oldest = self.spool.next_after(None)
+        if oldest != self._stuck:
+            self._stuck = oldest
+            self.resend_after = self.base_resend_after
+        if oldest is None:
             return 1.0
-        idle = self._clock() - self._last_progress
-        if idle >= self.resend_after:
-            log.info(
-                "no receipt for %.0f s: sending %d unreceipted frames again", idle, self.spool.depth
-            )
-            self.resend_after = min(self.resend_after * 2, self.max_resend_after)
-            self._last_progress = self._clock()
-            self._rewind.set()
-            return 0.0
-        return min(1.0, self.resend_after - idle)
+        sent = self._sent_at.get(oldest)
+        if sent is None:
+            return 1.0  # not sent on this connection yet: the cursor will get to it
+        waited = self._clock() - sent
+        if waited < self.resend_after:
+            return min(1.0, self.resend_after - waited)
+        log.info(
+            "frame %d-%d not receipted after %.1f s: sending %d frames again",
+            oldest.session,
+            oldest.seq,
+            waited,
+            self.spool.depth,
+        )
+        self.resend_after = min(self.resend_after * 2, self.max_resend_after)
+        self._rewind.set()
+        return 0.0
 
     def _publish(self, frame: frame_pb2.Frame) -> list[paho.MQTTMessageInfo]:
         max_payload = self._max_payload()

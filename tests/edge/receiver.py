@@ -57,6 +57,7 @@ class Receiver:
         self.root = root
         self.receipts = receipts
         self.controller_birth = controller_birth
+        self.withhold: set[tuple[int, int]] = set()  # frames never receipted (a lost store)
         self.client_id = client_id or f"test-receiver-{device_id}"
         self.got = Received()
         self.cond = threading.Condition()
@@ -143,7 +144,7 @@ class Receiver:
         else:
             self.got.frames[key] = frame
             self.got.order.append(key)
-        if self.receipts:
+        if self.receipts and key not in self.withhold:
             receipt = make_receipt([key], int(time.time() * 1000))
             self.client.publish(
                 device_topic(self.device_id, Kind.RECEIPT, self.root), codec.encode(receipt), qos=1

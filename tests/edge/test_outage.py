@@ -97,7 +97,7 @@ def test_unreceipted_frames_are_sent_again_with_backoff(
     shared_mosquitto, tmp_path, device_id, run_agent, receiver_for
 ):
     """Without any reconnect or controller birth, a frame nobody receipts is sent again after
-    ``spool.resend_after_s``, then after twice that, ...; a receipt resets the backoff."""
+    ``spool.resend_after_s``, then after twice that, ...; once receipted it is deleted."""
     rx = receiver_for(shared_mosquitto, device_id, receipts=False)
     running = run_agent(
         agent_config(tmp_path, shared_mosquitto, device_id, spool={"resend_after_s": 0.2})
@@ -114,4 +114,35 @@ def test_unreceipted_frames_are_sent_again_with_backoff(
     rx.receipts = True
     rx.wait_for(lambda g: copies(g) >= 4, what="a third resend, now receipted")
     assert agent.wait_until(lambda: agent.spool.depth == 0, 10)
-    assert agent.sender.resend_after == 0.2
+
+
+def test_a_frame_never_receipted_is_resent_while_newer_frames_flow(
+    shared_mosquitto, tmp_path, device_id, run_agent, receiver_for
+):
+    rx = receiver_for(shared_mosquitto, device_id)
+    cfg = agent_config(
+        tmp_path,
+        shared_mosquitto,
+        device_id,
+        spool={"resend_after_s": 0.2},
+        schedule={"interval_s": 0.05},
+    )
+    session = None
+
+    def withhold_first(frame: frame_pb2.Frame, online: bool) -> None:
+        nonlocal session
+        if online and session is None:
+            session = frame.session
+            rx.withhold.add((frame.session, frame.seq))
+
+    agent = run_agent(cfg).agent
+    agent.observers.append(withhold_first)  # the first frame captured online is withheld
+
+    def copies_of_withheld(g: object) -> int:
+        return sum((f.session, f.seq) in rx.withhold for f in rx.got.arrivals)
+
+    rx.wait_for(lambda g: copies_of_withheld(g) >= 3, what="the withheld frame sent 3 times")
+    (withheld,) = rx.withhold
+    assert agent.spool.next_after(None) == withheld  # still spooled: never receipted
+    assert len(rx.got.frames) > 10  # newer frames kept flowing and being receipted
+    assert agent.spool.depth < len(rx.got.frames)
