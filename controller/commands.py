@@ -6,7 +6,9 @@ in the device's persistent session if the device sleeps; shown as pending) -> th
 ``expired`` itself when its expiry passes without a final ack; a later device ack still wins,
 since the device knows what really happened. Publication is retried: a queued command whose
 PUBACK did not come within ``resend_after_s`` (broker down, controller killed) is published
-again, with the same id (devices deduplicate by id). A group command becomes one command per
+again, with the same id (devices deduplicate by id), and so is every command still ``sent``
+when its device announces a new birth (the broker drops a publish for a device that has no
+session yet, e.g. one that never connected). A group command becomes one command per
 member, each with its own id, published on the member's own topic (so each is tracked).
 """
 
@@ -197,6 +199,28 @@ class Commands:
             if claimed:
                 self.metrics.inc("commands_published_total", len(claimed))
             return len(claimed)
+
+    def resend_after_birth(self, device_id: str) -> int:
+        """Publish again the commands a device has not acknowledged at all yet.
+
+        A birth proves the device is connected and subscribed now. A command marked ``sent``
+        may still never reach it: the broker PUBACKs a QoS 1 publish even when no session
+        exists for the device (it never connected, or its session expired) and drops it, and a
+        broker that crashes loses what it queued since its last save. Re-queueing keeps the
+        same id, and devices run an id only once, so the copy the persistent session delivers
+        anyway is harmless.
+        """
+        now = self.clock_ms()
+        with self.db.transaction() as tx:
+            n = tx.execute(
+                "UPDATE commands SET status = 'queued', sent_ms = 0, updated_ms = ? "
+                "WHERE device_id = ? AND status = 'sent' AND (expires_ms = 0 OR expires_ms > ?)",
+                (now, device_id, now),
+            )
+        if n:
+            self.metrics.inc("commands_resent_after_birth_total", n)
+            self.flush()
+        return n
 
     def _mark_sent_direct(self, command_id: str) -> None:
         with self.db.transaction() as tx:

@@ -209,10 +209,16 @@ class Controller:
 
     def _after_birth(self, device_id: str) -> None:
         # A new device (or one whose groups may have changed) may need group defaults or a
-        # compiled schedule; refresh is a no-op when nothing changed.
-        threading.Thread(
-            target=lambda: self.desired.refresh([device_id]), name="camfleet-refresh", daemon=True
-        ).start()
+        # compiled schedule; refresh is a no-op when nothing changed. Commands it has not
+        # acknowledged may never have reached it: publish them again.
+        def work() -> None:
+            try:
+                self.desired.refresh([device_id])
+                self.commands.resend_after_birth(device_id)
+            except Exception:
+                log.exception("after-birth work for %s failed", device_id)
+
+        threading.Thread(target=work, name="camfleet-after-birth", daemon=True).start()
 
     def _apply_telemetry(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Telemetry)
@@ -263,6 +269,10 @@ class Controller:
         m.describe("receipts_sent_total", "Receipt messages published.")
         m.describe("commands_created_total", "Commands created, by action.")
         m.describe("commands_expired_total", "Commands the controller marked expired.")
+        m.describe(
+            "commands_resent_after_birth_total",
+            "Unacknowledged commands published again on a birth.",
+        )
         m.describe("acks_total", "Command acknowledgements received, by status.")
         m.describe("schedule_fired_total", "Schedule slots fired.")
         m.describe("schedule_missed_total", "Schedule slots skipped under the missed-slot policy.")

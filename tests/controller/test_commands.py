@@ -56,6 +56,22 @@ def test_command_waits_for_sleeping_node_and_expired_one_is_not_run(controllers,
     )
 
 
+def test_a_command_created_before_the_device_ever_connected_runs_after_its_first_birth(
+    controllers,  # type: ignore[no-untyped-def]
+    devices,
+) -> None:
+    ctl = controllers()
+    waiter = Waiter(ctl)
+    node = devices("newcomer", connect=False)
+    cmd = ctl.commands.create("capture", {"count": 1}, device_id=node.device_id)[0]
+    # The broker PUBACKs it although no session exists for the device: it is dropped there.
+    assert waiter.wait_for(lambda: _status(ctl, cmd["id"]) == "sent", 10)
+    node.connect()
+    assert waiter.wait_for(lambda: _status(ctl, cmd["id"]) == "done", 15)
+    assert [(c.command.id, c.ran) for c in node.commands] == [(cmd["id"], True)]
+    assert ctl.metrics.get("commands_resent_after_birth_total") == 1
+
+
 def _frames_of(ctl, command_id: str) -> list:  # type: ignore[no-untyped-def,type-arg]
     with ctl.db.read() as tx:
         return query(tx, command_id=command_id)
