@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from camfleet.controller.storage.database import Row, Tx
+from camfleet.proto import topics
 from camfleet.proto.v1 import common_pb2, state_pb2, telemetry_pb2
 
 PRESENCE_NAMES = {
@@ -80,9 +81,11 @@ def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) 
                 device_id,
             ),
         )
-        groups = [g.strip() for g in st.info.get("groups", "").split(",") if g.strip()]
-        for group in groups:
-            add_group(tx, device_id, group)
+        # Groups the device declares join those assigned through the API; an invalid name
+        # (the device's own config is wrong) is left out rather than refusing the birth.
+        for group in st.groups:
+            if topics.is_valid_device_id(group):
+                add_group(tx, device_id, group)
     return "new" if new else "applied"
 
 

@@ -201,6 +201,7 @@ class Node:
             "reset_reason": wake.NAMES.get(self.wake_cause, ""),
             "max_payload": self.cfg.get("max_payload", 131072),
             "info": self.info(),
+            "groups": self.groups,
         }
         return pb.encode(S.DEVICE_STATE, msg)
 

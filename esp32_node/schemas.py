@@ -107,6 +107,7 @@ DEVICE_STATE = (
     (12, "reset_reason", "S", P),
     (13, "max_payload", "u", P),
     (14, "info", "m", P),
+    (15, "groups", "S", R),
 )
 
 # telemetry.proto

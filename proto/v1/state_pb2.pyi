@@ -89,6 +89,7 @@ class DeviceState(_message.Message):
     RESET_REASON_FIELD_NUMBER: _builtins.int
     MAX_PAYLOAD_FIELD_NUMBER: _builtins.int
     INFO_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
     presence: Global___Presence.ValueType
     session: _builtins.int
     timestamp_ms: _builtins.int
@@ -117,6 +118,10 @@ class DeviceState(_message.Message):
     def info(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """ip, mac, sensor model, camera backend, ..."""
 
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """groups whose `_group/{group}/cmd` the device follows"""
+
     def __init__(
         self,
         *,
@@ -134,10 +139,11 @@ class DeviceState(_message.Message):
         reset_reason: _builtins.str = ...,
         max_payload: _builtins.int = ...,
         info: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        groups: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "capabilities", b"capabilities", "desired_version", b"desired_version", "firmware_version", b"firmware_version", "info", b"info", "max_payload", b"max_payload", "next_wake_ms", b"next_wake_ms", "ota_slot", b"ota_slot", "platform", b"platform", "presence", b"presence", "reset_reason", b"reset_reason", "session", b"session", "timestamp_ms", b"timestamp_ms", "wake_cause", b"wake_cause"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "capabilities", b"capabilities", "desired_version", b"desired_version", "firmware_version", b"firmware_version", "groups", b"groups", "info", b"info", "max_payload", b"max_payload", "next_wake_ms", b"next_wake_ms", "ota_slot", b"ota_slot", "platform", b"platform", "presence", b"presence", "reset_reason", b"reset_reason", "session", b"session", "timestamp_ms", b"timestamp_ms", "wake_cause", b"wake_cause"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

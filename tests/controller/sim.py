@@ -71,7 +71,6 @@ class SimDevice:
     # --- connection ---------------------------------------------------------------------------
 
     def _state(self, presence: int, next_wake_ms: int = 0) -> bytes:
-        info = {"groups": ",".join(self.groups)} if self.groups else {}
         return codec.encode(
             state_pb2.DeviceState(
                 presence=presence,  # type: ignore[arg-type]
@@ -82,7 +81,7 @@ class SimDevice:
                 board="sim-board",
                 capabilities=list(self.capabilities),
                 next_wake_ms=next_wake_ms,
-                info=info,
+                groups=list(self.groups),
             )
         )
 

@@ -121,6 +121,7 @@ def test_group_command_reaches_member(mosquitto, make_device, receiver_for):
     dev = make_device(mosquitto, groups=("garden",))
     rx = receiver_for(mosquitto, dev)
     dev.run_wake()
+    assert list(_births(rx)[-1].groups) == ["garden"]  # announced, so the controller knows
     cmd = command_pb2.Command(id="g1", group="garden", capture=command_pb2.CaptureNow(count=1))
     rx.client.publish(
         "camfleet/v1/_group/garden/cmd", cmd.SerializeToString(), qos=1
