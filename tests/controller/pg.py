@@ -3,6 +3,7 @@ binaries, run as the `postgres` user when the tests run as root, trust auth, fsy
 
 from __future__ import annotations
 
+import glob
 import os
 import pwd
 import shutil
@@ -13,8 +14,6 @@ from contextlib import contextmanager
 
 from camfleet.mosquitto import free_port
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
-
 
 def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
@@ -23,7 +22,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield a URL to a fresh server (database `postgres`, superuser `camfleet`)."""
-    binary = shutil.which("initdb", path=PG_BIN) or shutil.which("initdb")
+    # Debian/Ubuntu keep the server binaries per major version, off PATH.
+    installed = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    binary = installed[-1] if installed else shutil.which("initdb")
     if binary is None:
         raise RuntimeError("PostgreSQL is not installed: apt-get install -y postgresql")
     bindir = os.path.dirname(binary)
