@@ -95,13 +95,14 @@ class EdgeAgent:
         self.started_at = time.monotonic()
         self.counters: dict[str, int] = {"frames": 0, "bad_messages": 0, "receipted": 0}
         self._capture_lock = threading.Lock()
-        self.changed = threading.Condition()  # notified after every capture and receipt
+        # notified after every capture, receipt and controller presence change
+        self.changed = threading.Condition()
         self.online = threading.Event()  # set while connected (after the birth)
         self._config_lock = threading.RLock()
         self._stop = threading.Event()
         self._restart = threading.Event()
         self._schedule_changed = threading.Event()
-        self._control: queue.Queue[tuple[Kind, bytes] | None] = queue.Queue()
+        self._control: queue.Queue[tuple[Kind, bytes, bool] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self.sessions: SessionNumbers
         self.conn: Connection
@@ -212,6 +213,7 @@ class EdgeAgent:
             wake_cause=common_pb2.WAKE_CAUSE_ALWAYS_ON,
             desired_version=self.desired.version,
             max_payload=self.effective.max_payload or self.config.broker.max_payload,
+            groups=list(self.config.device.groups),
         )
         state.info.update(
             {
@@ -397,11 +399,8 @@ class EdgeAgent:
             return
         if kind == Kind.CMD:
             self.commands.submit(payload)
-        elif kind == Kind.STATE:  # only the controller's presence is subscribed
-            if not retained:  # a live birth, not the stored one replayed on our subscribe
-                self._control.put((kind, payload))
-        else:
-            self._control.put((kind, payload))
+        else:  # receipts, desired, and the controller's presence (the only state subscribed)
+            self._control.put((kind, payload, retained))
 
     def _bad_message(self, topic: str, why: str) -> None:
         self.counters["bad_messages"] += 1
@@ -412,14 +411,14 @@ class EdgeAgent:
             item = self._control.get()
             if item is None:
                 return
-            kind, payload = item
+            kind, payload, retained = item
             try:
                 if kind == Kind.RECEIPT:
                     self._handle_receipt(payload)
                 elif kind == Kind.DESIRED:
                     self._handle_desired(payload)
                 elif kind == Kind.STATE:
-                    self._handle_controller_state(payload)
+                    self._handle_controller_state(payload, retained)
             except Exception:  # never let one message kill the agent
                 log.exception("%s: error handling %s", self.device_id, kind.value)
 
@@ -435,25 +434,30 @@ class EdgeAgent:
         self.sender.receipt_arrived()
         self._notify()
 
-    def _handle_controller_state(self, payload: bytes) -> None:
-        """A live controller birth: it has (re)connected and subscribed, so frames sent while
-        it was away (a broker crash may have lost them with its subscription) go again. The
-        retained copy the broker hands us on subscribe is filtered out in _on_message."""
+    def _handle_controller_state(self, payload: bytes, retained: bool) -> None:
+        """The controller's presence. A live ONLINE birth means it has (re)connected and
+        subscribed, so frames sent while it was away (a broker crash may have lost them with
+        its subscription) go again at once; the retained copy handed over on our own subscribe
+        only tells whether it is there. While it is known to be OFFLINE, timed resends pause
+        (its next birth triggers one)."""
         if not payload:
+            self.sender.controller_online = None  # presence cleared: unknown
             return
         try:
             state = codec.decode_as(state_pb2.ControllerState, payload).message
         except ContractError as exc:
             self._bad_message(controller_state_topic(self.root), str(exc))
             return
-        if state.presence != state_pb2.PRESENCE_ONLINE:
-            return
-        log.info(
-            "%s: controller %s is online: sending unreceipted frames again",
-            self.device_id,
-            state.instance_id,
-        )
-        self.sender.rewind()
+        online = state.presence == state_pb2.PRESENCE_ONLINE
+        self.sender.controller_online = online
+        self._notify()
+        if online and not retained:
+            log.info(
+                "%s: controller %s is online: sending unreceipted frames again",
+                self.device_id,
+                state.instance_id,
+            )
+            self.sender.rewind()
 
     def _handle_desired(self, payload: bytes) -> None:
         if not payload:

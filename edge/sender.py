@@ -57,6 +57,9 @@ class SpoolSender:
         self._sent_at: dict[SpoolKey, float] = {}  # when each frame was last published
         self._stuck: SpoolKey | None = None  # the oldest frame the backoff is about
         self._rewind = threading.Event()
+        #: the controller's last known presence (None = never heard of it): no timed resends
+        #: while it is known to be offline, its birth triggers one
+        self.controller_online: bool | None = None
         self.rewinds = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,7 +158,7 @@ class SpoolSender:
         if oldest != self._stuck:
             self._stuck = oldest
             self.resend_after = self.base_resend_after
-        if oldest is None:
+        if oldest is None or self.controller_online is False:
             return 1.0
         sent = self._sent_at.get(oldest)
         if sent is None:

@@ -263,6 +263,7 @@ def test_group_command_and_desired_schedule(
     )
     agent = running.agent
     rx.wait_for(lambda g: bool(g.states), what="birth")
+    assert list(rx.got.states[-1].groups) == [group]  # announced, so the controller knows
     cmd = A.Command(id="grp", group=group, capture=A.CaptureNow())
     rx.client.publish(group_cmd_topic(group), codec.encode(cmd), qos=1).wait_for_publish(5)
     assert rx.wait_ack("grp").status == A.ACK_STATUS_DONE

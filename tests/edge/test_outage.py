@@ -12,7 +12,9 @@ import threading
 
 import pytest
 
-from camfleet.proto.v1 import config_pb2, frame_pb2
+from camfleet.proto import codec
+from camfleet.proto.topics import controller_state_topic
+from camfleet.proto.v1 import config_pb2, frame_pb2, state_pb2
 from tests.edge.conftest import agent_config
 
 OUTAGE_FRAMES = 30
@@ -146,3 +148,32 @@ def test_a_frame_never_receipted_is_resent_while_newer_frames_flow(
     assert agent.spool.next_after(None) == withheld  # still spooled: never receipted
     assert len(rx.got.frames) > 10  # newer frames kept flowing and being receipted
     assert agent.spool.depth < len(rx.got.frames)
+
+
+def test_controller_presence_pauses_timed_resends_and_its_birth_resends(
+    mosquitto, tmp_path, device_id, run_agent, receiver_for
+):
+    """Own broker: the retained controller presence is global to a topic root."""
+    rx = receiver_for(mosquitto, device_id, receipts=False)
+    offline = state_pb2.ControllerState(presence=state_pb2.PRESENCE_OFFLINE, instance_id="c1")
+    rx.client.publish(
+        controller_state_topic(), codec.encode(offline), qos=1, retain=True
+    ).wait_for_publish(5)
+    agent = run_agent(
+        agent_config(tmp_path, mosquitto, device_id, spool={"resend_after_s": 3600})
+    ).agent
+    assert agent.online.wait(10)
+    key = (agent.capture().session, 1)
+    rx.wait_for(lambda g: key in g.frames, what="the frame")
+    assert agent.wait_until(lambda: agent.sender.controller_online is False, 5)
+    online = state_pb2.ControllerState(
+        presence=state_pb2.PRESENCE_ONLINE, instance_id="c1", timestamp_ms=1
+    )
+    rx.client.publish(
+        controller_state_topic(), codec.encode(online), qos=1, retain=True
+    ).wait_for_publish(5)
+    # Far before resend_after_s: the live birth alone makes the agent send the frame again.
+    rx.wait_for(
+        lambda g: sum((f.session, f.seq) == key for f in g.arrivals) >= 2, what="resend on birth"
+    )
+    assert agent.sender.controller_online is True and agent.sender.rewinds >= 1
