@@ -14,6 +14,7 @@ import click
 from camfleet.edge.cameras import BACKENDS
 from camfleet.edge.cameras.settings import to_dict
 from camfleet.edge.config import EdgeConfig, load_config
+from camfleet.errors import UserError
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -75,12 +76,17 @@ def check_config(config_path: Path, as_json: bool, open_camera: bool) -> None:
     config = load_config(config_path)
     if open_camera:
         from camfleet.edge import cameras
+        from camfleet.edge.cameras.base import CameraError
+        from camfleet.edge.cameras.settings import SettingsError
 
         camera = cameras.create(
             config.camera.backend, {"label": config.device.id, **config.camera.options}
         )
-        with camera:
-            camera.validate(config.camera.settings)
+        try:
+            with camera:
+                camera.validate(config.camera.settings)
+        except (CameraError, SettingsError) as exc:
+            raise UserError(f"{config_path}: camera: {exc}") from None
     summary = describe(config)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))

@@ -139,3 +139,13 @@ def test_cli_lists_backends_without_importing_camera_libraries():
         timeout=60,
     )
     assert probe.stdout.strip() == "[]", probe.stderr
+
+
+def test_cli_check_config_open_camera_failure_is_one_line(tmp_path):
+    path = write(
+        tmp_path,
+        '[device]\nid = "a"\n[camera]\nbackend = "folder"\n[camera.options]\npath = "/none"\n',
+    )
+    result = camfleet("edge", "check-config", "--config", str(path), "--open-camera")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "camera: folder camera: /none is not a directory" in result.stderr
