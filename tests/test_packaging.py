@@ -1,4 +1,5 @@
-"""A built wheel installs in a clean venv and works without the source tree."""
+"""A built wheel carries everything and installs in a clean venv that has only the runtime
+dependencies: every sub-command starts there, so no hardware or dev library is imported eagerly."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+NODE = ROOT / "esp32_node"
 
 
-@pytest.mark.slow
-def test_wheel_installs_in_a_clean_venv_and_runs(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [
             sys.executable,
@@ -31,20 +33,36 @@ def test_wheel_installs_in_a_clean_venv_and_runs(tmp_path: Path) -> None:
         ],
         check=True,
         capture_output=True,
-        cwd=tmp_path,
+        cwd=dist,
     )
-    (wheel,) = dist.glob("camfleet-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    for expected in (
+    (built,) = dist.glob("camfleet-*.whl")
+    return built
+
+
+def test_wheel_ships_every_package_and_the_node_files_the_simulator_runs(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    needed = [
         "camfleet/cli.py",
         "camfleet/proto/codec.py",
         "camfleet/proto/v1/frame_pb2.py",
         "camfleet/proto/camfleet/v1/frame.proto",
         "camfleet/broker_config/dev.conf",
-    ):
-        assert expected in names, f"{expected} missing from the wheel"
-    assert not any(n.startswith(("tests/", "proto/", "controller/")) for n in names)
+        "camfleet/controller/service.py",
+        "camfleet/edge/agent.py",
+        "camfleet/esp32_node/firmware/partitions.csv",
+    ]
+    needed += [f"camfleet/esp32_node/{p.name}" for p in NODE.glob("*.py")]
+    needed += [f"camfleet/esp32_node/host/{p.name}" for p in (NODE / "host").glob("*.py")]
+    needed += [f"camfleet/esp32_node/tools/{p.name}" for p in (NODE / "tools").glob("*.py")]
+    missing = [n for n in needed if n not in names]
+    assert not missing, f"missing from the wheel: {missing}"
+    assert not any(n.startswith(("tests/", "proto/", "controller/", "edge/")) for n in names)
 
+
+@pytest.mark.slow
+def test_wheel_installs_in_a_clean_venv_and_every_subcommand_starts(
+    wheel: Path, tmp_path: Path
+) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
@@ -54,14 +72,30 @@ def test_wheel_installs_in_a_clean_venv_and_runs(tmp_path: Path) -> None:
     # Run from an empty directory so nothing of the source tree can be imported by accident.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    help_out = subprocess.run(
-        [str(env_dir / "bin" / "camfleet"), "--help"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-    ).stdout
-    assert "controller" in help_out and "edge" in help_out
+
+    def camfleet(*args: str) -> str:
+        result = subprocess.run(
+            [str(env_dir / "bin" / "camfleet"), *args],
+            capture_output=True,
+            text=True,
+            cwd=elsewhere,
+            check=False,
+        )
+        assert result.returncode == 0, f"camfleet {' '.join(args)}: {result.stderr}"
+        assert "unavailable" not in result.stdout, result.stdout
+        return result.stdout
+
+    assert "controller" in camfleet("--help")
+    for args in (
+        ("controller", "run", "--help"),
+        ("edge", "run", "--help"),
+        ("sim", "esp32", "--help"),
+        ("demo", "--help"),
+        ("devices", "--help"),
+        ("proto", "watch", "--help"),
+        ("broker", "run", "--help"),
+    ):
+        assert "Usage:" in camfleet(*args)
     probe = subprocess.run(
         [
             str(py),
