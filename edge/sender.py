@@ -3,8 +3,10 @@
 The spool is the only source: a captured frame is first made durable, then sent from disk. On
 every new connection the sender starts again from the oldest frame not yet receipted, so frames
 captured during an outage (and frames sent but never receipted) are replayed in (session, seq)
-order; a frame whose session is not the live connection's is flagged ``historical``. Frames
-whose encoded size exceeds the max payload travel as chunks (camfleet.proto.chunking).
+order; a frame whose session is not the live connection's is flagged ``historical``. Within a
+connection, unreceipted frames go again when the controller announces itself (``rewind``) or
+when the oldest one stays unreceipted too long (``_resend_check``). Frames whose encoded size
+exceeds the max payload travel as chunks (camfleet.proto.chunking).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class SpoolSender:
+    """One thread publishing the spool over ``connection``, at most ``window`` unacked."""
+
     def __init__(
         self,
         spool: Spool,
