@@ -17,17 +17,21 @@ THERMAL_ROOT = Path("/sys/class/thermal")
 
 
 def cpu_temperature_c(root: Path = THERMAL_ROOT) -> float | None:
-    """The first CPU-like thermal zone in degrees C (Pi: cpu-thermal, MaixCAM: soc), or None."""
-    zones = sorted(root.glob("thermal_zone*"))
-    for zone in zones:
+    """A CPU-like thermal zone in degrees C (Pi: cpu-thermal, MaixCAM: soc, PC: x86_pkg_temp),
+    else the first readable zone, else None (containers have none)."""
+    readings: list[tuple[bool, float]] = []
+    for zone in sorted(root.glob("thermal_zone*")):
         try:
             kind = (zone / "type").read_text().strip().lower()
             value = int((zone / "temp").read_text().strip())
         except (OSError, ValueError):
             continue
-        if any(word in kind for word in ("cpu", "soc", "x86_pkg", "core")) or zone == zones[0]:
-            return value / 1000.0
-    return None
+        cpu = any(word in kind for word in ("cpu", "soc", "x86_pkg", "core"))
+        readings.append((cpu, value / 1000.0))
+    for cpu, celsius in readings:
+        if cpu:
+            return celsius
+    return readings[0][1] if readings else None
 
 
 def mem_available() -> int | None:
