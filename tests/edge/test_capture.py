@@ -58,3 +58,18 @@ def test_capture_command_produces_verified_frame(
     # The receipt removes it from the spool.
     agent = running.agent
     assert agent.wait_until(lambda: agent.spool.depth == 0, 10), "receipt did not empty the spool"
+
+
+def test_capture_over_the_embedded_demo_broker(
+    amqtt_broker, tmp_path, device_id, run_agent, receiver_for
+):
+    """The zero-install demo runs agents against amqtt (MQTT 3.1.1): same contract there."""
+    rx = receiver_for(amqtt_broker, device_id)
+    agent = run_agent(agent_config(tmp_path, amqtt_broker, device_id)).agent
+    rx.wait_for(
+        lambda g: any(s.presence == state_pb2.PRESENCE_ONLINE for s in g.states), what="birth"
+    )
+    rx.command("c1", capture=command_pb2.CaptureNow())
+    assert rx.wait_ack("c1").status == command_pb2.ACK_STATUS_DONE
+    rx.wait_for(lambda g: len(g.frames) == 1, what="the frame")
+    assert agent.wait_until(lambda: agent.spool.depth == 0, 10), "receipt did not arrive"
