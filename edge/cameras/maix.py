@@ -141,12 +141,21 @@ class MaixCamera(Camera):
         except (RuntimeError, ValueError) as exc:
             raise CameraError(f"maix: {exc}") from None
         width, height = img.width(), img.height()
-        import numpy as np
-
-        pixels = np.frombuffer(bytes(img.to_bytes()), dtype=np.uint8).reshape(height, width, 3)
+        pixels = _pixels(bytes(img.to_bytes()), width, height)
         quality = settings.jpeg_quality if settings.HasField("jpeg_quality") else 85
         data = jpeg.encode(pixels, quality, self.encoder)
         used = common_pb2.CameraSettings()
         used.CopyFrom(settings)
         used.width, used.height, used.jpeg_quality = width, height, quality
         return Capture(data, width, height, used, {"exposure_us": str(cam.exposure())})
+
+
+def _pixels(raw: bytes, width: int, height: int) -> Any:
+    """RGB888 bytes as a numpy array (no copy) when numpy is there, else as a PIL image."""
+    try:
+        import numpy as np
+    except ImportError:
+        from PIL import Image
+
+        return Image.frombytes("RGB", (width, height), raw)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
