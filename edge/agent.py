@@ -530,7 +530,9 @@ class EdgeAgent:
             if self._schedule_changed.is_set():
                 self._schedule_changed.clear()
                 schedule, due = self.schedule, None
-            now = time.time()
+            # Intervals run on the monotonic clock (immune to NTP steps, e.g. a Pi without RTC
+            # setting its clock after boot); cron and daily times need the wall clock.
+            now = time.monotonic() if schedule.interval_s > 0 else time.time()
             due = schedule.next_due(due, now)
             if due is None:
                 self._schedule_changed.wait()
