@@ -260,13 +260,17 @@ def main() -> None:
             port = free_port()
             ctl = start_controller(broker, work / "controller-data", port, args.controller_arg)
             spy = _start_profiler(ctl.pid, args.profile) if args.profile else None
-            cpu0 = proc_cpu_s(ctl.pid)
+            threads0 = _thread_cpu(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+            cpu0, broker0, sys0 = proc_cpu_s(ctl.pid), _broker_cpu(broker), _system_cpu()
             sent, receipts, ok = run_publishers(broker, args, "ctl", wait_receipts=True)
             ctl_cpu = proc_cpu_s(ctl.pid) - cpu0
+            broker_cpu = _broker_cpu(broker) - broker0
+            system = {k: v - sys0[k] for k, v in _system_cpu().items()}
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            threads = {k: v - threads0.get(k, 0.0) for k, v in _thread_cpu(metrics).items()}
             ctl.terminate()
             ctl.wait(30)
             res = summarize("controller", sent, receipts, args.size, ctl_cpu)
@@ -278,9 +282,25 @@ def main() -> None:
         f"controller stored {stored:.0f} frames in {batches:.0f} group commits "
         f"(avg {stored / max(batches, 1):.1f} frames/commit); all receipted: {ok}"
     )
-    print("controller stage timers (s, summed over threads):")
+    n = max(stored, 1)
+    print(
+        f"CPU per stored frame: broker {broker_cpu / n * 1e6:.0f} us; whole machine during the "
+        f"controller run: user {system['user'] / n * 1e6:.0f} us, system "
+        f"{system['system'] / n * 1e6:.0f} us, softirq {system['softirq'] / n * 1e6:.0f} us, "
+        f"iowait {system['iowait'] / n * 1e6:.0f} us, idle {system['idle'] / n * 1e6:.0f} us"
+    )
+    print("controller CPU by thread (us/frame):")
+    for name, seconds in sorted(threads.items(), key=lambda kv: -kv[1]):
+        if seconds > 0:
+            print(f"  {name:<32} {seconds / n * 1e6:7.0f}")
+    print("controller stages (wall s summed over threads; us/frame wall / thread CPU):")
+    cpu_stages = _stages(metrics, "stage_cpu_seconds_total")
     for stage, seconds in sorted(_stages(metrics).items(), key=lambda kv: -kv[1]):
-        print(f"  {stage:<24} {seconds:8.3f} s  {seconds / max(stored, 1) * 1e6:7.0f} us/frame")
+        cpu = cpu_stages.get(stage)
+        print(
+            f"  {stage:<26} {seconds:8.3f} s  {seconds / n * 1e6:7.0f} us"
+            + (f" / {cpu / n * 1e6:5.0f} us CPU" if cpu is not None else "")
+        )
     if args.profile:
         _summarize_profile(args.profile)
     print(f"ratio controller/raw (frames/s): {res['fps'] / raw['fps']:.2f}")
@@ -329,16 +349,38 @@ def _summarize_profile(path: Path, top: int = 18) -> None:
         print(f"  {n / total:6.1%}  {name[:110]}")
 
 
+def _thread_cpu(text: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for m in re.finditer(
+        r'^camfleet_controller_thread_cpu_seconds\{thread="([^"]+)"\} ([0-9.e+-]+)$', text, re.M
+    ):
+        name = "paho network" if m.group(1).startswith("paho-mqtt") else m.group(1)
+        found[name] = found.get(name, 0.0) + float(m.group(2))
+    return found
+
+
+def _broker_cpu(broker: Mosquitto) -> float:
+    return proc_cpu_s(broker.proc.pid) if broker.proc is not None else 0.0
+
+
+def _system_cpu() -> dict[str, float]:
+    """Whole-machine CPU seconds by mode, from /proc/stat (all cores summed)."""
+    values = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    tick = os.sysconf("SC_CLK_TCK")
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {name: int(v) / tick for name, v in zip(names, values, strict=False)}
+
+
 def _metric(text: str, name: str) -> float:
     m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
 
 
-def _stages(text: str) -> dict[str, float]:
+def _stages(text: str, name: str = "stage_seconds_total") -> dict[str, float]:
     return {
         m.group(1): float(m.group(2))
         for m in re.finditer(
-            r'^camfleet_controller_stage_seconds_total\{stage="([^"]+)"\} ([0-9.e+-]+)$', text, re.M
+            rf'^camfleet_controller_{name}\{{stage="([^"]+)"\}} ([0-9.e+-]+)$', text, re.M
         )
     }
 

@@ -37,7 +37,7 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("command_resend_s", float, "Republish a queued command whose PUBACK did not come by then."),
     ("tick_s", float, "Period of the scheduler / expiry / reassembly tick."),
     ("batch_max", int, "Most jobs per group commit."),
-    ("file_threads", int, "Threads writing a batch's frame files."),
+    ("file_threads", int, "Threads writing frame files behind the frame log."),
     ("decode_thread", bool, "Decode and SHA-256-check frames off the network thread."),
     ("chunk_timeout_s", float, "Seconds an incomplete chunked frame may wait for its chunks."),
     ("command_expiry_s", float, "Default command expiry in seconds (0 = never)."),

@@ -54,7 +54,7 @@ class ControllerConfig:
     #: Decode and SHA-256-check whole frames on a thread of their own (off the network thread).
     decode_thread: bool = True
     #: Threads writing a batch's frame files (overlaps filesystem journal waits).
-    file_threads: int = 4
+    file_threads: int = 1
     chunk_timeout_s: float = 120.0
     telemetry_history: int = 1000
     event_history: int = 1000

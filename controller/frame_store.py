@@ -1,32 +1,67 @@
 """Frame files behind one interface: a local directory by default (an object store fits too).
 
 Keys are relative paths like ``frames/{device}/{YYYY-MM-DD}/{HHMMSS}_{session}-{seq}.jpg`` so the
-directory is browsable as it is. ``put_batch`` is the group commit of the file side: every file
-is written to a temporary name and renamed (atomic: a reader never sees half a JPEG), then ONE
-filesystem sync makes the whole batch durable before the caller commits the index rows.
+directory is browsable as it is. ``put_batch`` is the group commit of the file side: when it
+returns, the batch's bytes are durable. ``LocalFrameStore`` gets there by appending the batch to
+a segment log with one ``fdatasync`` (``frame_log``); once the caller has committed the index
+rows (``committed``), a low-priority thread writes the browsable files (temporary name + rename:
+a reader never sees half a JPEG), syncs them once per pass (``syncfs``), and only then deletes the
+log segments they came from. After a crash, ``recover`` replays what the log still holds into
+files, for the frames the index has.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 import datetime as dt
+import functools
+import hashlib
+import logging
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from camfleet.controller.frame_log import FrameLog, read_segment
+
+log = logging.getLogger("camfleet.controller.frame_store")
+
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+
+#: ``indexed(keys)`` -> {key: sha256 hex} for the keys whose frame the index holds.
+Indexed = Callable[[list[str]], dict[str, str]]
 
 
 def frame_key(
     device_id: str, session: int, seq: int, captured_at_ms: int, content_type: str
 ) -> str:
     """The store key of a frame. The same frame always gets the same key (redelivery-safe)."""
-    when = dt.datetime.fromtimestamp(max(captured_at_ms, 0) / 1000, tz=dt.UTC)
+    day, hms = _utc_parts(max(captured_at_ms, 0) // 1000)
     ext = _EXTENSIONS.get(content_type, "bin")
-    return f"frames/{device_id}/{when:%Y-%m-%d}/{when:%H%M%S}_{session}-{seq}.{ext}"
+    return f"frames/{device_id}/{day}/{hms}_{session}-{seq}.{ext}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_parts(seconds: int) -> tuple[str, str]:
+    # Frames of one batch share a handful of seconds: format each second once.
+    when = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    return f"{when:%Y-%m-%d}", f"{when:%H%M%S}"
+
+
+def frame_identity(key: str) -> tuple[str, int, int] | None:
+    """(device, session, seq) of a key made by ``frame_key``; None for anything else."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "frames":
+        return None
+    name = parts[3].rpartition(".")[0].partition("_")[2]
+    session, _, seq = name.partition("-")
+    if not (session.isdigit() and seq.isdigit()):
+        return None
+    return parts[1], int(session), int(seq)
 
 
 class FrameStore:
@@ -36,11 +71,29 @@ class FrameStore:
         """Store every (key, data); durable when this returns."""
         raise NotImplementedError
 
+    def committed(self) -> None:
+        """The index rows of the last ``put_batch`` are committed (files may appear now)."""
+
+    def recover(self, indexed: Indexed) -> int:
+        """After a crash: finish what the last run made durable but did not finish."""
+        return 0
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every committed frame is in its final place; False on timeout."""
+        return True
+
+    def pending(self) -> int:
+        """Committed frames whose final file is not written yet."""
+        return 0
+
+    def close(self) -> None:
+        """Finish pending work (bounded) and release resources."""
+
     def get(self, key: str) -> bytes:
         raise NotImplementedError
 
     def path(self, key: str) -> Path | None:
-        """A local path for streaming, when the store has one."""
+        """A local path for streaming, when the store has one (and the file exists yet)."""
         return None
 
     def delete(self, key: str) -> None:
@@ -51,15 +104,184 @@ class FrameStore:
 
 
 class LocalFrameStore(FrameStore):
-    """Files under ``root``; durability by syncfs(2) once per batch (fsync per file as fallback)."""
+    """Files under ``root``, made durable first by the segment log in ``root/log``."""
 
-    def __init__(self, root: Path, threads: int = 4) -> None:
+    def __init__(
+        self,
+        root: Path,
+        threads: int = 1,
+        max_pending_bytes: int = 256 * 1024 * 1024,
+        segment_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.root = Path(root)
-        self._pool = ThreadPoolExecutor(threads, "camfleet-files") if threads > 1 else None
         self.root.mkdir(parents=True, exist_ok=True)
+        self.log = FrameLog(self.root / "frame-log", segment_bytes)
+        self.max_pending_bytes = max_pending_bytes
+        self._pool = ThreadPoolExecutor(threads, "camfleet-files") if threads > 1 else None
         self._syncfs = _load_syncfs()
         self._known_dirs: set[str] = set()
+        self._cond = threading.Condition()
+        #: Put down by the last put_batch, not yet committed: (segment, key, data).
+        self._staged: list[tuple[int, str, bytes]] = []
+        #: Committed, file not yet durable; ``_pending`` maps a key to its bytes (for ``get``).
+        self._queue: collections.deque[tuple[int, str, bytes]] = collections.deque()
+        self._pending: dict[str, bytes] = {}
+        self._pending_bytes = 0
+        self._busy = 0
+        #: Records per segment whose file is not durable yet (staged or queued).
+        self._outstanding: dict[int, int] = collections.defaultdict(int)
+        self._cancelled: set[str] = set()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
         self.remove_orphan_temporaries()
+
+    # --- the durable path (writer thread) -------------------------------------------------------
+
+    def put_batch(self, items: Sequence[tuple[str, bytes]]) -> None:
+        for key, _ in items:
+            self._full(key)
+        with self._cond:
+            self._abandon_staged()
+            # Backpressure: the files must keep up in the long run; wait while too far behind.
+            while self._pending_bytes > self.max_pending_bytes and not self._stopping:
+                self._cond.wait(1.0)
+        if not items:
+            return
+        segment = self.log.append(items)
+        with self._cond:
+            self._staged = [(segment, key, data) for key, data in items]
+            self._outstanding[segment] += len(items)
+
+    def committed(self) -> None:
+        with self._cond:
+            staged, self._staged = self._staged, []
+            if not staged:
+                return
+            for entry in staged:
+                self._queue.append(entry)
+                self._pending[entry[1]] = entry[2]
+                self._pending_bytes += len(entry[2])
+            self._cond.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._materialize_loop, name="camfleet-files", daemon=True
+            )
+            self._thread.start()
+
+    def _abandon_staged(self) -> None:
+        # A batch whose index commit failed: its records stay in the log, but recover() only
+        # replays frames the index has.
+        for segment, _, _ in self._staged:
+            self._outstanding[segment] -= 1
+        self._staged = []
+
+    # --- behind the ack: the browsable files ---------------------------------------------------
+
+    def _materialize_loop(self) -> None:
+        try:  # CPU left over by ingest is enough; never compete with the network thread
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), 256))]
+                batch = [e for e in batch if e[1] not in self._cancelled or self._forget(e)]
+                self._busy = len(batch)
+            try:
+                self._write_files([(key, data) for _, key, data in batch])
+            except Exception:
+                log.exception("writing %d frame files failed; retrying", len(batch))
+                with self._cond:
+                    self._queue.extendleft(reversed(batch))
+                    self._busy = 0
+                    self._cond.wait(1.0)
+                continue
+            with self._cond:
+                for entry in batch:
+                    self._forget(entry)
+                self._busy = 0
+                self._delete_finished_segments()
+                self._cond.notify_all()
+
+    def _forget(self, entry: tuple[int, str, bytes]) -> bool:
+        segment, key, data = entry
+        if key in self._cancelled:
+            self._cancelled.discard(key)
+            (self.root / key).unlink(missing_ok=True)
+        if self._pending.get(key) is data:
+            del self._pending[key]
+        self._pending_bytes -= len(data)
+        self._outstanding[segment] -= 1
+        return False
+
+    def _delete_finished_segments(self) -> None:
+        for segment in list(self._outstanding):
+            if segment < self.log.current and self._outstanding[segment] <= 0:
+                del self._outstanding[segment]
+                self.log.delete(segment)
+
+    def _write_files(self, items: Sequence[tuple[str, bytes]]) -> None:
+        if not items:
+            return
+        parents = set()
+        for key, _ in items:
+            parent = f"{self.root}/{key}".rpartition("/")[0]
+            if parent not in self._known_dirs:
+                os.makedirs(parent, exist_ok=True)
+                self._known_dirs.add(parent)
+            parents.add(parent)
+        if self._pool is None or len(items) < 4:
+            for item in items:
+                self._write_one(item)
+        else:
+            list(self._pool.map(self._write_one, items))
+        self._sync({Path(d) for d in parents})
+
+    def recover(self, indexed: Indexed) -> int:
+        """Replay the segments a previous run left into files (frames the index has, whose
+        bytes match the index's SHA-256), sync them, and delete the segments."""
+        done = 0
+        for segment in self.log.segments():
+            if segment >= self.log.current:
+                continue
+            records = dict(read_segment(self.log.path(segment)))
+            known = indexed(list(records))
+            items = [
+                (key, data)
+                for key, data in records.items()
+                if key in known and hashlib.sha256(data).hexdigest() == known[key]
+            ]
+            self._write_files(items)
+            self.log.delete(segment)
+            done += len(items)
+        if done:
+            log.info("replayed %d frame files from the frame log", done)
+        return done
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue) + self._busy
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.log.close()
+        with self._cond:
+            self._delete_finished_segments()
+
+    # --- files ---------------------------------------------------------------------------------
 
     def remove_orphan_temporaries(self) -> int:
         """Delete temporary files left by a writer that died mid-write (its pid is gone)."""
@@ -79,26 +301,6 @@ class LocalFrameStore(FrameStore):
         if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in key.split("/")):
             raise ValueError(f"store key {key!r} is not a plain relative path")
         return self.root / key
-
-    def put_batch(self, items: Sequence[tuple[str, bytes]]) -> None:
-        if not items:
-            return
-        parents = set()
-        for key, _ in items:
-            self._full(key)
-            parent = f"{self.root}/{key}".rpartition("/")[0]
-            if parent not in self._known_dirs:
-                os.makedirs(parent, exist_ok=True)
-                self._known_dirs.add(parent)
-            parents.add(parent)
-        if self._pool is None or len(items) < 4:
-            for item in items:
-                self._write_one(item)
-        else:
-            # File creation waits on the filesystem journal (ext4 stalls creators while it
-            # commits); several threads overlap those waits, and os calls release the GIL.
-            list(self._pool.map(self._write_one, items))
-        self._sync({Path(d) for d in parents})
 
     def _write_one(self, item: tuple[str, bytes]) -> None:
         key, data = item
@@ -132,19 +334,29 @@ class LocalFrameStore(FrameStore):
                 os.close(fd)
 
     def get(self, key: str) -> bytes:
+        with self._cond:
+            data = self._pending.get(key)
+        if data is not None:
+            return data
         return self._full(key).read_bytes()
 
     def path(self, key: str) -> Path | None:
+        with self._cond:
+            if key in self._pending:
+                return None  # not written yet: get() serves the bytes
         return self._full(key)
 
     def delete(self, key: str) -> None:
+        with self._cond:
+            if key in self._pending:
+                self._cancelled.add(key)
         try:
             self._full(key).unlink()
         except FileNotFoundError:
             pass
 
     def keys(self) -> Iterator[str]:
-        for path in self.root.rglob("*"):
+        for path in (self.root / "frames").rglob("*"):
             if path.is_file() and not path.name.startswith("."):
                 yield path.relative_to(self.root).as_posix()
 

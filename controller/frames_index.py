@@ -31,6 +31,43 @@ def exists(tx: Tx, device_id: str, session: int, seq: int) -> bool:
     )
 
 
+def existing(tx: Tx, keys: list[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
+    """The (device, session, seq) of ``keys`` already indexed: one query per device session."""
+    wanted: dict[tuple[str, int], list[int]] = {}
+    for device_id, session, seq in keys:
+        wanted.setdefault((device_id, session), []).append(seq)
+    found: set[tuple[str, int, int]] = set()
+    for (device_id, session), seqs in wanted.items():
+        for i in range(0, len(seqs), 500):
+            part = seqs[i : i + 500]
+            rows = tx.query(
+                "SELECT seq FROM frames WHERE device_id = ? AND session = ? AND seq IN ("
+                + ",".join("?" * len(part))
+                + ")",
+                [device_id, session, *part],
+            )
+            found.update((device_id, session, r["seq"]) for r in rows)
+    return found
+
+
+def sha256_of_keys(tx: Tx, keys: list[str]) -> dict[str, str]:
+    """{store key: sha256 hex} for the keys whose frame is indexed (frame-log replay)."""
+    from camfleet.controller.frame_store import frame_identity
+
+    found: dict[str, str] = {}
+    for key in keys:
+        ident = frame_identity(key)
+        if ident is None:
+            continue
+        row = tx.one(
+            "SELECT store_key, sha256 FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
+            ident,
+        )
+        if row is not None and row["store_key"] == key:
+            found[key] = row["sha256"]
+    return found
+
+
 def insert(tx: Tx, entries: list[IndexEntry], stored_ms: int) -> None:
     """Insert rows; a row already there (another controller stored it first) is left alone."""
     tx.executemany(

@@ -79,3 +79,49 @@ def _escape(value: str) -> str:
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def thread_cpu_seconds() -> dict[Labels, float]:
+    """CPU seconds (user + system) consumed by each live thread of this process, by name.
+
+    Read from /proc (Linux); threads with the same name prefix (a pool) are summed. Empty where
+    /proc is missing. The bench uses it to say which thread the controller's CPU goes to.
+    """
+    import os
+    import re
+
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[Labels, float] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = re.sub(r"[_-]\d+$", "", thread.name)
+        key = (("thread", name),)
+        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class StageClock:
+    """Wall and thread-CPU time of consecutive stages of one thread's work.
+
+    ``lap("x")`` charges the time since the previous lap (or creation) to stage ``x`` in
+    ``stage_seconds_total`` (wall) and ``stage_cpu_seconds_total`` (this thread's CPU). Meant
+    for per-batch stages: two clock reads and two counter updates a lap.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        import time
+
+        self._metrics = metrics
+        self._wall = time.perf_counter
+        self._cpu = time.thread_time
+        self._w, self._c = self._wall(), self._cpu()
+
+    def lap(self, stage: str) -> None:
+        w, c = self._wall(), self._cpu()
+        self._metrics.inc("stage_seconds_total", w - self._w, stage=stage)
+        self._metrics.inc("stage_cpu_seconds_total", c - self._c, stage=stage)
+        self._w, self._c = w, c

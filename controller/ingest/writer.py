@@ -17,11 +17,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from camfleet.controller import frames_index, registry
 from camfleet.controller.frame_store import FrameStore, frame_key
 from camfleet.controller.ingest.jobs import AfterCommit, Delivery, Job
-from camfleet.controller.metrics import Metrics
+from camfleet.controller.metrics import Metrics, StageClock, thread_cpu_seconds
 from camfleet.controller.storage.database import Database, Tx
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import frame_pb2
@@ -75,8 +76,24 @@ class Writer:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="camfleet-writer", daemon=True)
         self.idle = threading.Event()
+        metrics.gauge(
+            "thread_cpu_seconds",
+            "CPU seconds used by each thread (pools summed).",
+            thread_cpu_seconds,
+        )
+        metrics.gauge(
+            "frame_files_pending",
+            "Frames durable in the frame log whose browsable file is not written yet.",
+            store.pending,
+        )
 
     def start(self) -> None:
+        # Frames a previous run made durable in the frame log but had not written as files yet.
+        def indexed(keys: list[str]) -> dict[str, str]:
+            with self.db.read() as tx:
+                return frames_index.sha256_of_keys(tx, keys)
+
+        self.store.recover(indexed)
         self._thread.start()
 
     def submit(self, job: Job) -> None:
@@ -92,7 +109,9 @@ class Writer:
 
     def stop(self, timeout: float = 30.0) -> None:
         self._queue.put(None)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.store.close()
 
     def _run(self) -> None:
         stopping = False
@@ -120,7 +139,6 @@ class Writer:
                 self.idle.set()
 
     def _process(self, batch: list[Job]) -> None:
-        started = time.perf_counter()
         acks: list[Delivery] = []
         try:
             result, after = self._commit(batch)
@@ -142,8 +160,7 @@ class Writer:
                 result.frames += r.frames
                 after += a
                 acks += job.deliveries
-        committed = time.perf_counter()
-        self.metrics.inc("stage_seconds_total", committed - started, stage="writer_commit")
+        clock = StageClock(self.metrics)
         self.metrics.inc("writer_batches_total")
         self.metrics.inc("writer_jobs_total", len(batch))
         for action in after:
@@ -159,52 +176,40 @@ class Writer:
             self.on_batch(result)
         except Exception:
             log.exception("batch callback failed")
-        for delivery in acks:
-            delivery.done()
-        self.metrics.inc(
-            "stage_seconds_total", time.perf_counter() - committed, stage="writer_receipts_and_acks"
-        )
+        acknowledge(acks)
+        clock.lap("writer_receipts_and_acks")
 
     def _commit(self, batch: list[Job]) -> tuple[BatchResult, list[AfterCommit]]:
+        clock = StageClock(self.metrics)
         result = BatchResult()
         frame_jobs = [j for j in batch if j.kind is Kind.FRAME]
         new_entries: list[frames_index.IndexEntry] = []
         files: list[tuple[str, bytes]] = []
         if frame_jobs:
-            seen: set[tuple[str, int, int]] = set()
+            frames = []
+            for job in frame_jobs:
+                frame = job.message
+                assert isinstance(frame, frame_pb2.Frame)
+                frames.append((job, frame, (job.device_id, frame.session, frame.seq)))
             with self.db.read() as tx:
-                for job in frame_jobs:
-                    frame = job.message
-                    assert isinstance(frame, frame_pb2.Frame)
-                    key3 = (job.device_id, frame.session, frame.seq)
-                    captured = frame.captured_at_ms or job.received_ms
-                    key = frame_key(
-                        job.device_id,
-                        frame.session,
-                        frame.seq,
-                        captured,
-                        frame.content_type or "image/jpeg",
-                    )
-                    new = key3 not in seen and not frames_index.exists(tx, *key3)
-                    seen.add(key3)
-                    result.frames.append(StoredFrame(job.device_id, frame, key, new))
-                    if new:
-                        files.append((key, frame.data))  # upb copies bytes on each access
-                        new_entries.append(
-                            frames_index.IndexEntry(
-                                job.device_id,
-                                frame.session,
-                                frame.seq,
-                                key,
-                                frame,
-                                job.received_ms,
-                            )
-                        )
-            files_started = time.perf_counter()
+                seen = frames_index.existing(tx, [key3 for _, _, key3 in frames])
+            for job, frame, key3 in frames:
+                key = frame_key(
+                    job.device_id,
+                    frame.session,
+                    frame.seq,
+                    frame.captured_at_ms or job.received_ms,
+                    frame.content_type or "image/jpeg",
+                )
+                new = key3 not in seen
+                seen.add(key3)
+                result.frames.append(StoredFrame(job.device_id, frame, key, new))
+                if new:
+                    files.append((key, frame.data))  # upb copies bytes on each access
+                    new_entries.append(frames_index.IndexEntry(*key3, key, frame, job.received_ms))
+            clock.lap("writer_dedup")
             self.store.put_batch(files)
-            self.metrics.inc(
-                "stage_seconds_total", time.perf_counter() - files_started, stage="writer_files"
-            )
+            clock.lap("writer_files")
         after: list[AfterCommit] = []
         now = self.clock_ms()
         with self.db.transaction() as tx:
@@ -222,6 +227,9 @@ class Writer:
                 for device_id in {j.device_id for j in frame_jobs}:
                     registry.touch(tx, device_id, now)
                 frames_index.insert(tx, new_entries, now)
+        if frame_jobs:
+            self.store.committed()  # the index has the rows: the files may appear now
+        clock.lap("writer_index")
         stored = sum(1 for f in result.frames if f.new)
         self.metrics.inc("frames_stored_total", stored)
         self.metrics.inc("frames_duplicate_total", len(result.frames) - stored)
@@ -229,6 +237,19 @@ class Writer:
             "frame_bytes_stored_total", sum(f.frame.size for f in result.frames if f.new)
         )
         return result, after
+
+
+def acknowledge(deliveries: list[Delivery]) -> None:
+    """Acknowledge deliveries, QoS 1 ones in one go per channel when it can (``Acker.many``)."""
+    batched: dict[Any, list[int]] = {}
+    for d in deliveries:
+        many = getattr(d.ack, "many", None) if d.qos == 1 else None
+        if many is None:
+            d.done()
+        else:
+            batched.setdefault(many, []).append(d.mid)
+    for many, mids in batched.items():
+        many(mids)
 
 
 def _size(job: Job) -> int:

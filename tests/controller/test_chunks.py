@@ -33,6 +33,9 @@ def test_chunks_reordered_duplicated_lost_then_resent(controllers, devices, tmp_
     assert dev.wait_receipted(timeout=20)
     rows = {(r["session"], r["seq"]): r for r in frame_rows(tmp_path / "data")}
     assert len(rows) == 3
+    for f in (a, b, c):  # served from memory until its file is written behind the frame log
+        assert ctl.store.get(rows[(f.session, f.seq)]["store_key"]) == f.data
+    assert ctl.store.flush(30)
     for f in (a, b, c):
         stored = (tmp_path / "data" / rows[(f.session, f.seq)]["store_key"]).read_bytes()
         assert stored == f.data

@@ -85,7 +85,54 @@ def test_broker_restart_with_persistence(mosquitto: Mosquitto, tmp_path: Path, c
         assert dev.connected.wait(20)
         assert dev.wait_receipted(timeout=60), f"{dev.device_id}: not all frames receipted"
     assert waiter.wait_for(lambda: len(frame_rows(data)) == 120, 10)
+    assert ctl.store.flush(30)  # files are written behind the frame log
     assert_stored_exactly_once(data, devs)
     assert ctl.metrics.total("frames_stored_total") == 120
     for dev in devs:
+        dev.disconnect()
+
+
+_NO_FILES = '''\
+"""Test hook: the controller never writes frame files (they stay in the frame log only)."""
+import threading
+
+from camfleet.controller import frame_store
+
+
+def _never(self, item):
+    threading.Event().wait()
+
+
+frame_store.LocalFrameStore._write_one = _never
+'''
+
+
+def test_kill_9_between_ack_and_file_creation_still_ends_with_the_file(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Files are written behind the ack, from the fsynced frame log: a controller killed after
+    receipting frames whose files do not exist yet replays them into files at its next start."""
+    data = tmp_path / "data"
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_NO_FILES)
+    stalled = ControllerProcess(mosquitto.host, mosquitto.port, data, PYTHONPATH=str(hook))
+    stalled.start()
+    dev = SimDevice(mosquitto.host, mosquitto.port, unique_id("behind")).connect()
+    try:
+        dev.send_frames(30, size=5000)
+        assert dev.wait_receipted(timeout=30)  # acknowledged and receipted: durable
+        assert len(frame_rows(data, dev.device_id)) == 30
+        assert not (data / "frames").exists() or not any(
+            p.is_file() for p in (data / "frames").rglob("*")
+        ), "the hook should have kept every file from being written"
+        assert list((data / "frame-log").glob("*.seg")), "the bytes must be in the frame log"
+        stalled.kill9()
+        restarted = ControllerProcess(mosquitto.host, mosquitto.port, data)
+        restarted.start()  # replays the frame log into files before it comes online
+        assert_stored_exactly_once(data, [dev])
+        restarted.stop()
+        assert not list((data / "frame-log").glob("*.seg")), "replayed segments are deleted"
+    finally:
+        stalled.stop()
         dev.disconnect()

@@ -28,6 +28,7 @@ def test_retention_by_age_count_budget_spares_unindexed(
     b.send_frames(6, size=1000)
     assert a.wait_receipted(timeout=20) and b.wait_receipted(timeout=20)
     assert waiter.wait_for(lambda: len(frame_rows(data)) == 16)
+    assert ctl.store.flush(30)  # the browsable files are written behind the frame log
     # A file the writer has put down but not yet indexed (crash window): never a victim.
     unindexed = data / "frames" / a.device_id / "2000-01-01" / "000000_9-9.jpg"
     unindexed.parent.mkdir(parents=True)
