@@ -105,26 +105,37 @@ class Connection:
         b = self.config.broker
         attempt = 0
         while not self._stop.is_set():
-            session, will_payload = self._will()
-            self.session = session
-            self.client.will_set(self.state_topic, will_payload, qos=1, retain=True)
             try:
-                self.client.connect(b.url.host, b.url.port, keepalive=b.keepalive_s)
-            except (OSError, ValueError) as exc:
-                self._note_error(f"cannot connect to {b.url}: {exc}")
-            else:
-                while not self._stop.is_set():
-                    rc = self.client.loop(timeout=0.5)
-                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        break
-                if self.connected.is_set():
+                if self._connect_and_serve():
                     attempt = 0  # a connection that worked resets the backoff
+            except Exception:  # a bug in a callback must not end reconnecting for good
+                log.exception("MQTT session failed; reconnecting")
+                self.client.disconnect()
                 self._set_disconnected()
             if self._stop.is_set():
                 break
             delay = min(b.reconnect_max_s, b.reconnect_min_s * 2**attempt)
             attempt = min(attempt + 1, 30)
             self._stop.wait(delay * (0.5 + 0.5 * self._rng()))
+
+    def _connect_and_serve(self) -> bool:
+        """One connection: will, CONNECT, then the paho loop until it ends. True if it got
+        as far as CONNACK."""
+        b = self.config.broker
+        session, will_payload = self._will()
+        self.session = session
+        self.client.will_set(self.state_topic, will_payload, qos=1, retain=True)
+        try:
+            self.client.connect(b.url.host, b.url.port, keepalive=b.keepalive_s)
+        except (OSError, ValueError) as exc:
+            self._note_error(f"cannot connect to {b.url}: {exc}")
+            return False
+        while not self._stop.is_set():
+            if self.client.loop(timeout=0.5) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        worked = self.connected.is_set()
+        self._set_disconnected()
+        return worked
 
     def _note_error(self, message: str) -> None:
         if message != self.last_error:  # log each distinct problem once, not every retry

@@ -42,8 +42,8 @@ def agent_config(
 class RunningAgent:
     """An EdgeAgent running on its own thread, stopped by the fixture."""
 
-    def __init__(self, config: EdgeConfig) -> None:
-        self.agent = EdgeAgent(config)
+    def __init__(self, config: EdgeConfig, camera: Any = None) -> None:
+        self.agent = EdgeAgent(config, camera=camera)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.agent.run, args=(self.stop_event,), daemon=True)
         self.thread.start()
@@ -61,11 +61,11 @@ def device_id(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def run_agent() -> Iterator[Callable[[EdgeConfig], RunningAgent]]:
+def run_agent() -> Iterator[Callable[..., RunningAgent]]:
     started: list[RunningAgent] = []
 
-    def start(config: EdgeConfig) -> RunningAgent:
-        running = RunningAgent(config)
+    def start(config: EdgeConfig, camera: Any = None) -> RunningAgent:
+        running = RunningAgent(config, camera)
         started.append(running)
         return running
 

@@ -7,6 +7,7 @@ import io
 
 from PIL import Image
 
+from camfleet.edge.cameras.synthetic import SyntheticCamera
 from camfleet.proto.v1 import command_pb2, common_pb2, state_pb2
 from tests.edge.conftest import agent_config
 
@@ -73,3 +74,27 @@ def test_capture_over_the_embedded_demo_broker(
     assert rx.wait_ack("c1").status == command_pb2.ACK_STATUS_DONE
     rx.wait_for(lambda g: len(g.frames) == 1, what="the frame")
     assert agent.wait_until(lambda: agent.spool.depth == 0, 10), "receipt did not arrive"
+
+
+class FlakyCamera(SyntheticCamera):
+    """Its capabilities() fails twice: the birth/will cannot be built for two connects."""
+
+    failures = 2
+
+    def capabilities(self):  # type: ignore[no-untyped-def]
+        if FlakyCamera.failures:
+            FlakyCamera.failures -= 1
+            raise RuntimeError("simulated bug while building the birth")
+        return super().capabilities()
+
+
+def test_session_survives_a_failing_callback(
+    shared_mosquitto, tmp_path, device_id, run_agent, receiver_for
+):
+    rx = receiver_for(shared_mosquitto, device_id)
+    cfg = agent_config(tmp_path, shared_mosquitto, device_id)
+    running = run_agent(cfg, camera=FlakyCamera({"seed": 1}))
+    assert running.agent.online.wait(10), "the agent gave up reconnecting"
+    assert FlakyCamera.failures == 0
+    rx.command("c1", capture=command_pb2.CaptureNow())
+    assert rx.wait_ack("c1").status == command_pb2.ACK_STATUS_DONE
