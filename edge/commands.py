@@ -39,12 +39,15 @@ class CommandHandler:
         self._queue: queue.Queue[bytes | None] = queue.Queue()
         self._done: OrderedDict[str, command_pb2.Ack] = OrderedDict()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # ends burst pacing and reboot delays early
 
     def start(self) -> None:
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="edge-commands", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(30)
@@ -146,8 +149,9 @@ class CommandHandler:
             self.ack(command.id, A.ACK_STATUS_ACCEPTED, f"burst of {count}")
         ids: list[str] = []
         for i in range(count):
-            if i and c.interval_ms:
-                time.sleep(c.interval_ms / 1000)  # burst pacing is the requested behaviour
+            if i and c.interval_ms and self._stopping.wait(c.interval_ms / 1000):
+                self.ack(command.id, A.ACK_STATUS_FAILED, "agent stopping: burst cut short", ids)
+                return
             try:
                 frame = self.agent.capture(overrides, dict(c.metadata), command_id=command.id)
             except (CameraError, SettingsError) as exc:
@@ -186,8 +190,8 @@ class CommandHandler:
         )
         # Marked done before acting: after the restart a redelivery must not restart again.
         self._done[command.id] = command_pb2.Ack(command_id=command.id, status=A.ACK_STATUS_DONE)
-        if r.delay_ms:
-            time.sleep(min(r.delay_ms, 60_000) / 1000)
+        if r.delay_ms and self._stopping.wait(min(r.delay_ms, 60_000) / 1000):
+            return  # stopping anyway
         if r.agent_only:
             self.agent.request_restart()
         else:
