@@ -98,6 +98,40 @@ def check_config(config_path: Path, as_json: bool, open_camera: bool) -> None:
 
 
 @edge.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Show the agent's disk state: session number, spool depth and age (read-only, safe while
+    the agent runs)."""
+    from camfleet.edge.spool import scan
+    from camfleet.edge.state import AgentState
+
+    config = load_config(config_path)
+    sizes = scan(config.spool.dir)
+    keys = sorted(sizes)
+    session_file = config.agent.state_dir / "session"
+    info = {
+        "device": config.device.id,
+        "last_session": AgentState.read_session(session_file),
+        "spool_dir": str(config.spool.dir),
+        "spool_frames": len(keys),
+        "spool_bytes": sum(sizes.values()),
+        "oldest": f"{keys[0].session}-{keys[0].seq}" if keys else None,
+        "newest": f"{keys[-1].session}-{keys[-1].seq}" if keys else None,
+        "corrupt_files": len(list((config.spool.dir / "corrupt").glob("*.frame"))),
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    click.echo(
+        f"{info['device']}: session {info['last_session']}, {info['spool_frames']} frame(s) "
+        f"({info['spool_bytes']} bytes) waiting for a receipt in {info['spool_dir']}"
+        + (f", oldest {info['oldest']}, newest {info['newest']}" if keys else "")
+        + (f", {info['corrupt_files']} corrupt" if info["corrupt_files"] else "")
+    )
+
+
+@edge.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def backends(as_json: bool) -> None:
     """List the camera backends (their libraries are imported only when used)."""

@@ -45,6 +45,23 @@ class CorruptFrame(Exception):
     """A spooled file that does not decode as a valid Frame (moved to ``corrupt/``)."""
 
 
+def scan(directory: Path) -> dict[SpoolKey, int]:
+    """Read-only listing of the spooled frames and their sizes (safe while an agent runs)."""
+    sizes: dict[SpoolKey, int] = {}
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return sizes
+    for entry in entries:
+        m = _NAME_RE.fullmatch(entry.name)
+        if m:
+            try:
+                sizes[SpoolKey(int(m.group(1)), int(m.group(2)))] = entry.stat().st_size
+            except FileNotFoundError:  # receipted while we looked
+                pass
+    return sizes
+
+
 class Spool:
     """A bounded, crash-safe, ordered frame store. Thread-safe."""
 
@@ -68,11 +85,7 @@ class Spool:
             if entry.name.startswith(TMP_PREFIX):
                 os.unlink(entry.path)  # an interrupted write: the frame never existed
                 self.removed_temp_files += 1
-                continue
-            m = _NAME_RE.fullmatch(entry.name)
-            if m and entry.is_file():
-                key = SpoolKey(int(m.group(1)), int(m.group(2)))
-                self._sizes[key] = entry.stat().st_size
+        self._sizes = scan(self.directory)
         self._keys = sorted(self._sizes)
         self._bytes = sum(self._sizes.values())
         if self.removed_temp_files:

@@ -56,8 +56,13 @@ class AgentState:
         return self.dir / "session"
 
     def last_session(self) -> int:
+        return self.read_session(self._session_path)
+
+    @staticmethod
+    def read_session(path: Path) -> int:
+        """The session number stored in ``path`` (0 when absent or unreadable)."""
         try:
-            text = self._session_path.read_text().strip()
+            text = path.read_text().strip()
         except FileNotFoundError:
             return 0
         return int(text) if text.isdigit() else 0

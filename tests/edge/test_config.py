@@ -149,3 +149,22 @@ def test_cli_check_config_open_camera_failure_is_one_line(tmp_path):
     result = camfleet("edge", "check-config", "--config", str(path), "--open-camera")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "camera: folder camera: /none is not a directory" in result.stderr
+
+
+def test_cli_status_reads_the_spool_without_touching_it(tmp_path):
+    from camfleet.edge.spool import Spool
+    from camfleet.proto import codec
+
+    path = write(tmp_path, '[device]\nid = "a"\n')
+    spool = Spool(tmp_path / "camfleet-state" / "spool", max_frames=10, max_bytes=10**6)
+    for seq in (1, 2, 3):
+        spool.put(codec.make_frame(b"jpeg", session=7, seq=seq))
+    leftover = spool.directory / ".tmp-0000000007-0000000004.frame"
+    leftover.write_bytes(b"an agent is writing this")
+    result = camfleet("edge", "status", "--config", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert (info["spool_frames"], info["oldest"], info["newest"]) == (3, "7-1", "7-3")
+    assert leftover.exists()  # read-only: a running agent's write is not disturbed
+    text = camfleet("edge", "status", "--config", str(path)).stdout
+    assert "3 frame(s)" in text and "oldest 7-1" in text
