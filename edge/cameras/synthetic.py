@@ -18,30 +18,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from camfleet.edge import jpeg
 from camfleet.edge.cameras.base import Camera, CameraError, Capabilities, Capture
-from camfleet.edge.cameras.software import apply_settings
+from camfleet.edge.cameras.software import SOFTWARE_SETTINGS, apply_settings
 from camfleet.proto.v1 import common_pb2
 
 DEFAULT_SIZE = (640, 480)
 DEFAULT_QUALITY = 85
-_SETTINGS = frozenset(
-    {
-        "width",
-        "height",
-        "jpeg_quality",
-        "brightness",
-        "contrast",
-        "saturation",
-        "sharpness",
-        "hflip",
-        "vflip",
-        "rotation",
-        "effect",
-        "crop_x",
-        "crop_y",
-        "crop_w",
-        "crop_h",
-    }
-)
+_SETTINGS = frozenset({"width", "height", "jpeg_quality"}) | SOFTWARE_SETTINGS
 
 
 class SyntheticCamera(Camera):
