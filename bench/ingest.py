@@ -269,6 +269,17 @@ def main() -> None:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
+            # The browsable files are written behind the frame log: time until they all exist.
+            files_started = time.time()
+            files_cpu0 = proc_cpu_s(ctl.pid)
+            while _metric(
+                httpx.get(f"http://127.0.0.1:{port}/metrics").text,
+                "camfleet_controller_frame_files_pending",
+            ):
+                time.sleep(0.05)
+            files_after = time.time() - max(receipts.values())
+            files_wait = time.time() - files_started
+            files_cpu = proc_cpu_s(ctl.pid) - files_cpu0
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             threads = {k: v - threads0.get(k, 0.0) for k, v in _thread_cpu(metrics).items()}
             ctl.terminate()
@@ -283,6 +294,12 @@ def main() -> None:
         f"(avg {stored / max(batches, 1):.1f} frames/commit); all receipted: {ok}"
     )
     n = max(stored, 1)
+    receipted_in = max(receipts.values()) - min(sent.values())
+    print(
+        f"frame files: all written {files_after:.2f} s after the last receipt (waited "
+        f"{files_wait:.2f} s, controller CPU meanwhile {files_cpu / n * 1e6:.0f} us/frame); "
+        f"throughput counting that wait: {stored / (receipted_in + files_wait):.0f} frames/s"
+    )
     print(
         f"CPU per stored frame: broker {broker_cpu / n * 1e6:.0f} us; whole machine during the "
         f"controller run: user {system['user'] / n * 1e6:.0f} us, system "

@@ -97,9 +97,11 @@ def run(config_file: Path | None, **options: Any) -> None:
     logging.basicConfig(
         level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from camfleet.controller.memory import keep_freed_memory
     from camfleet.controller.service import Controller
     from camfleet.controller.storage.migrations import SchemaTooNew
 
+    keep_freed_memory()  # a process of its own: frame buffers are reused, not re-faulted
     try:
         ctl = Controller(cfg)
     except (OSError, sqlite3.DatabaseError) as exc:

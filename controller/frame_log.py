@@ -62,16 +62,21 @@ class FrameLog:
     def path(self, segment: int) -> Path:
         return self.dir / f"{segment:012d}{_SUFFIX}"
 
-    def append(self, items: Sequence[tuple[str, bytes]]) -> int:
-        """Append the records and fdatasync; returns the segment they went to."""
+    def append(self, items: Sequence[tuple[str, bytes]]) -> tuple[int, list[int]]:
+        """Append the records and fdatasync; returns the segment they went to and the offset
+        of each record's data in it (for ``read``)."""
         if self._fd < 0 or self._size >= self.segment_bytes:
             self._rotate()
         buffers: list[bytes] = []
+        offsets: list[int] = []
+        total = 0
         for key, data in items:
             encoded = key.encode()
-            buffers.append(_HEADER.pack(MAGIC, self.current, len(encoded), len(data)) + encoded)
+            header = _HEADER.pack(MAGIC, self.current, len(encoded), len(data)) + encoded
+            buffers.append(header)
             buffers.append(data)
-        total = sum(len(b) for b in buffers)
+            offsets.append(self._size + total + len(header))
+            total += len(header) + len(data)
         if self._direct:
             # O_DIRECT wants block-aligned offsets and sizes: end the batch with a filler record.
             pad = -(total + _HEADER.size) % _BLOCK + _HEADER.size
@@ -86,7 +91,15 @@ class FrameLog:
             _pwritev_all(self._fd, buffers, self._size)
         os.fdatasync(self._fd)
         self._size += total
-        return self.current
+        return self.current, offsets
+
+    def read(self, segment: int, offset: int, length: int) -> bytes:
+        """Bytes of one record's data (FileNotFoundError once the segment is deleted)."""
+        fd = os.open(self.path(segment), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return read_at(fd, offset, length)
+        finally:
+            os.close(fd)
 
     def _pwrite_direct(self, buffers: list[bytes], total: int) -> None:
         # Copied into one page-aligned buffer (~5 us per 50 KB): the kernel then DMAs it to the
@@ -162,6 +175,16 @@ def read_segment(path: Path) -> Iterator[tuple[str, bytes]]:
         if key:  # an empty key is the filler that aligns an O_DIRECT batch
             yield key, blob[start + key_len : stop]
         pos = stop
+
+
+def read_at(fd: int, offset: int, length: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    while len(data) < length:  # pread may return less; a segment is never shorter than this
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            raise OSError(f"frame log record at {offset} is cut short")
+        data += more
+    return data
 
 
 def _pwritev_all(fd: int, buffers: list[bytes], offset: int) -> None:

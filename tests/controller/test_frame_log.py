@@ -13,9 +13,10 @@ from camfleet.controller.frame_store import LocalFrameStore, frame_identity, fra
 def test_records_round_trip_and_a_torn_tail_ends_the_replay(tmp_path: Path) -> None:
     log = FrameLog(tmp_path / "log", segment_bytes=1 << 20)
     first = [("frames/a/2026-01-01/000000_1-1.jpg", b"x" * 5000), ("frames/a/d/k_1-2.jpg", b"y")]
-    segment = log.append(first)
+    segment, offsets = log.append(first)
     log.append([("frames/a/2026-01-01/000000_1-3.jpg", b"z" * 70_000)])
     path = log.path(segment)
+    assert log.read(segment, offsets[0], 5000) == b"x" * 5000
     records = list(read_segment(path))
     assert records == [*first, ("frames/a/2026-01-01/000000_1-3.jpg", b"z" * 70_000)]
     log.close()
