@@ -96,5 +96,10 @@ def test_session_survives_a_failing_callback(
     running = run_agent(cfg, camera=FlakyCamera({"seed": 1}))
     assert running.agent.online.wait(10), "the agent gave up reconnecting"
     assert FlakyCamera.failures == 0
+    # The birth follows the agent's SUBSCRIBE on its connection: once the receiver has it, the
+    # broker routes commands to the agent (its first session exists only from this connect).
+    rx.wait_for(
+        lambda g: any(s.presence == state_pb2.PRESENCE_ONLINE for s in g.states), what="birth"
+    )
     rx.command("c1", capture=command_pb2.CaptureNow())
     assert rx.wait_ack("c1").status == command_pb2.ACK_STATUS_DONE
