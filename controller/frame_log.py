@@ -22,8 +22,12 @@ record ends the segment's replay; whether a record's frame was committed is deci
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
+import secrets
+import shutil
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,18 +37,30 @@ _HEADER = struct.Struct(">4sIHI")
 _SUFFIX = ".seg"
 _IOV_MAX = 1024
 _BLOCK = 4096
+_LOCK = "owner.lock"
 
 
 class FrameLog:
-    """Segments ``{n:012d}.seg`` in ``directory``; ``append`` is durable when it returns."""
+    """Segments ``{n:012d}.seg`` in a directory of its own under ``base``; ``append`` is durable
+    when it returns.
 
-    def __init__(self, directory: Path, segment_bytes: int = 64 * 1024 * 1024) -> None:
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+    Several controllers may share one data directory (shared subscription): each process
+    writes its own ``base/{pid}-{random}/`` and holds an exclusive ``flock`` on its
+    ``owner.lock`` while it lives. A directory whose lock can be taken belongs to a process that
+    is gone: ``abandoned`` hands it to the one that replays it.
+    """
+
+    def __init__(self, base: Path, segment_bytes: int = 64 * 1024 * 1024) -> None:
+        self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.dir = self.base / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.dir.mkdir()
+        self._lock = os.open(self.dir / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _fsync_dir(self.base)
         self.segment_bytes = segment_bytes
-        existing = self.segments()
         #: The segment being appended to; every lower number is sealed.
-        self.current = (existing[-1] + 1) if existing else 1
+        self.current = 1
         self._fd = -1
         self._size = 0
         self._allocated = 0
@@ -52,12 +68,8 @@ class FrameLog:
         self._buffer: mmap.mmap | None = None
 
     def segments(self) -> list[int]:
-        """Numbers of the segment files present, oldest first."""
-        out = []
-        for name in os.listdir(self.dir):
-            if name.endswith(_SUFFIX) and name[: -len(_SUFFIX)].isdigit():
-                out.append(int(name[: -len(_SUFFIX)]))
-        return sorted(out)
+        """Numbers of this log's segment files, oldest first."""
+        return _segments(self.dir)
 
     def path(self, segment: int) -> Path:
         return self.dir / f"{segment:012d}{_SUFFIX}"
@@ -128,7 +140,10 @@ class FrameLog:
         try:
             self._fd = os.open(self.path(self.current), flags | getattr(os, "O_DIRECT", 0), 0o644)
             self._direct = hasattr(os, "O_DIRECT")
-        except OSError:  # e.g. tmpfs: no O_DIRECT
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # tmpfs and others refuse O_DIRECT (after creating the file, in our own directory)
             self.path(self.current).unlink(missing_ok=True)
             self._fd = os.open(self.path(self.current), flags, 0o644)
             self._direct = False
@@ -152,6 +167,54 @@ class FrameLog:
         if self._buffer is not None:
             self._buffer.close()
             self._buffer = None
+
+    def close_and_remove(self) -> None:
+        """Close; remove this log's directory if no segment is left in it; release the lock."""
+        self.close()
+        if self._lock < 0:
+            return
+        if not self.segments():
+            (self.dir / _LOCK).unlink(missing_ok=True)
+            try:
+                self.dir.rmdir()
+            except OSError:
+                pass
+        os.close(self._lock)  # releases the flock
+        self._lock = -1
+
+
+def abandoned(base: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """Logs under ``base`` whose owner is gone: (directory, segment paths oldest first).
+
+    The directory's lock is held while the caller handles it; the directory is removed when the
+    caller asks for the next one (so a replay that crashes halfway is simply done again).
+    """
+    if not base.is_dir():
+        return
+    for entry in sorted(base.iterdir()):
+        if not entry.is_dir():
+            continue
+        try:
+            fd = os.open(entry / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live controller's log
+            yield entry, [entry / f"{n:012d}{_SUFFIX}" for n in _segments(entry)]
+            shutil.rmtree(entry, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _segments(directory: Path) -> list[int]:
+    out = []
+    for name in os.listdir(directory):
+        if name.endswith(_SUFFIX) and name[: -len(_SUFFIX)].isdigit():
+            out.append(int(name[: -len(_SUFFIX)]))
+    return sorted(out)
 
 
 def read_segment(path: Path) -> Iterator[tuple[str, bytes]]:

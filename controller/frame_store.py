@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camfleet.controller.frame_log import FrameLog, read_at, read_segment
+from camfleet.controller.frame_log import FrameLog, abandoned, read_at, read_segment
 
 log = logging.getLogger("camfleet.controller.frame_store")
 
@@ -106,7 +106,7 @@ class FrameStore:
 
 
 class LocalFrameStore(FrameStore):
-    """Files under ``root``, made durable first by the segment log in ``root/log``."""
+    """Files under ``root``, made durable first by a frame log under ``root/frame-log``."""
 
     def __init__(
         self,
@@ -289,22 +289,20 @@ class LocalFrameStore(FrameStore):
         self._sync({Path(d) for d in parents})
 
     def recover(self, indexed: Indexed) -> int:
-        """Replay the segments a previous run left into files (frames the index has, whose
-        bytes match the index's SHA-256), sync them, and delete the segments."""
+        """Replay the frame logs that dead processes left into files (frames the index has,
+        whose bytes match the index's SHA-256), sync them, and delete those logs."""
         done = 0
-        for segment in self.log.segments():
-            if segment >= self.log.current:
-                continue
-            records = dict(read_segment(self.log.path(segment)))
-            known = indexed(list(records))
-            items = [
-                (key, data)
-                for key, data in records.items()
-                if key in known and hashlib.sha256(data).hexdigest() == known[key]
-            ]
-            self._write_files(items)
-            self.log.delete(segment)
-            done += len(items)
+        for _directory, segments in abandoned(self.log.base):
+            for path in segments:
+                records = dict(read_segment(path))
+                known = indexed(list(records))
+                items = [
+                    (key, data)
+                    for key, data in records.items()
+                    if key in known and hashlib.sha256(data).hexdigest() == known[key]
+                ]
+                self._write_files(items)  # synced before the directory goes
+                done += len(items)
         if done:
             log.info("replayed %d frame files from the frame log", done)
         return done
@@ -332,6 +330,7 @@ class LocalFrameStore(FrameStore):
         self.log.close()
         with self._cond:
             self._delete_finished_segments()
+        self.log.close_and_remove()
 
     # --- files ---------------------------------------------------------------------------------
 

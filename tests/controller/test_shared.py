@@ -19,6 +19,7 @@ def test_two_controllers_share_the_frames(controllers, devices, tmp_path: Path) 
     for dev in devs:
         assert dev.wait_receipted(timeout=30)
     assert waiter.wait_for(lambda: len(frame_rows(data)) == 120, 10)
+    assert a.store.flush(30) and b.store.flush(30)  # files are written behind the frame log
     assert_stored_exactly_once(data, devs)
     stored_a = a.metrics.total("frames_stored_total")
     stored_b = b.metrics.total("frames_stored_total")
