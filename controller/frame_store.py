@@ -12,10 +12,12 @@ files, for the frames the index has.
 
 from __future__ import annotations
 
+import array
 import collections
 import ctypes
 import ctypes.util
 import datetime as dt
+import fcntl
 import functools
 import hashlib
 import logging
@@ -189,7 +191,8 @@ class LocalFrameStore(FrameStore):
     # --- behind the ack: the browsable files ---------------------------------------------------
 
     def _materialize_loop(self) -> None:
-        try:  # CPU left over by ingest is enough; never compete with the network thread
+        try:  # yield the CPU to ingest; when the writer waits for us (backpressure) ingest is
+            # idle anyway, so a low priority does not throttle it
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         except OSError:
             pass
@@ -278,8 +281,7 @@ class LocalFrameStore(FrameStore):
         for key, _ in items:
             parent = f"{self.root}/{key}".rpartition("/")[0]
             if parent not in self._known_dirs:
-                os.makedirs(parent, exist_ok=True)
-                self._known_dirs.add(parent)
+                self._make_dirs(parent)
             parents.add(parent)
         if self._pool is None or len(items) < 4:
             for item in items:
@@ -287,6 +289,31 @@ class LocalFrameStore(FrameStore):
         else:
             list(self._pool.map(self._write_one, items))
         self._sync({Path(d) for d in parents})
+
+    def _make_dirs(self, directory: str) -> None:
+        """Create ``frames/{device}/{day}``, marking ``frames`` and ``frames/{device}`` as tops of
+        directory hierarchies (ext4's ``chattr +T``).
+
+        ext4 puts a file's inode in its directory's block group, and a subdirectory in its
+        parent's group unless the parent is a "top directory": then its subdirectories are spread
+        over the groups with the most free inodes. Without a journal, allocating an inode
+        skips, one by one, every inode of the group freed in the last 5-300 s (retention, a
+        deleted data directory): creating a file then measured 430-610 us of CPU in such a group
+        against 18-25 us in a directory placed by the +T spreading.
+        """
+        rel = directory[len(str(self.root)) + 1 :].split("/")
+        path = str(self.root)
+        for depth, part in enumerate(rel):
+            path = f"{path}/{part}"
+            if path in self._known_dirs:
+                continue
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+            if depth < len(rel) - 1:
+                _spread_subdirectories(path)
+            self._known_dirs.add(path)
 
     def recover(self, indexed: Indexed) -> int:
         """Replay the frame logs that dead processes left into files (frames the index has,
@@ -423,6 +450,29 @@ class _Record:
     key: str
     offset: int
     length: int
+
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def _spread_subdirectories(path: str) -> None:
+    """Set the "top of directory hierarchy" flag (a placement hint; ignored where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+    except OSError:
+        pass  # tmpfs, XFS without the flag, not the owner: only the placement hint is lost
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:
