@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from camfleet.controller.registry import wake_cause_name
 from camfleet.controller.storage.database import Row, Tx
 from camfleet.proto.v1 import frame_pb2
+
+_wake_cause = functools.lru_cache(maxsize=64)(wake_cause_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +95,8 @@ def insert(tx: Tx, entries: list[IndexEntry], stored_ms: int) -> None:
                 e.frame.height,
                 int(e.frame.historical),
                 e.frame.command_id,
-                wake_cause_name(e.frame.wake_cause),
-                json.dumps(dict(e.frame.metadata), sort_keys=True),
+                _wake_cause(e.frame.wake_cause),
+                json.dumps(dict(e.frame.metadata), sort_keys=True) if e.frame.metadata else "{}",
             )
             for e in entries
         ],

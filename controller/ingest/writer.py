@@ -97,7 +97,8 @@ class Writer:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
-        self.idle.clear()
+        if self.idle.is_set():  # clear() takes a lock: not on every frame
+            self.idle.clear()
         self._queue.put(job)
 
     def call(self, fn: Callable[[Tx], AfterCommit | None]) -> None:
