@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import ssl
 import struct
 import threading
 import time
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt import _packet
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -70,7 +71,7 @@ class MqttChannel:
             target=self._confirm, name="camfleet-puback", daemon=True
         )
         install_fast_publish_decode()
-        self.client = mqtt.Client(
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=None if protocol == "5" else False,
@@ -201,6 +202,48 @@ class MqttChannel:
         if on_acked is not None:
             with self._pending_lock:
                 self._pending.append((info, on_acked))
+
+
+class BufferedClient(mqtt.Client):
+    """A paho client that reads a plain TCP socket in 256 KiB gulps.
+
+    paho reads a packet with one ``recv`` for the type, one per byte of the remaining length
+    and one or more for the body, and goes back to ``select`` after each packet when nothing
+    of its own is in flight: 5-7 system calls per frame. Here ``_sock_recv`` serves those reads
+    from one large ``recv``, and ``loop_read`` keeps handling packets while bytes are buffered
+    (``select`` cannot see them). TLS sockets keep paho's own path (the SSL layer buffers).
+    """
+
+    _READ_SIZE = 256 * 1024
+    _rsock: object = None
+    _rbuf: bytes = b""
+    _rpos: int = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        sock = self._sock
+        if sock is None or isinstance(sock, ssl.SSLSocket):
+            return super()._sock_recv(bufsize)
+        if sock is not self._rsock:  # a new connection: nothing buffered belongs to it
+            self._rsock, self._rbuf, self._rpos = sock, b"", 0
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(max(bufsize, self._READ_SIZE))
+            if len(data) <= bufsize:
+                return data
+            self._rbuf, self._rpos = data, 0
+        start = self._rpos
+        self._rpos = min(start + bufsize, len(self._rbuf))
+        return self._rbuf[start : self._rpos]
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._sock is not None
+            and self._sock is self._rsock
+            and self._rpos < len(self._rbuf)
+        ):
+            rc = super().loop_read(max_packets)
+        return rc
 
 
 def install_fast_publish_decode() -> None:
