@@ -35,8 +35,9 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from camfleet.mosquitto import Mosquitto, free_port  # noqa: E402
-from camfleet.proto import codec, topics  # noqa: E402
-from camfleet.proto.v1 import frame_pb2, state_pb2  # noqa: E402
+from camfleet.proto import topics  # noqa: E402
+from camfleet.proto.v1 import frame_pb2  # noqa: E402
+from tests.controller.harness import ControllerProcess  # noqa: E402
 from tests.controller.sim import SimDevice, fake_jpeg  # noqa: E402
 
 Key = tuple[str, int, int]
@@ -169,45 +170,21 @@ def proc_cpu_s(pid: int) -> float:
 def start_controller(
     broker: Mosquitto, data: Path, http_port: int, extra: list[str]
 ) -> subprocess.Popen[bytes]:
-    online = threading.Event()
-    t0 = int(time.time() * 1000) - 1
-
-    def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
-        st = codec.decode_as(state_pb2.ControllerState, msg.payload).message
-        if st.presence == state_pb2.PRESENCE_ONLINE and st.started_at_ms >= t0:
-            online.set()
-
-    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
-    watcher.on_message = on_message
-    watcher.connect(broker.host, broker.port)
-    watcher.subscribe(topics.controller_state_topic(), 1)
-    watcher.loop_start()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "camfleet",
-            "controller",
-            "run",
-            "--broker",
-            broker.url,
-            "--data",
-            str(data),
-            "--http",
-            f"127.0.0.1:{http_port}",
-            "--token",
-            "bench",
-            "--log-level",
-            "warning",
-            *extra,
-        ],
+    """The controller as the tests run it (a subprocess, ready once its presence says ONLINE)."""
+    ctl = ControllerProcess(
+        broker.host,
+        broker.port,
+        data,
+        *("--http", f"127.0.0.1:{http_port}", "--token", "bench", "--log-level", "warning"),
+        *extra,
     )
-    if not online.wait(30):
-        proc.kill()
-        raise SystemExit("controller did not start")
-    watcher.loop_stop()
-    watcher.disconnect()
-    return proc
+    try:
+        ctl.start(timeout=30)
+    except TimeoutError:
+        ctl.stop()
+        raise SystemExit("controller did not start") from None
+    assert ctl.proc is not None
+    return ctl.proc
 
 
 def main() -> None:
