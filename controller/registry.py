@@ -181,17 +181,7 @@ def add_telemetry(
         "INSERT INTO telemetry (device_id, ts_ms, received_ms, session, data) VALUES (?,?,?,?,?)",
         (device_id, t.timestamp_ms, now_ms, t.session, json.dumps(data, sort_keys=True)),
     )
-    # Bounded history: trim now and then (every `keep` rows), not on every insert.
-    count = tx.scalar("SELECT COUNT(*) FROM telemetry WHERE device_id = ?", (device_id,))
-    if count > keep * 2:
-        cutoff = tx.scalar(
-            "SELECT received_ms FROM telemetry WHERE device_id = ? "
-            "ORDER BY received_ms DESC LIMIT 1 OFFSET ?",
-            (device_id, keep),
-        )
-        tx.execute(
-            "DELETE FROM telemetry WHERE device_id = ? AND received_ms <= ?", (device_id, cutoff)
-        )
+    _trim_history(tx, "telemetry", device_id, keep)
 
 
 def add_event(tx: Tx, device_id: str, e: telemetry_pb2.Event, now_ms: int, keep: int) -> None:
@@ -215,13 +205,22 @@ def add_event(tx: Tx, device_id: str, e: telemetry_pb2.Event, now_ms: int, keep:
             json.dumps(attributes, sort_keys=True),
         ),
     )
-    count = tx.scalar("SELECT COUNT(*) FROM events WHERE device_id = ?", (device_id,))
+    _trim_history(tx, "events", device_id, keep)
+
+
+def _trim_history(tx: Tx, table: str, device_id: str, keep: int) -> None:
+    """Bound a device's history in ``table`` (telemetry or events) to about ``keep`` rows.
+
+    Trims now and then (once the rows reach twice ``keep``), not on every insert.
+    """
+    assert table in ("telemetry", "events")  # a constant of this module, never user input
+    count = tx.scalar(f"SELECT COUNT(*) FROM {table} WHERE device_id = ?", (device_id,))
     if count > keep * 2:
         cutoff = tx.scalar(
-            "SELECT received_ms FROM events WHERE device_id = ? "
+            f"SELECT received_ms FROM {table} WHERE device_id = ? "
             "ORDER BY received_ms DESC LIMIT 1 OFFSET ?",
             (device_id, keep),
         )
         tx.execute(
-            "DELETE FROM events WHERE device_id = ? AND received_ms <= ?", (device_id, cutoff)
+            f"DELETE FROM {table} WHERE device_id = ? AND received_ms <= ?", (device_id, cutoff)
         )

@@ -33,3 +33,27 @@ def test_stale_will_is_ignored_and_states_derive(database) -> None:  # type: ign
         registry.apply_state(tx, "cam", same_will, 6000)
         row = tx.one("SELECT * FROM devices WHERE device_id = 'cam'")
     assert row is not None and registry.derive_state(row, 6000, 60_000, 60_000) == "offline"
+
+
+def test_telemetry_and_event_history_stay_bounded_and_keep_the_newest(database) -> None:  # type: ignore[no-untyped-def]
+    from camfleet.proto.v1 import telemetry_pb2
+
+    keep = 5
+    online = state_pb2.DeviceState(presence=state_pb2.PRESENCE_ONLINE, session=1)
+    with database.transaction() as tx:
+        registry.apply_state(tx, "cam", online, 1)
+        for i in range(1, 31):
+            registry.add_telemetry(tx, "cam", telemetry_pb2.Telemetry(uptime_ms=i), 100 + i, keep)
+            registry.add_event(tx, "cam", telemetry_pb2.Event(type=f"e{i}"), 100 + i, keep)
+        registry.add_telemetry(tx, "other", telemetry_pb2.Telemetry(uptime_ms=1), 500, keep)
+        counts = {
+            table: tx.scalar(f"SELECT COUNT(*) FROM {table} WHERE device_id = 'cam'")
+            for table in ("telemetry", "events")
+        }
+        newest_event = tx.scalar("SELECT MAX(received_ms) FROM events WHERE device_id = 'cam'")
+        oldest_event = tx.scalar("SELECT MIN(received_ms) FROM events WHERE device_id = 'cam'")
+        others = tx.scalar("SELECT COUNT(*) FROM telemetry WHERE device_id = 'other'")
+    # Trimmed now and then: never more than twice `keep`, never fewer than `keep`.
+    assert all(keep <= n <= 2 * keep for n in counts.values()), counts
+    assert newest_event == 130 and oldest_event > 100 + 30 - 2 * keep
+    assert others == 1  # one device's trim leaves the others alone
