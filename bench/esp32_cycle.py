@@ -138,7 +138,7 @@ def measure(
         assert frames == 1 + (repeat if capture else 0), f"{name}: {frames} frames stored"
         assert not rx.errors, rx.errors
     finally:
-        rx.stop()
+        rx.close()
     return {"awake_ms": statistics.median(awake), "wire": statistics.median(wire)}
 
 

@@ -13,7 +13,7 @@ import pytest
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import EdgeConfig, config_from_dict
 from camfleet.mosquitto import Mosquitto
-from tests.edge.receiver import Receiver
+from tests.device_receiver import DeviceReceiver as Receiver
 
 _ids = itertools.count(1)
 
@@ -79,7 +79,7 @@ def receiver_for() -> Iterator[Callable[..., Receiver]]:
     made: list[Receiver] = []
 
     def make(broker: Mosquitto, device_id: str, **kwargs: Any) -> Receiver:
-        r = Receiver(broker.host, broker.port, device_id, **kwargs)
+        r = Receiver(broker.host, broker.port, device_id, **kwargs).start()
         made.append(r)
         return r
 

@@ -84,6 +84,6 @@ def receiver_for() -> Iterator[Callable[[Mosquitto, HostDevice], Receiver]]:
     yield start
     for r in started:
         try:
-            r.stop()
+            r.close()
         except Exception:
             pass

@@ -1,29 +1,18 @@
-"""A small controller stand-in for the node tests: stores frames, sends receipts, serves OTA.
-
-Every message the node publishes is decoded with ``camfleet.proto.codec.decode`` (a message that
-does not decode fails the test through ``errors``); frames are stored by (session, seq), chunked
-ones reassembled with ``camfleet.proto.chunking.Reassembler``, and each stored frame is
-acknowledged with a ``Receipt`` from ``camfleet.proto.receipts.make_receipt``. With an image
-attached it answers ``OtaBlockRequest``s with ``OtaBlock``s (optionally corrupting some).
-"""
+"""The node tests' controller stand-in: the shared DeviceReceiver (decodes, stores frames,
+sends receipts) plus an OTA block server: with an image attached it answers
+``OtaBlockRequest``s with ``OtaBlock``s (optionally corrupting some)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
 from camfleet.proto import codec, topics
-from camfleet.proto.chunking import Reassembler
-from camfleet.proto.errors import ContractError
-from camfleet.proto.receipts import make_receipt
-from camfleet.proto.v1 import command_pb2, config_pb2, frame_pb2, ota_pb2
+from camfleet.proto.v1 import command_pb2, ota_pb2
+from tests.device_receiver import DeviceReceiver
 
 
 @dataclass
@@ -59,91 +48,15 @@ class OtaImage:
         )
 
 
-class Receiver:
+class Receiver(DeviceReceiver):
     def __init__(self, host: str, port: int, device_id: str, root: str = "camfleet") -> None:
-        self.host, self.port, self.device_id, self.root = host, port, device_id, root
-        self.cond = threading.Condition()
-        self.messages: dict[str, list[Any]] = {k.value: [] for k in topics.Kind}
-        self.frames: dict[tuple[int, int], frame_pb2.Frame] = {}
-        self.duplicates = 0
-        self.errors: list[str] = []
-        self.noncanonical: list[str] = []
-        self.send_receipts = True
+        super().__init__(host, port, device_id, root=root)
         self.ota: OtaImage | None = None
         self.on_block_served: Callable[[int], None] | None = None
-        self.reassembler = Reassembler(timeout_s=600)
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"test-controller-{device_id}",
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self._connected = threading.Event()
 
-    # --- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> Receiver:
-        self._connected.clear()
-        self.client.connect(self.host, self.port, keepalive=30)
-        self.client.loop_start()
-        if not self._connected.wait(10):
-            raise RuntimeError("receiver could not connect")
-        return self
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
-    ) -> None:
-        sock = client.socket()
-        if isinstance(sock, socket.socket):
-            # a receipt right after a PUBACK would otherwise wait for mosquitto's delayed ACK
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for kind in topics.DEVICE_TO_CONTROLLER:
-            client.subscribe(topics.device_topic(self.device_id, kind, self.root), qos=1)
-        # a sync point: the SUBACKs come before this message is delivered back
-        client.subscribe(f"{self.root}/v1/_test/{self.device_id}/sync", qos=1)
-        client.publish(f"{self.root}/v1/_test/{self.device_id}/sync", b"", qos=1)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if "/_test/" in msg.topic:
-            self._connected.set()
-            return
-        try:
-            t = topics.parse(msg.topic, self.root)
-            decoded = codec.decode(t.kind, msg.payload).message
-        except ContractError as e:
-            with self.cond:
-                self.errors.append(f"{msg.topic}: {e}")
-                self.cond.notify_all()
-            return
-        if codec.encode(decoded) != msg.payload:
-            # every node message is byte-identical to what the generated classes would write
-            with self.cond:
-                self.noncanonical.append(f"{msg.topic}: {msg.payload.hex()}")
-        frame = None
-        if t.kind == topics.Kind.FRAME:
-            frame = decoded
-        elif t.kind == topics.Kind.CHUNK:
-            frame = self.reassembler.add(self.device_id, decoded)
-        if t.kind == topics.Kind.OTA_REQUEST:
-            self._serve(decoded)
-        with self.cond:
-            self.messages[t.kind.value].append(decoded)
-            if frame is not None:
-                key = (frame.session, frame.seq)
-                if key in self.frames:
-                    self.duplicates += 1
-                else:
-                    self.frames[key] = frame
-            self.cond.notify_all()
-        if frame is not None and self.send_receipts:
-            receipt = make_receipt([(frame.session, frame.seq)])
-            client.publish(self.topic(topics.Kind.RECEIPT), codec.encode(receipt), qos=1)
+    def handle(self, kind: topics.Kind, message: Any) -> None:
+        if kind is topics.Kind.OTA_REQUEST:
+            self._serve(message)
 
     def _serve(self, req: ota_pb2.OtaBlockRequest) -> None:
         img = self.ota
@@ -171,32 +84,3 @@ class Receiver:
             img.served += 1
             if self.on_block_served is not None:
                 self.on_block_served(img.served)
-
-    # --- controller -> device -----------------------------------------------------------
-
-    def topic(self, kind: topics.Kind) -> str:
-        return topics.device_topic(self.device_id, kind, self.root)
-
-    def send_command(self, cmd: command_pb2.Command) -> None:
-        self.client.publish(self.topic(topics.Kind.CMD), codec.encode(cmd), qos=1).wait_for_publish(
-            10
-        )
-
-    def send_raw_command(self, payload: bytes) -> None:
-        self.client.publish(self.topic(topics.Kind.CMD), payload, qos=1).wait_for_publish(10)
-
-    def set_desired(self, desired: config_pb2.Desired) -> None:
-        info = self.client.publish(
-            self.topic(topics.Kind.DESIRED), codec.encode(desired), qos=1, retain=True
-        )
-        info.wait_for_publish(10)
-
-    # --- waiting ------------------------------------------------------------------------
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-        with self.cond:
-            return self.cond.wait_for(predicate, timeout)
-
-    def of(self, kind: str) -> list[Any]:
-        with self.cond:
-            return list(self.messages[kind])

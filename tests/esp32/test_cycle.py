@@ -68,13 +68,13 @@ def test_command_queued_while_asleep_runs_on_next_wake(mosquitto, make_device, r
         )
     )
     rx.send_command(command_pb2.Command(id="cmd-expired", expires_at_ms=1000, reannounce={}))
-    rx.send_raw_command(b"\xff\xff\xff")  # garbage: rejected with an event, never a crash
+    rx.send_command(b"\xff\xff\xff")  # garbage: rejected with an event, never a crash
     rx.send_command(command_pb2.Command(id="cmd-no-action"))
 
     woke = dev.run_wake("timer")
     assert woke.ended == "deepsleep", woke.output
 
-    assert rx.wait_for(lambda: len(rx.of("ack")) >= 3)
+    rx.wait_for(lambda g: len(g.acks) >= 3, what="3 acks")
     acks = {a.command_id: a for a in rx.of("ack")}
     done = acks["cmd-capture-1"]
     assert done.status == command_pb2.ACK_STATUS_DONE, done.detail

@@ -41,7 +41,7 @@ def test_broker_killed_after_puback_frame_is_replayed_and_stored_once(
 ):
     dev = make_device(mosquitto)
     rx = receiver_for(mosquitto, dev)
-    rx.stop()  # the controller is away: the broker only queues the frame for it
+    rx.close()  # the controller is away: the broker only queues the frame for it
 
     woke = dev.run_wake()
     assert woke.ended == "deepsleep"

@@ -65,4 +65,4 @@ def test_node_publishes_over_tls_and_refuses_a_broker_it_cannot_verify(tls_broke
         assert len(dev.spool_files()) == 1
         assert (2, 1) not in rx.frames
     finally:
-        rx.stop()
+        rx.close()

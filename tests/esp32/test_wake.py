@@ -50,10 +50,10 @@ def test_session_survives_resets_and_the_will_carries_it(mosquitto, make_device,
     rx = receiver_for(mosquitto, dev)
     dev.run_wake()
     dev.start_wake()
-    assert rx.wait_for(lambda: len(_births(rx)) == 2)
+    rx.wait_for(lambda g: len(_births(rx)) == 2, what="two births")
     dev.cut_power()  # mid-wake: no DISCONNECT, the broker publishes the will
     assert dev.wait_wake().ended == "power_cut"
-    assert rx.wait_for(lambda: rx.of("state")[-1].presence == state_pb2.PRESENCE_OFFLINE)
+    rx.wait_for(lambda g: g.states[-1].presence == state_pb2.PRESENCE_OFFLINE, what="the will")
     will = rx.of("state")[-1]
     assert will.session == _births(rx)[-1].session == 2
     dev.run_wake()
@@ -138,9 +138,9 @@ def test_stay_awake_keeps_the_node_up_for_live_commands(mosquitto, make_device, 
     rx.set_desired(desired)
 
     dev.start_wake()
-    assert rx.wait_for(lambda: len(rx.of("reported")) == 1)
+    rx.wait_for(lambda g: len(g.reported) == 1, what="reported")
     rx.send_command(command_pb2.Command(id="live", capture=command_pb2.CaptureNow(count=1)))
-    assert rx.wait_for(lambda: any(a.command_id == "live" for a in rx.of("ack")))
+    rx.wait_for(lambda g: any(a.command_id == "live" for a in g.acks), what="ack of live")
     assert dev.proc is not None and dev.proc.poll() is None  # still awake after the command
     rx.send_command(
         command_pb2.Command(id="sleep-now", stay_awake=command_pb2.StayAwake(seconds=0))
