@@ -9,7 +9,6 @@ after ``--duration``). Each process logs to ``DATA/logs/``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -198,16 +197,19 @@ def demo(
         raise UserError(f"invalid --http {http!r}: use HOST:PORT") from None
     api = f"http://{host or '127.0.0.1'}:{port}"
 
-    broker: Mosquitto | EmbeddedBroker
-    if not embedded_broker and shutil.which(
-        "mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin"
-    ):
-        broker = Mosquitto(data / "broker", broker_port or None)
-    else:
-        if not embedded_broker:
-            click.echo("mosquitto is not installed: using the embedded amqtt broker (slower)")
+    broker: Mosquitto | EmbeddedBroker = (
+        EmbeddedBroker(broker_port or None)
+        if embedded_broker
+        else Mosquitto(data / "broker", broker_port or None)
+    )
+    try:
+        broker.start()
+    except UserError:  # the launcher found no mosquitto: the embedded broker runs anywhere
+        click.echo("mosquitto is not installed: using the embedded amqtt broker (slower)")
         broker = EmbeddedBroker(broker_port or None)
-    broker.start()
+        broker.start()
+    except RuntimeError as exc:  # installed, but it did not start (port taken, bad config)
+        raise UserError(str(exc).splitlines()[0]) from None
     click.echo(f"broker      {broker.url} ({type(broker).__name__})")
 
     procs = Processes(logs)
