@@ -64,10 +64,9 @@ def watch(
     url = BrokerUrl.parse(broker)
     try:
         wanted = [topics.Kind(k) for k in kinds] or list(topics.Kind)
-        owner = topics.validate_device_id(device) if device else "+"
+        filters = [topics.device_filter(k, device, root) for k in wanted]
     except (ValueError, ContractError) as exc:
         raise UserError(str(exc)) from None
-    filters = [f"{root}/v1/{owner}/{k.value}" for k in wanted]
     if device is None:
         filters += [topics.controller_state_topic(root), f"{root}/v1/_group/+/cmd"]
     seen: Counter[str] = Counter()
