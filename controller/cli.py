@@ -17,6 +17,7 @@ import click
 
 from camfleet.controller import config as config_mod
 from camfleet.errors import UserError
+from camfleet.user_config import save_token
 
 _OPTIONS: list[tuple[str, Any, str]] = [
     ("broker", str, "Broker URL mqtt://[user[:pw]@]host[:port] (mqtts:// for TLS)."),
@@ -119,10 +120,17 @@ def run(config_file: Path | None, **options: Any) -> None:
     if cfg.http:
         host, port = cfg.http_host_port
         click.echo(f"camfleet controller: API on http://{host}:{port}")
-        if ctl.token_generated:
-            click.echo(f"camfleet controller: generated API token {ctl.token}")
+        # The token itself never goes to stdout (a terminal scrollback or a service log is no
+        # place for it): say where it is, and save it where `camfleet capture ...` looks.
+        where = "generated into" if ctl.token_generated else "kept in"
         if not cfg.token:
-            click.echo(f"camfleet controller: API token kept in {cfg.data}/api-token")
+            click.echo(f"camfleet controller: API token {where} {cfg.data}/api-token")
+        try:
+            saved = save_token(host, port, ctl.token)
+        except OSError as exc:  # a read-only home must not stop the controller
+            click.echo(f"camfleet controller: could not save the API token for this user: {exc}")
+        else:
+            click.echo(f"camfleet controller: API token saved for this user in {saved}")
     click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}")
     stop.wait()
     ctl.stop()

@@ -62,7 +62,7 @@ class Controller:
         self.data = Path(config.data)
         self.data.mkdir(parents=True, exist_ok=True)
         self.instance_id = _read_or_create(self.data / "instance-id", lambda: secrets.token_hex(4))
-        #: True when this start generated the API token (the CLI then prints it once).
+        #: True when this start generated the API token (the CLI says so, and where it is).
         self.token_generated = not config.token and not (self.data / "api-token").exists()
         self.token = config.token or _read_or_create(
             self.data / "api-token", lambda: secrets.token_urlsafe(24)
