@@ -144,3 +144,47 @@ def test_broker_run_serves_until_sigterm(tmp_path: Path) -> None:
     publish("127.0.0.1", port, [("camfleet/v1/x/event", b"hello", False)])
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+def test_proto_watch_prints_the_controller_state_once_in_columns_and_a_summary_in_words(
+    shared_mosquitto,  # type: ignore[no-untyped-def]
+) -> None:
+    from camfleet.proto.v1 import state_pb2
+
+    root = "watchcols"  # a root of its own on the shared broker: only this test's messages
+    host, port = shared_mosquitto.host, shared_mosquitto.port
+    presence = state_pb2.ControllerState(presence=state_pb2.PRESENCE_ONLINE, started_at_ms=1)
+    device_state = topics.device_topic("cols-cam", Kind.STATE, root)
+    controller_state = topics.controller_state_topic(root)
+    publish(
+        host,
+        port,
+        [
+            (controller_state, codec.encode(presence), True),
+            (device_state, codec.encode(SAMPLES[Kind.STATE]), True),
+        ],
+    )
+    proc = subprocess.Popen(
+        [*CAMFLEET, "proto", "watch", "--broker", shared_mosquitto.url, "--root", root]
+        + ["--count", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    retained = [read_line(proc), read_line(proc)]
+    # Only after both retained messages: a third, live one. A duplicate would have been third.
+    ack_topic = topics.device_topic("cols-cam", Kind.ACK, root)
+    publish(host, port, [(ack_topic, b"\x08\x08garbage", False)])
+    live = read_line(proc)
+    assert proc.wait(20) == 0
+    assert proc.stderr is not None
+    closing = proc.stderr.read().strip().splitlines()[-1]
+    assert sorted(line.split()[0] for line in retained) == sorted([controller_state, device_state])
+    assert live.split()[0] == ack_topic
+    for line in [*retained, live]:
+        flag = "retained" if line in retained else ""
+        # Columns: the topic padded to one width, the retained flag padded to one width, JSON.
+        assert line[:44].rstrip() == line.split()[0] and line[44] == " "
+        assert line[45:53].rstrip() == flag and line[53:55] == " {"
+    reason = json.loads(live[54:])["error"]
+    assert closing == f"# 3 messages: 2 decoded, 1 error (1 {reason})"
