@@ -165,8 +165,16 @@ def test_proto_watch_prints_the_controller_state_once_in_columns_and_a_summary_i
         ],
     )
     proc = subprocess.Popen(
-        [*CAMFLEET, "proto", "watch", "--broker", shared_mosquitto.url, "--root", root]
-        + ["--count", "3"],
+        [
+            *CAMFLEET,
+            "proto",
+            "watch",
+            "--broker",
+            shared_mosquitto.url,
+            "--root",
+            root,
+            "--count=3",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -62,9 +62,11 @@ def test_demo_stores_frames_from_every_kind_of_device_and_runs_a_queued_command(
 @pytest.mark.slow
 def test_demo_json_prints_one_object_a_line_on_stdout(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "camfleet", "demo", "--json", "--duration", "6"]
-        + ["--cameras", "1", "--esp32", "0", "--http", "127.0.0.1:0"]
-        + ["--data", str(tmp_path / "demo")],
+        [
+            *(sys.executable, "-m", "camfleet", "demo", "--json", "--duration", "6"),
+            *("--cameras", "1", "--esp32", "0", "--http", "127.0.0.1:0"),
+            *("--data", str(tmp_path / "demo")),
+        ],
         capture_output=True,
         text=True,
         timeout=180,
