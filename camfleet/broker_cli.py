@@ -37,7 +37,7 @@ def run(port: int, data: Path, embedded: bool) -> None:
     server: Mosquitto | EmbeddedBroker = EmbeddedBroker(port) if embedded else Mosquitto(data, port)
     try:
         server.start()
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # its first line names the cause (mosquitto's own words)
         raise UserError(str(exc).splitlines()[0]) from None
     click.echo(f"broker listening on {server.url} (Ctrl-C to stop)")
     try:

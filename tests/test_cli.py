@@ -196,3 +196,35 @@ def test_proto_watch_prints_the_controller_state_once_in_columns_and_a_summary_i
         assert line[45:53].rstrip() == flag and line[53:55] == " {"
     reason = json.loads(live[54:])["error"]
     assert closing == f"# 3 messages: 2 decoded, 1 error (1 {reason})"
+
+
+def test_broker_run_on_a_taken_port_says_why_and_leaves_the_running_broker_alone(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    first_dir = tmp_path / "first"
+    first = subprocess.Popen(
+        [*CAMFLEET, "broker", "run", "--port", str(port), "--data", str(first_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert f"mqtt://127.0.0.1:{port}" in read_line(first)
+        conf = first_dir / "mosquitto.conf"
+        before = (conf.read_text(), conf.stat().st_mtime_ns)
+
+        # Its own directory, the same port: mosquitto's reason, not an empty colon.
+        other = run("broker", "run", "--port", str(port), "--data", str(tmp_path / "second"))
+        assert_one_line_error(
+            other, f"mosquitto did not start on port {port}: Error: Address already in use"
+        )
+        # The first one's directory (the default --data of both): refused before writing there.
+        for try_port in (port, free_port()):
+            same_dir = run("broker", "run", "--port", str(try_port), "--data", str(first_dir))
+            assert_one_line_error(same_dir, f"another broker uses {first_dir} (pid {first.pid}")
+        assert (conf.read_text(), conf.stat().st_mtime_ns) == before
+        publish("127.0.0.1", port, [("camfleet/v1/x/event", b"still serving", False)])
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(20) == 0
