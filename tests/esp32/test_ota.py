@@ -7,8 +7,8 @@ import threading
 
 from camfleet.esp32_node.tools.images import make_app_image, read_image
 from camfleet.proto.v1 import command_pb2, state_pb2
+from camfleet.testing.esp32_receiver import OtaImage
 from tests.esp32.conftest import DEVICE_KEY
-from tests.esp32.receiver import OtaImage
 
 OTA_VALID = 2
 OTA_ABORTED = 4
