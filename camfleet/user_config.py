@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from camfleet.atomic import atomic_write
+
 # Addresses a server binds to "everywhere" or by name: a client on this machine reaches them on
 # 127.0.0.1, so both sides name the file after that.
 _LOCAL = {"", "0.0.0.0", "::", "[::]", "localhost", "127.0.0.1"}
@@ -37,11 +39,8 @@ def save_token(host: str, port: int, token: str) -> Path:
     """Write ``token`` for the API at host:port, readable only by this user; return the path."""
     path = token_file(host, port)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.replace(tmp, path)  # a client reading meanwhile sees the old token or the new, never half
+    # A client reading meanwhile sees the old token or the new, never half of one.
+    atomic_write(path, (token + "\n").encode(), mode=0o600)
     return path
 
 

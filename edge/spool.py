@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import NamedTuple
 
-from camfleet.edge.atomic import TMP_PREFIX, atomic_write, sync_dir
+from camfleet.atomic import TMP_PREFIX, atomic_write, sync_dir
 from camfleet.proto import codec
 from camfleet.proto.errors import ContractError
 from camfleet.proto.topics import Kind
