@@ -76,14 +76,15 @@ def test_proto_decode_of_garbage_is_one_clear_line(tmp_path: Path) -> None:
     )
 
 
-def read_line(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
-    """The next stdout line of ``proc``, or fail after ``timeout`` seconds."""
+def read_line(proc: subprocess.Popen[str], timeout: float = 20.0, stderr: bool = False) -> str:
+    """The next stdout (or stderr) line of ``proc``, or fail after ``timeout`` seconds."""
     got: list[str] = []
     ready = threading.Event()
+    stream = proc.stderr if stderr else proc.stdout
 
     def read() -> None:
-        assert proc.stdout is not None
-        got.append(proc.stdout.readline())
+        assert stream is not None
+        got.append(stream.readline())
         ready.set()
 
     threading.Thread(target=read, daemon=True).start()
@@ -228,3 +229,52 @@ def test_broker_run_on_a_taken_port_says_why_and_leaves_the_running_broker_alone
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(20) == 0
+
+
+def test_controller_run_says_on_every_attempt_that_the_broker_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [*CAMFLEET, "controller", "run", "--broker", url, "--data", str(tmp_path), "--http", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        attempts: list[str] = []
+        while len(attempts) < 2:  # paho's second attempt comes 3 s after the first
+            line = read_line(proc, stderr=True)
+            assert line, "the controller exited"
+            if "cannot reach the broker" in line:
+                attempts.append(line)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert (
+        f"cannot reach the broker at {url} (attempt 1 failed); retrying with a backoff"
+        in (attempts[0])
+    )
+    assert f"{url} (attempt 2 failed, " in attempts[1] and "s after attempt 1)" in attempts[1]
+
+
+def test_sim_esp32_says_the_broker_is_unreachable_at_start_and_on_every_wake(
+    tmp_path: Path,
+) -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    result = run(
+        "sim", "esp32", "--broker", url, "--wakes", "2", "--time-scale", "0.001",
+        "--interval", "60", "--state-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == (
+        f"camfleet sim: cannot reach the broker at {url}: Connection refused; "
+        "every node retries on each wake"
+    )
+    for wake, line in enumerate(lines[1:], start=1):
+        assert line.startswith(
+            f"camfleet sim: sim-esp32-0 offline on wake {wake} (broker unreachable"
+        )
+        assert line.endswith("next attempt in 60 s (simulated)")
+    assert len(lines) == 3
