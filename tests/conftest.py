@@ -30,15 +30,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _own_user_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """`camfleet controller run` saves its API token in the user's config directory: tests (and
-    the controllers they start) get one of their own, never the developer's ~/.config."""
-    old = os.environ.get("XDG_CONFIG_HOME")
-    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+    """`camfleet controller run` saves its API token in the user's config directory, an edge
+    agent without agent.state_dir keeps its state in the user's state directory: tests (and the
+    processes they start) get their own, never the developer's ~/.config or ~/.local/state."""
+    names = ("XDG_CONFIG_HOME", "XDG_STATE_HOME")
+    old = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
     yield
-    if old is None:
-        del os.environ["XDG_CONFIG_HOME"]
-    else:
-        os.environ["XDG_CONFIG_HOME"] = old
+    for name, value in old.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture
