@@ -183,6 +183,8 @@ class Node:
     # --- messages ------------------------------------------------------------------------
 
     def uptime_ms(self):
+        # Since this wake began: an ESP32 boots at every wake, so this is the "since the device
+        # booted" that uptime_ms means in Frame, Telemetry and Event (proto/.../frame.proto).
         return time.ticks_diff(time.ticks_ms(), self.t0)
 
     def state_msg(self, presence, next_wake_ms=0):
