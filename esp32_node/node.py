@@ -42,6 +42,21 @@ PLATFORM = "esp32"
 CAPABILITIES = ("jpeg", "deep_sleep", "ota", "psram", "chunks", "spool", "ext0_wake")
 WIFI_TIMEOUT_MS = 15000
 MQTT_TIMEOUT_MS = 8000
+
+# The topic scheme of proto/topics.py, written again here because the node cannot import
+# CPython code; tests/esp32/test_topics.py runs these under MicroPython and compares.
+PUBLISHES = ("state", "frame", "chunk", "telemetry", "event", "ack", "reported", "ota/request")
+SUBSCRIBES = ("cmd", "receipt", "desired", "ota/block")
+
+
+def device_topic(root, device_id, kind):
+    return "%s/v1/%s/%s" % (root, device_id, kind)
+
+
+def group_cmd_topic(root, group):
+    return "%s/v1/_group/%s/cmd" % (root, group)
+
+
 WDT_TIMEOUT_MS = 30000
 
 
@@ -124,17 +139,8 @@ class Node:
 
     def connect_mqtt(self):
         st = self.store
-        for kind in (
-            "state",
-            "frame",
-            "chunk",
-            "telemetry",
-            "event",
-            "ack",
-            "reported",
-            "ota/request",
-        ):
-            self.topics[kind] = "%s/v1/%s/%s" % (self.root, self.device_id, kind)
+        for kind in PUBLISHES:
+            self.topics[kind] = device_topic(self.root, self.device_id, kind)
         c = mqtt.MQTTClient(
             self.device_id,
             st.text("mqtt_host", "127.0.0.1"),
@@ -155,9 +161,8 @@ class Node:
             c.close()
             return False
         self.client = c
-        base = "%s/v1/%s/" % (self.root, self.device_id)
-        subs = [base + k for k in ("cmd", "receipt", "desired", "ota/block")]
-        subs += ["%s/v1/_group/%s/cmd" % (self.root, g) for g in self.groups]
+        subs = [device_topic(self.root, self.device_id, k) for k in SUBSCRIBES]
+        subs += [group_cmd_topic(self.root, g) for g in self.groups]
         c.subscribe(subs, qos=1)
         return True
 
