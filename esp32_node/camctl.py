@@ -8,6 +8,9 @@ values really used, in neutral units, for the frame metadata.
 import gc
 
 import camera
+import cfg
+
+_DEFAULT = cfg.DEFAULTS["camera"]  # what a setting the desired config leaves out falls back to
 
 # Pin profiles of lemariva's micropython-camera-driver README; "ai-thinker" is the driver default.
 BOARDS = {
@@ -154,12 +157,12 @@ class Camera:
         """Apply neutral settings; returns the settings really used (neutral units)."""
         validate(settings)
         used = {}
-        w = settings.get("width", 640)
-        h = settings.get("height", 480)
+        w = settings.get("width", _DEFAULT["width"])
+        h = settings.get("height", _DEFAULT["height"])
         camera.framesize(framesize_for(w, h))
         used["width"] = w
         used["height"] = h
-        q = _quality(settings.get("jpeg_quality", 80))
+        q = _quality(settings.get("jpeg_quality", _DEFAULT["jpeg_quality"]))
         camera.quality(q)
         used["jpeg_quality"] = _neutral_quality(q)
         for name in ("brightness", "contrast", "saturation"):
@@ -176,7 +179,7 @@ class Camera:
         wb = settings.get("white_balance", 1)
         camera.whitebalance(getattr(camera, _WB[wb]))
         used["white_balance"] = wb
-        used["warmup_frames"] = settings.get("warmup_frames", 1)
+        used["warmup_frames"] = settings.get("warmup_frames", _DEFAULT["warmup_frames"])
         return used
 
     def capture(self, warmup=0):

@@ -41,7 +41,14 @@ def merge(base, update):
 
 
 def get(cfg, section, name, default=None):
+    """cfg[section][name], else its built-in default (DEFAULTS, the one place defaults are
+    written), else ``default`` (only for keys that have no built-in default)."""
     sub = cfg.get(section)
-    if sub is None:
-        return default
-    return sub.get(name, default)
+    if sub is not None and name in sub:
+        return sub[name]
+    return DEFAULTS.get(section, {}).get(name, default)
+
+
+def top(cfg, name):
+    """A top-level setting (max_payload, spool_max_frames, ...), else its built-in default."""
+    return cfg[name] if name in cfg else DEFAULTS.get(name)

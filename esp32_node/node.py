@@ -89,7 +89,7 @@ class Node:
         self.seq = 0
         self.slot, self.firmware = firmware_info.running()
         self.spool = Spool(
-            self.cfg.get("spool_max_frames", 16), self.cfg.get("spool_max_bytes", 393216)
+            cfgmod.top(self.cfg, "spool_max_frames"), cfgmod.top(self.cfg, "spool_max_bytes")
         )
         self.ota = otamod.Ota(st, st.blob("hmac_key", b""))
         pins = st.text("pins")  # "custom" boards: JSON {"d0": 5, ..., "pclk": 22}
@@ -206,7 +206,7 @@ class Node:
             "desired_version": self.desired_version,
             "ota_slot": self.slot,
             "reset_reason": wake.NAMES.get(self.wake_cause, ""),
-            "max_payload": self.cfg.get("max_payload", 131072),
+            "max_payload": cfgmod.top(self.cfg, "max_payload"),
             "info": self.info(),
             "groups": self.groups,
         }
@@ -373,7 +373,7 @@ class Node:
             camctl.validate(c.get("camera", {}))
         except ValueError as e:
             return str(e)
-        mp = c.get("max_payload", 131072)
+        mp = cfgmod.top(c, "max_payload")
         if mp < 4096:
             return "max_payload %d below 4096" % mp
         size = len(pb.encode(S.DEVICE_CONFIG, c))
@@ -385,8 +385,8 @@ class Node:
         self.store.set_blob("cfg", pb.encode(S.DEVICE_CONFIG, self.cfg))
         self.store.set_int("desired_ver", self.desired_version)
         self.store.commit()
-        self.spool.max_frames = self.cfg.get("spool_max_frames", 16)
-        self.spool.max_bytes = self.cfg.get("spool_max_bytes", 393216)
+        self.spool.max_frames = cfgmod.top(self.cfg, "spool_max_frames")
+        self.spool.max_bytes = cfgmod.top(self.cfg, "spool_max_bytes")
         self.apply_stay_awake()
 
     def apply_stay_awake(self):
@@ -531,7 +531,7 @@ class Node:
         sp = self.spool
         if len(sp.entries()) < sp.max_frames and sp.total_bytes() < sp.max_bytes * 3 // 4:
             return
-        window = cfgmod.get(self.cfg, "sleep", "awake_window_s", 2) * 1000
+        window = cfgmod.get(self.cfg, "sleep", "awake_window_s") * 1000
         deadline = time.ticks_add(time.ticks_ms(), window)
         while self.online and self.unreceipted and time.ticks_diff(deadline, time.ticks_ms()) > 0:
             self.wdt.feed()
@@ -551,7 +551,7 @@ class Node:
                 self.topics,
                 self.spool,
                 entry,
-                self.cfg.get("max_payload", 131072),
+                cfgmod.top(self.cfg, "max_payload"),
                 historical,
             )
         except OSError as e:
@@ -576,7 +576,7 @@ class Node:
 
     def wait_receipts(self):
         """Stay up to awake_window_s for receipts and late commands; leave early when done."""
-        window = cfgmod.get(self.cfg, "sleep", "awake_window_s", 2) * 1000 + self.wait_extra_ms
+        window = cfgmod.get(self.cfg, "sleep", "awake_window_s") * 1000 + self.wait_extra_ms
         deadline = time.ticks_add(time.ticks_ms(), window)
         while self.online and time.ticks_diff(deadline, time.ticks_ms()) > 0:
             if not self.unreceipted and not self.captures:
@@ -646,7 +646,7 @@ class Node:
 
     def sleep(self):
         self.camera.stop()
-        interval = cfgmod.get(self.cfg, "schedule", "interval_s", 0)
+        interval = cfgmod.get(self.cfg, "schedule", "interval_s")
         left = wake.interval_left(self.rtc, self.wake_cause, interval)
         if left is None and interval:
             left = interval * 1000
@@ -654,7 +654,7 @@ class Node:
             left -= self.uptime_ms()  # the interval runs from the start of this wake
         ms, due = wake.next_wake(self.cfg, wake.now_ms() // 1000, left)
         if self.low_battery:
-            ms, due = cfgmod.get(self.cfg, "sleep", "max_sleep_s", 3600) * 1000, "check"
+            ms, due = cfgmod.get(self.cfg, "sleep", "max_sleep_s") * 1000, "check"
         self.rtc["due"] = due
         self.rtc["slept"] = ms
         if left is None:
