@@ -73,7 +73,7 @@ class ControlDevice:
     """A device sending a frame every ``period_s`` on its own thread."""
 
     def __init__(self, host: str, port: int, period_s: float = 0.2, size: int = 20_000) -> None:
-        self.dev = SimDevice(host, port, unique_id("control"), incarnation=os.urandom(8))
+        self.dev = SimDevice(host, port, unique_id("control"))
         self.dev.frame_size = size
         self.period_s = period_s
         self._stop = threading.Event()
@@ -290,6 +290,10 @@ def test_a_full_disk_refuses_frames_then_resumes_by_itself(mosquitto, tmp_path):
             str(6 * 2**20),
             "--disk-resume-bytes",
             str(10 * 2**20),
+            # A small window: frames held unacknowledged while the disk is full would fill it
+            # (and stop every message behind them) within the burst below.
+            "--receive-maximum",
+            "50",
         ) as ctl,  # fmt: skip
     ):
         assert ctl.proc is not None
@@ -305,6 +309,7 @@ def test_a_full_disk_refuses_frames_then_resumes_by_itself(mosquitto, tmp_path):
             health = http.get("/health").json()
             assert health["accepting_frames"] is False
             assert any("disk space low" in r for r in health["reasons"]), health
+            control.dev.send_frames(100, size=1000)  # a burst while nothing can be stored
             assert _until(lambda: "frames_refused_total" in http.get("/metrics").text)
             # Free a little (still under the low watermark): events are recorded meanwhile.
             os.truncate(data / "filler", max(0, (data / "filler").stat().st_size - 3 * 2**20))
