@@ -195,7 +195,7 @@ class DeviceReceiver:
             self.got.frames[key] = frame
             self.got.order.append(key)
         if self.receipts and key not in self.withhold:
-            receipt = make_receipt([key], int(time.time() * 1000))
+            receipt = make_receipt([key], int(time.time() * 1000), frame.incarnation)
             self.client.publish(self.topic(Kind.RECEIPT), codec.encode(receipt), qos=1)
 
     def _error(self, text: str) -> None:
