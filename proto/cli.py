@@ -100,6 +100,8 @@ def watch(
     done = threading.Event()
 
     def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if done.is_set():  # --count reached: what arrives before the disconnect is not shown
+            return
         try:
             _, decoded = codec.decode_message(msg.topic, msg.payload, root)
             body: dict[str, object] = {"message": to_dict(decoded.message)}

@@ -278,3 +278,18 @@ def test_sim_esp32_says_the_broker_is_unreachable_at_start_and_on_every_wake(
         )
         assert line.endswith("next attempt in 60 s (simulated)")
     assert len(lines) == 3
+
+
+def test_proto_watch_count_stops_at_exactly_that_many_messages(shared_mosquitto) -> None:  # type: ignore[no-untyped-def]
+    root = "watchcount"
+    births = [
+        (topics.device_topic(f"n{i}", Kind.STATE, root), codec.encode(SAMPLES[Kind.STATE]), True)
+        for i in range(20)
+    ]
+    publish(shared_mosquitto.host, shared_mosquitto.port, births)
+    result = run(
+        "proto", "watch", "--broker", shared_mosquitto.url, "--root", root, "--count", "2"
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    assert result.stderr.strip().splitlines()[-1] == "# 2 messages: 2 decoded"
