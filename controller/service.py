@@ -189,6 +189,7 @@ class Controller:
                 last_retention = time.monotonic()
                 try:
                     self.retention.run()
+                    self.retention.trim_commands()
                 except Exception:
                     log.exception("retention failed")
 
@@ -277,6 +278,7 @@ class Controller:
         m.describe("schedule_fired_total", "Schedule slots fired.")
         m.describe("schedule_missed_total", "Schedule slots skipped under the missed-slot policy.")
         m.describe("retention_deleted_total", "Frames deleted by retention, by reason.")
+        m.describe("commands_deleted_total", "Finished commands deleted by retention.")
         m.gauge("writer_queue_depth", "Jobs waiting for the writer.", lambda: self.writer.depth())
         m.gauge(
             "decode_queue_depth", "Frames waiting for the decoder.", lambda: self.dispatcher.depth()

@@ -149,7 +149,7 @@ class Node:
             self.topics["state"], self.state_msg(S.PRESENCE_OFFLINE), retain=True, qos=1
         )
         try:
-            c.connect(clean_session=False, timeout_ms=MQTT_TIMEOUT_MS)
+            session_present = c.connect(clean_session=False, timeout_ms=MQTT_TIMEOUT_MS)
         except OSError as e:
             self.log("broker unreachable: %s" % e)
             c.close()
@@ -158,7 +158,21 @@ class Node:
         base = "%s/v1/%s/" % (self.root, self.device_id)
         subs = [base + k for k in ("cmd", "receipt", "desired", "ota/block")]
         subs += ["%s/v1/_group/%s/cmd" % (self.root, g) for g in self.groups]
-        c.subscribe(subs, qos=1)
+        # The broker keeps a persistent session's subscriptions: when it still has ours (CONNACK
+        # session present) and they are the ones this wake wants (same list as the last SUBACK,
+        # remembered in RTC memory), SUBSCRIBE again would only cost a round trip of radio time
+        # and grow mosquitto's heap at every wake. A broker that lost the session, a power cut
+        # (RTC memory gone) or a changed group list subscribes again.
+        mark = _hex(hashlib.sha256("\n".join(subs).encode()).digest()[:8])
+        if session_present and self.rtc.get("subs") == mark:
+            return True
+        self.rtc.pop("subs", None)
+        try:
+            c.subscribe(subs, qos=1)
+        except OSError as e:
+            self.lost(e)
+            return False
+        self.rtc["subs"] = mark
         return True
 
     @property
