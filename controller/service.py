@@ -108,6 +108,8 @@ class Controller:
         )
         self.desired.schedule_layer = self.scheduler.schedule_layer
         self.retention = Retention(self.db, self.store, config, self.metrics)
+        self._telemetry = registry.History("telemetry", config.telemetry_history)
+        self._events = registry.History("events", config.event_history)
         self.home_assistant = (
             HomeAssistant(publish, config.jpeg_prefix, config.ha_prefix)
             if config.home_assistant
@@ -223,16 +225,12 @@ class Controller:
 
     def _apply_telemetry(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Telemetry)
-        registry.add_telemetry(
-            tx, job.device_id, job.message, job.received_ms, self.config.telemetry_history
-        )
+        registry.add_telemetry(tx, job.device_id, job.message, job.received_ms, self._telemetry)
         return None
 
     def _apply_event(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Event)
-        registry.add_event(
-            tx, job.device_id, job.message, job.received_ms, self.config.event_history
-        )
+        registry.add_event(tx, job.device_id, job.message, job.received_ms, self._events)
         return None
 
     def _on_batch(self, result: BatchResult) -> None:
