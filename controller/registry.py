@@ -218,7 +218,7 @@ class History:
     message (~0.2 ms at 1,400 rows), and that grew the controller's CPU per wake with history.
     Instead every ``keep // 8`` inserts of a device (counted in memory: a restart only delays the
     next trim) one trim deletes what lies beyond the newest ``keep``: at most ``keep + keep // 8``
-    rows per device, ~8 index steps per insert on average.
+    rows per device (twice that excess across a restart), ~8 index steps per insert on average.
     """
 
     def __init__(self, table: str, keep: int) -> None:

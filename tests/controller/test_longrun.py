@@ -73,11 +73,14 @@ def _wake_cost(tmp_path, history: int) -> int:  # type: ignore[no-untyped-def]
     from camfleet.controller.commands import Commands
     from camfleet.controller.metrics import Metrics
     from camfleet.controller.storage import SqliteDatabase
+    from camfleet.controller.storage.sqlite import WAL_SIZE_LIMIT
     from camfleet.controller.storage.migrations import migrate
     from camfleet.proto.v1 import telemetry_pb2
 
     db = SqliteDatabase(tmp_path / f"h{history}.sqlite3")
     migrate(db)
+    with db.read() as tx:  # the WAL cannot keep a spike's size on the SD card
+        assert tx.scalar("PRAGMA journal_size_limit") == WAL_SIZE_LIMIT
     keep = 1000
     telemetry, events = registry.History("telemetry", keep), registry.History("events", keep)
     commands = Commands(db, lambda *a, **k: None, Metrics())
