@@ -73,8 +73,8 @@ def _wake_cost(tmp_path, history: int) -> int:  # type: ignore[no-untyped-def]
     from camfleet.controller.commands import Commands
     from camfleet.controller.metrics import Metrics
     from camfleet.controller.storage import SqliteDatabase
-    from camfleet.controller.storage.sqlite import WAL_SIZE_LIMIT
     from camfleet.controller.storage.migrations import migrate
+    from camfleet.controller.storage.sqlite import WAL_SIZE_LIMIT
     from camfleet.proto.v1 import telemetry_pb2
 
     db = SqliteDatabase(tmp_path / f"h{history}.sqlite3")
