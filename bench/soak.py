@@ -53,16 +53,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import httpx
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
-import httpx  # noqa: E402
-import paho.mqtt.client as paho  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-
-from camfleet.esp32_node.tools.hostdevice import HostDevice  # noqa: E402
-from camfleet.mosquitto import Mosquitto, free_port  # noqa: E402
-from tests.controller.harness import ControllerProcess  # noqa: E402
+from camfleet.esp32_node.tools.hostdevice import HostDevice
+from camfleet.mosquitto import Mosquitto, free_port
+from camfleet.testing.controller_process import ControllerProcess
 
 FD_ALLOWANCE = 4
 THREAD_ALLOWANCE = 3

@@ -14,8 +14,7 @@ from camfleet.controller.storage.database import Database
 from camfleet.proto import topics
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import state_pb2
-
-from .harness import Waiter
+from camfleet.testing.controller_process import Waiter
 
 
 def _fds() -> list[str]:
@@ -117,7 +116,7 @@ def _wake_cost(tmp_path, history: int) -> int:  # type: ignore[no-untyped-def]
             registry.apply_state(tx, "cam", birth, now)
             registry.add_telemetry(tx, "cam", telemetry_pb2.Telemetry(uptime_ms=1), now, telemetry)
             registry.add_event(tx, "cam", telemetry_pb2.Event(type="wake"), now, events)
-        commands.resend_after_birth("cam")
+        commands.resend_after_birth(["cam"])
     db.close()
     return steps
 

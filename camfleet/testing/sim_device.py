@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -50,6 +51,8 @@ class SimDevice:
     capabilities: tuple[str, ...] = ("jpeg", "chunks")
     groups: tuple[str, ...] = ()
     platform: str = "sim"
+    #: The device's incarnation id (docs/protocol.md): frames, births and receipts carry it.
+    incarnation: bytes = b""
     #: Called for a capture command that runs; default publishes one frame per count.
     on_capture: Callable[[SimDevice, command_pb2.Command], None] | None = None
     auto_ack: bool = True
@@ -75,6 +78,7 @@ class SimDevice:
             state_pb2.DeviceState(
                 presence=presence,  # type: ignore[arg-type]
                 session=self.session,
+                incarnation=self.incarnation,
                 timestamp_ms=int(time.time() * 1000),
                 firmware_version="1.0.0",
                 platform=self.platform,
@@ -95,7 +99,7 @@ class SimDevice:
         )
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(100)
-        client.reconnect_delay_set(0.1, 2)
+        client.reconnect_delay_set(0.1, 2)  # type: ignore[arg-type]  # hinted int; floats work
         state_topic = topics.device_topic(self.device_id, Kind.STATE, self.root)
         client.will_set(state_topic, self._state(state_pb2.PRESENCE_OFFLINE), qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -142,7 +146,7 @@ class SimDevice:
     # --- frames -------------------------------------------------------------------------------
 
     def make_frame(
-        self, size: int | None = None, data: bytes | None = None, **fields: object
+        self, size: int | None = None, data: bytes | None = None, **fields: Any
     ) -> frame_pb2.Frame:
         seq = self.next_seq
         self.next_seq += 1
@@ -151,6 +155,7 @@ class SimDevice:
                 size or self.frame_size, seed=hash((self.device_id, self.session, seq))
             )
         fields.setdefault("captured_at_ms", int(time.time() * 1000))
+        fields.setdefault("incarnation", self.incarnation)
         frame = codec.make_frame(data, session=self.session, seq=seq, **fields)
         with self._cond:
             self.spool[(frame.session, frame.seq)] = frame
@@ -164,7 +169,7 @@ class SimDevice:
         )
 
     def send_frames(
-        self, count: int, size: int | None = None, **fields: object
+        self, count: int, size: int | None = None, **fields: Any
     ) -> list[frame_pb2.Frame]:
         frames = [self.make_frame(size, **fields) for _ in range(count)]
         for f in frames:
@@ -205,6 +210,8 @@ class SimDevice:
             now = time.time()
             with self._cond:
                 for r in receipt.stored:
+                    if r.incarnation != self.incarnation:
+                        continue  # another incarnation's frames with the same numbers
                     for seq in range(r.first_seq, r.last_seq + 1):
                         key = (r.session, seq)
                         if key in self.spool and key not in self.receipted:
