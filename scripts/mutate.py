@@ -52,9 +52,10 @@ class Target:
 
 CONTROLLER_INGEST = (
     "tests/controller/test_ingest_order.py",
-    "tests/controller/test_frame_log.py",
     "tests/controller/test_ingest_durability.py",
+    "tests/esp32/test_controller_sessions.py",
 )
+FRAME_LOG = ("tests/controller/test_frame_log_io.py", "tests/controller/test_frame_log.py")
 TARGETS: dict[str, Target] = {
     "receipts": Target(
         "proto/receipts.py",
@@ -68,15 +69,36 @@ TARGETS: dict[str, Target] = {
         "proto/chunking.py",
         ("tests/proto/test_chunking.py",),
     ),
-    "frame_log": Target(
-        "controller/frame_log.py",
-        ("tests/controller/test_frame_log.py", "tests/controller/test_ingest_order.py"),
-    ),
+    "frame_log": Target("controller/frame_log.py", (*FRAME_LOG, *CONTROLLER_INGEST[:2])),
     "frame_store": Target(
         "controller/frame_store.py",
-        ("tests/controller/test_frame_log.py", *CONTROLLER_INGEST[:1], *CONTROLLER_INGEST[2:]),
+        (*FRAME_LOG, *CONTROLLER_INGEST[:2]),
+        # the durable path and the replay; not directory placement hints or orphan clean-up
+        (
+            "frame_key",
+            "frame_identity",
+            "LocalFrameStore.put_batch",
+            "LocalFrameStore.committed",
+            "LocalFrameStore._abandon_staged",
+            "LocalFrameStore._materialize_loop",
+            "LocalFrameStore._read_records",
+            "LocalFrameStore._forget",
+            "LocalFrameStore._delete_finished_segments",
+            "LocalFrameStore._write_files",
+            "LocalFrameStore.recover",
+            "LocalFrameStore.flush",
+            "LocalFrameStore.close",
+            "LocalFrameStore._write_one",
+            "LocalFrameStore._sync",
+            "LocalFrameStore.get",
+            "LocalFrameStore.delete",
+        ),
     ),
-    "frames_index": Target("controller/frames_index.py", CONTROLLER_INGEST),
+    "frames_index": Target(
+        "controller/frames_index.py",
+        CONTROLLER_INGEST,
+        ("exists", "existing", "sha256_of_keys", "insert"),
+    ),
     "writer": Target("controller/ingest/writer.py", CONTROLLER_INGEST),
     "jobs": Target("controller/ingest/jobs.py", CONTROLLER_INGEST),
     "scheduler": Target(
@@ -86,7 +108,7 @@ TARGETS: dict[str, Target] = {
     ),
     "edge_spool": Target(
         "edge/spool.py",
-        ("tests/edge/test_spool.py", "tests/edge/test_spool_sync.py"),
+        ("tests/edge/test_spool_sync.py", "tests/edge/test_spool.py", "tests/edge/test_sigkill.py"),
     ),
     "edge_sender": Target(
         "edge/sender.py",
@@ -94,7 +116,11 @@ TARGETS: dict[str, Target] = {
     ),
     "esp32_spool": Target(
         "esp32_node/spool.py",
-        ("tests/esp32/test_spool_receipts.py", "tests/esp32/test_durability.py"),
+        (
+            "tests/esp32/test_spool_flash.py",
+            "tests/esp32/test_spool_receipts.py",
+            "tests/esp32/test_durability.py",
+        ),
     ),
     "esp32_commands": Target(
         "esp32_node/commands.py",
