@@ -66,7 +66,7 @@ REFUSED: list[tuple[Kind, Any, Reason, str]] = [
     (Kind.CHUNK, chunk(index=3), Reason.INVALID, "index 3 not below count 3"),
     (Kind.CHUNK, chunk(index=4), Reason.INVALID, "not below count"),
     (Kind.CHUNK, chunk(index=0, count=0), Reason.INVALID, "not below count 0"),
-    (Kind.CHUNK, chunk(offset=201), Reason.INVALID, "outside total_size 300"),
+    (Kind.CHUNK, chunk(offset=201), Reason.INVALID, "bytes 201..301 outside total_size 300"),
     (Kind.CHUNK, chunk(total_size=199), Reason.INVALID, "outside total_size"),
     (Kind.CHUNK, chunk(total_size=0), Reason.INVALID, "outside total_size 0"),
     (Kind.CHUNK, chunk(data=b""), Reason.INVALID, "no data"),
@@ -121,6 +121,10 @@ ACCEPTED: list[tuple[Kind, Any]] = [
     (Kind.CHUNK, chunk(index=0, count=1, offset=0, header=frame_pb2.Frame(session=7, seq=1))),
     (Kind.CHUNK, chunk(offset=200)),  # ends exactly at total_size
     (Kind.CHUNK, chunk(total_size=200)),
+    (  # a one-byte frame in one chunk: total_size 1 is a size like any other
+        Kind.CHUNK,
+        chunk(index=0, count=1, offset=0, total_size=1, data=b"x", header=frame_pb2.Frame(seq=1)),
+    ),
     (Kind.FRAME, frame()),
     (Kind.FRAME, codec.make_frame(b"x", session=0, seq=1)),  # one byte; session 0 is allowed
     (Kind.RECEIPT, receipt((3, 1, 1))),  # one frame: first == last
@@ -252,9 +256,10 @@ def test_decode_message_reads_the_topic_first() -> None:
 def test_make_frame_copies_messages_and_maps() -> None:
     settings = common_pb2.CameraSettings(width=320, height=240)
     f = codec.make_frame(
-        b"ab", session=2, seq=3, capture_id="x", settings=settings, metadata={"k": "v"}
+        b"ab", session=2, seq=3, capture_id="x", settings=settings, metadata={"k": "v"}, width=9
     )
     assert (f.capture_id, f.settings.width, dict(f.metadata)) == ("x", 320, {"k": "v"})
+    assert f.width == 9
     assert f.content_type == "image/jpeg" and f.size == 2
     assert codec.make_frame(b"ab", session=2, seq=3, content_type="image/png").content_type == (
         "image/png"
