@@ -67,7 +67,7 @@ TARGETS: dict[str, Target] = {
     ),
     "chunking": Target(
         "proto/chunking.py",
-        ("tests/proto/test_chunking.py",),
+        ("tests/proto/test_chunking_bounds.py", "tests/proto/test_chunking.py"),
     ),
     "frame_log": Target("controller/frame_log.py", (*FRAME_LOG, *CONTROLLER_INGEST[:2])),
     "frame_store": Target(
