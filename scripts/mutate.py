@@ -69,9 +69,9 @@ TARGETS: dict[str, Target] = {
         "proto/chunking.py",
         ("tests/proto/test_chunking_bounds.py", "tests/proto/test_chunking.py"),
     ),
-    "frame_log": Target("controller/frame_log.py", (*FRAME_LOG, *CONTROLLER_INGEST[:2])),
+    "frame_log": Target("controller/frames/log.py", (*FRAME_LOG, *CONTROLLER_INGEST[:2])),
     "frame_store": Target(
-        "controller/frame_store.py",
+        "controller/frames/store.py",
         (*FRAME_LOG, *CONTROLLER_INGEST[:2]),
         # the durable path and the replay; not directory placement hints or orphan clean-up
         (
@@ -95,7 +95,7 @@ TARGETS: dict[str, Target] = {
         ),
     ),
     "frames_index": Target(
-        "controller/frames_index.py",
+        "controller/frames/index.py",
         CONTROLLER_INGEST,
         ("exists", "existing", "sha256_of_keys", "insert"),
     ),

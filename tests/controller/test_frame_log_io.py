@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from camfleet.controller.frame_log import FrameLog, abandoned, read_segment
+from camfleet.controller.frames.log import FrameLog, abandoned, read_segment
 
 
 def _records(n: int, size: int, tag: str) -> list[tuple[str, bytes]]:

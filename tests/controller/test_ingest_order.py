@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from camfleet.controller import frames_index
+from camfleet.controller.frames import index as frames_index
 from camfleet.mosquitto import Mosquitto
 from camfleet.proto import topics
 from camfleet.proto.topics import Kind
+from camfleet.testing.controller_process import ControllerProcess, Waiter, frame_rows, read_db
+from camfleet.testing.sim_device import SimDevice, unique_id
 
-from .harness import ControllerProcess, Waiter, frame_rows
-from .sim import SimDevice, unique_id
 from .test_ingest_durability import assert_stored_exactly_once
 
 _PUBLISH, _PUBACK = 0x30, 0x40
@@ -36,8 +36,6 @@ def _frame_log_fd(fd: int) -> bool:
 
 def _registered(data: Path, device_id: str) -> Callable[[], bool]:
     def check() -> bool:
-        from .harness import read_db
-
         db = read_db(data)
         try:
             with db.read() as tx:
@@ -179,7 +177,7 @@ _DIE_AT = '''\
 import os
 from pathlib import Path
 
-from camfleet.controller import frames_index
+from camfleet.controller.frames import index as frames_index
 from camfleet.controller.ingest import writer
 
 MARK = Path(os.environ["CAMFLEET_TEST_DIED"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from camfleet.proto import codec
 from camfleet.proto.v1 import config_pb2
-from tests.controller.harness import frame_rows, start_controller
+from camfleet.testing.controller_process import frame_rows, start_controller
 
 
 def test_every_session_restarting_seq_at_1_is_stored_and_receipted(
