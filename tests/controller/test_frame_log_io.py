@@ -53,7 +53,12 @@ def io_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         return real_pwritev(fd, out, offset)
 
     def fsync(fd: int) -> None:
-        seen.append("fsync-segment" if is_segment(fd) else "fsync-dir")
+        if is_segment(fd):
+            seen.append("fsync-segment")
+        else:  # the base directory ("log") holding each process's log directory, or one of those
+            seen.append(
+                "fsync-base" if os.readlink(f"/proc/self/fd/{fd}").endswith("/log") else "fsync-dir"
+            )
         real_fsync(fd)
 
     def fdatasync(fd: int) -> None:
@@ -82,7 +87,8 @@ def test_short_writes_and_many_buffers_still_lay_down_whole_records(
     first = _records(700, 20, "a")  # 1,400 buffers: more than one pwritev may take
     segment, offsets = log.append(first)
     assert io_path.count("fdatasync") == 1 and io_path[-1] == "fdatasync"
-    assert io_path.index("fsync-dir") < io_path.index("write")  # the segment's name is synced
+    # the log's directory name, then the new segment and its name, are synced before any record
+    assert io_path[:4] == ["fsync-base", "fsync-segment", "fsync-dir", "write"], io_path[:6]
     second = _records(3, 9000, "b")
     _, offsets2 = log.append(second)
     assert [log.read(segment, o, len(d)) for o, (_, d) in zip(offsets, first, strict=True)] == [

@@ -3,13 +3,17 @@ and a header that leaves no room for data is refused exactly where it stops fitt
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 
 import pytest
 
 from camfleet.proto import codec
-from camfleet.proto.chunking import MIN_MAX_PAYLOAD, needs_chunking, split_frame
+from camfleet.proto.chunking import MIN_MAX_PAYLOAD, Reassembler, needs_chunking, split_frame
+from camfleet.proto.errors import ContractError, Reason
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1 import frame_pb2
 from tests.proto.samples import sample_frame
 
 
@@ -58,3 +62,73 @@ def test_a_header_that_leaves_no_room_is_refused_exactly_where_it_stops_fitting(
     assert len(chunks[0].data) == 1
     assert all(len(codec.encode(c)) <= smallest for c in chunks)
     assert b"".join(c.data for c in chunks) == frame.data
+
+
+def _wire(chunk: frame_pb2.FrameChunk) -> frame_pb2.FrameChunk:
+    decoded = codec.decode(Kind.CHUNK, codec.encode(chunk)).message
+    assert isinstance(decoded, frame_pb2.FrameChunk)
+    return decoded
+
+
+def test_counters_start_at_zero() -> None:
+    assert dataclasses.asdict(Reassembler().stats) == {
+        "completed": 0,
+        "duplicates": 0,
+        "expired": 0,
+        "evicted": 0,
+        "mismatched": 0,
+        "checksum_failed": 0,
+        "pending_frames": 0,
+        "pending_bytes": 0,
+    }
+
+
+@pytest.mark.parametrize("edge", ["starts_in_last_byte", "ends_in_first_byte"])
+def test_a_chunk_overlapping_another_by_one_byte_is_refused_once(edge: str) -> None:
+    """Catches the overlap test moved by one at either end (``<=``) or computing the other
+    chunk's end wrongly (``offset - length``): a forged chunk sharing one byte with a received
+    one would overwrite it. Chunks that only touch (the normal case) are not overlaps."""
+    frame = sample_frame(os.urandom(6000))
+    chunks = split_frame(frame, 2048)
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(chunks[1]))
+    forged = frame_pb2.FrameChunk()
+    forged.CopyFrom(chunks[2])
+    forged.index = len(chunks) - 1
+    forged.data = forged.data[:10]
+    one = chunks[1]
+    if edge == "starts_in_last_byte":
+        forged.offset = one.offset + len(one.data) - 1
+    else:
+        forged.offset = one.offset - len(forged.data) + 1
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", _wire(forged))
+    assert info.value.reason is Reason.CHUNK_MISMATCH
+    assert reassembler.stats.mismatched == 1
+    results = [reassembler.add("cam-1", _wire(c)) for c in chunks if c.index != 1]
+    assert results[-1] == frame
+
+
+def test_a_chunk_disagreeing_on_the_frame_is_counted_once() -> None:
+    chunks = split_frame(sample_frame(os.urandom(6000)), 2048)
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(chunks[0]))
+    liar = frame_pb2.FrameChunk()
+    liar.CopyFrom(chunks[1])
+    liar.count += 1
+    with pytest.raises(ContractError):
+        reassembler.add("cam-1", _wire(liar))
+    assert reassembler.stats.mismatched == 1
+
+
+def test_adding_a_chunk_expires_frames_that_waited_too_long() -> None:
+    """Catches ``add`` no longer expiring on its own: a receiver that only calls ``add`` would
+    hold incomplete frames (and their memory) for ever."""
+    now = [1000.0]
+    reassembler = Reassembler(timeout_s=30, clock=lambda: now[0])
+    old = split_frame(sample_frame(os.urandom(6000), seq=1), 2048)
+    reassembler.add("cam-1", _wire(old[0]))
+    now[0] += 31
+    reassembler.add("cam-1", _wire(split_frame(sample_frame(os.urandom(6000), seq=2), 2048)[0]))
+    assert reassembler.pending() == [("cam-1", 7, 2)]
+    assert reassembler.stats.expired == 1
