@@ -28,6 +28,7 @@ import ast
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -69,7 +70,26 @@ TARGETS: dict[str, Target] = {
         "proto/chunking.py",
         ("tests/proto/test_chunking_bounds.py", "tests/proto/test_chunking.py"),
     ),
-    "frame_log": Target("controller/frames/log.py", (*FRAME_LOG, *CONTROLLER_INGEST[:2])),
+    "frame_log": Target(
+        "controller/frames/log.py",
+        (*FRAME_LOG, CONTROLLER_INGEST[0]),
+        # everything but the constructor's constants (names, modes, the starting sentinels)
+        (
+            "FrameLog.append",
+            "FrameLog.read",
+            "FrameLog._pwrite_direct",
+            "FrameLog._rotate",
+            "FrameLog.delete",
+            "FrameLog.close",
+            "FrameLog.close_and_remove",
+            "abandoned",
+            "_segments",
+            "read_segment",
+            "read_at",
+            "_pwritev_all",
+            "_fsync_dir",
+        ),
+    ),
     "frame_store": Target(
         "controller/frames/store.py",
         (*FRAME_LOG, *CONTROLLER_INGEST[:2]),
@@ -337,13 +357,30 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
     env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
     started = time.monotonic()
     cmd = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    # its own process group: a timeout or a stopped run ends the tests' brokers and controllers
+    proc = subprocess.Popen(
+        cmd,
+        cwd=copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            cmd, cwd=copy, env=env, capture_output=True, timeout=timeout, start_new_session=True
-        )
+        code = proc.wait(timeout)
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - started
-    return ("pass" if proc.returncode == 0 else "fail"), time.monotonic() - started
+    finally:
+        _end_group(proc)  # also what the tests left running (a broker, a controller)
+    return ("pass" if code == 0 else "fail"), time.monotonic() - started
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def check_copy_imports_itself(copy: Path) -> None:
@@ -360,6 +397,10 @@ def check_copy_imports_itself(copy: Path) -> None:
         raise SystemExit(f"the copy imports {out}, not its own files")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through the finally that puts the original file back
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--module", action="append", choices=sorted(TARGETS), help="repeatable")
@@ -367,12 +408,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", type=int, action="append", help="mutant numbers (with --module)")
     ap.add_argument("--timeout-factor", type=float, default=3.0)
     ap.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        help="at most this many mutants per module, evenly spread over the file (0: all)",
+    )
+    ap.add_argument(
         "--copy",
         type=Path,
         default=Path(os.environ.get("TMPDIR", "/tmp")) / ("camfleet-mutate-" + REPO.name),
     )
     ap.add_argument("--results", type=Path, default=None, help="JSON lines written here")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     modules = args.module or sorted(TARGETS)
     if args.list:
         for name in modules:
@@ -399,10 +447,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             timeout = max(30.0, base * args.timeout_factor)
             found = mutants(name, target, copy)
+            total = len(found)
             if args.only:
                 found = [m for m in found if m.number in args.only]
+            elif args.sample and total > args.sample:
+                found = [found[i * total // args.sample] for i in range(args.sample)]
             killed = 0
-            print(f"{name}: {len(found)} mutants, tests take {base:.1f} s", flush=True)
+            print(f"{name}: {len(found)} of {total} mutants, tests take {base:.1f} s", flush=True)
             for m in found:
                 path.write_text(apply(original, m))
                 try:

@@ -132,3 +132,23 @@ def test_adding_a_chunk_expires_frames_that_waited_too_long() -> None:
     reassembler.add("cam-1", _wire(split_frame(sample_frame(os.urandom(6000), seq=2), 2048)[0]))
     assert reassembler.pending() == [("cam-1", 7, 2)]
     assert reassembler.stats.expired == 1
+
+
+def test_frame_and_memory_limits_are_inclusive() -> None:
+    """Catches ``>=`` for ``>`` in the per-frame limit and in the eviction test: a frame of
+    exactly ``max_frame_bytes``, and partial frames filling exactly ``max_bytes``, are kept."""
+    exact = sample_frame(os.urandom(10_000), seq=1)
+    reassembler = Reassembler(max_bytes=20_000, max_frame_bytes=10_000)
+    assert [reassembler.add("cam-1", _wire(c)) for c in split_frame(exact, 2048)][-1] == exact
+    over = split_frame(sample_frame(os.urandom(10_001), seq=2), 2048)[0]
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", _wire(over))
+    assert "cam-1 7-2: frame of 10001 bytes exceeds the reassembly limit 10000" in str(info.value)
+    halves = [split_frame(sample_frame(os.urandom(10_000), seq=s), 2048)[0] for s in (3, 4, 5)]
+    reassembler.add("cam-1", _wire(halves[0]))
+    reassembler.add("cam-1", _wire(halves[1]))  # 20 000 of 20 000: both kept
+    assert reassembler.pending() == [("cam-1", 7, 3), ("cam-1", 7, 4)]
+    assert reassembler.stats.evicted == 0
+    reassembler.add("cam-1", _wire(halves[2]))
+    assert reassembler.pending() == [("cam-1", 7, 4), ("cam-1", 7, 5)]
+    assert reassembler.stats.evicted == 1
