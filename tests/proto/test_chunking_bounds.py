@@ -152,3 +152,60 @@ def test_frame_and_memory_limits_are_inclusive() -> None:
     reassembler.add("cam-1", _wire(halves[2]))
     assert reassembler.pending() == [("cam-1", 7, 4), ("cam-1", 7, 5)]
     assert reassembler.stats.evicted == 1
+
+
+def test_chunks_that_leave_a_gap_fail_with_the_frame_named_and_counted_once() -> None:
+    """Catches the size check or its counter going wrong: two chunks that claim a 300-byte frame
+    but hold 150 bytes between them never make a frame."""
+    data = os.urandom(300)
+    sha = hashlib.sha256(data).digest()
+    header = frame_pb2.Frame(session=7, seq=1)
+    parts = [
+        frame_pb2.FrameChunk(session=7, seq=1, index=0, count=2, total_size=300, sha256=sha,
+                             offset=0, data=data[:100], header=header),
+        frame_pb2.FrameChunk(session=7, seq=1, index=1, count=2, total_size=300, sha256=sha,
+                             offset=250, data=data[250:]),
+    ]  # fmt: skip
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(parts[0]))
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", _wire(parts[1]))
+    assert info.value.reason is Reason.CHECKSUM_MISMATCH
+    assert "cam-1 7-1: chunks hold 150 bytes, total_size says 300" in str(info.value)
+    assert reassembler.stats.checksum_failed == 1 and reassembler.pending() == []
+
+
+def test_a_bad_sha256_names_the_frame() -> None:
+    chunks = split_frame(sample_frame(os.urandom(3000)), 2048)
+    chunks[1].data = bytes(b ^ 1 for b in chunks[1].data)
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(chunks[0]))
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", _wire(chunks[1]))
+    assert "cam-1 7-1: SHA-256 of the chunks differs" in str(info.value)
+
+
+def test_completed_frames_remembered_are_the_newest_and_bounded() -> None:
+    """Catches the memory of completed frames being unbounded, one short, or dropping the newest
+    instead of the oldest (a late duplicate of a recent frame would start a new partial)."""
+    frames = [sample_frame(os.urandom(3000), seq=s) for s in (1, 2, 3)]
+    split = [split_frame(f, 2048) for f in frames]
+    reassembler = Reassembler(remember_completed=2)
+    for chunks in split:
+        for c in chunks:
+            reassembler.add("cam-1", _wire(c))
+    assert reassembler.add("cam-1", _wire(split[1][1])) is None  # remembered: a duplicate
+    assert reassembler.add("cam-1", _wire(split[2][1])) is None
+    assert reassembler.stats.duplicates == 2 and reassembler.pending() == []
+    assert reassembler.add("cam-1", _wire(split[0][1])) is None  # forgotten: a new partial
+    assert reassembler.pending() == [("cam-1", 7, 1)]
+
+
+def test_a_frame_expires_at_exactly_its_timeout() -> None:
+    now = [1000.0]
+    reassembler = Reassembler(timeout_s=30, clock=lambda: now[0])
+    reassembler.add("cam-1", _wire(split_frame(sample_frame(os.urandom(3000)), 2048)[0]))
+    now[0] += 29.5
+    assert reassembler.expire() == []
+    now[0] += 0.5
+    assert reassembler.expire() == [("cam-1", 7, 1)]
