@@ -84,3 +84,20 @@ def test_a_slot_that_fired_is_never_reopened_by_a_controller_whose_clock_is_behi
     assert behind.get(schedule["id"])["next_slot_ms"] > fired_slot
     assert ahead.tick() == 0
     assert ahead.get(schedule["id"])["fired"] == 1
+
+
+def test_a_disabled_schedule_does_not_fire_and_re_enabling_skips_what_passed(
+    database: Any,
+) -> None:
+    """Catches ``set_enabled`` not storing its change (a disabled schedule still fires) and a
+    re-enabled one firing the slots that passed while it was off."""
+    published: list[str] = []
+    scheduler = _scheduler(database, published)
+    schedule = scheduler.create("device", "cam-1", "interval", "600", start=str(NOW + 600_000))
+    assert scheduler.set_enabled(schedule["id"], False)["enabled"] is False
+    scheduler.clock_ms = lambda: NOW + 3 * 600_000
+    assert scheduler.tick() == 0
+    enabled = scheduler.set_enabled(schedule["id"], True)
+    assert enabled["enabled"] is True
+    assert enabled["next_slot_ms"] == NOW + 4 * 600_000
+    assert scheduler.tick() == 0 and published == []
