@@ -101,3 +101,17 @@ def test_a_disabled_schedule_does_not_fire_and_re_enabling_skips_what_passed(
     assert enabled["enabled"] is True
     assert enabled["next_slot_ms"] == NOW + 4 * 600_000
     assert scheduler.tick() == 0 and published == []
+
+
+def test_catching_up_fires_the_slot_that_is_due_exactly_now(database: Any) -> None:
+    """Catches the walk over missed slots stopping before a slot equal to the tick's time
+    (``>=`` for ``>``): that slot would be neither fired nor counted as missed."""
+    published: list[str] = []
+    scheduler = _scheduler(database, published)
+    schedule = scheduler.create("device", "cam-1", "interval", "600", start=str(NOW))
+    assert scheduler.tick() == 1
+    scheduler.clock_ms = lambda: NOW + 3 * 600_000  # two slots missed, the third due right now
+    assert scheduler.tick() == 1
+    after = scheduler.get(schedule["id"])
+    assert (after["last_slot_ms"], after["fired"], after["missed"]) == (NOW + 3 * 600_000, 2, 2)
+    assert after["next_slot_ms"] == NOW + 4 * 600_000
