@@ -282,6 +282,7 @@ class Node:
         if capture_ids:
             msg["capture_ids"] = capture_ids
         self.publish("ack", pb.encode(S.ACK, msg))
+        commands.acked(self, command_id, status)
 
     def telemetry(self):
         t = {
