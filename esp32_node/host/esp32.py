@@ -4,13 +4,15 @@ Behaves as the v1.22 ESP32 port does: NVS changes are lost unless committed, a m
 raises ``OSError(-4354, "ESP_ERR_NVS_NOT_FOUND")`` (esp-idf errors surface negated, with their
 name), only RTC GPIOs can be wake pins (``ValueError("invalid pin")``) and ext0 excludes the
 touch and ULP wakes (``ValueError("no resources")``), ``writeblocks`` erases the 4 KiB sectors it
-writes (offset and length multiples of 4096, else ESP_ERR_INVALID_ARG), ``set_boot`` verifies the
-image like esp_image_verify (ESP_ERR_OTA_VALIDATE_FAILED), partitions are 4096-byte block devices backed by files that survive
-"resets", ``set_boot`` writes otadata and the host bootloader (_hostflash) rolls back an image
+writes (whole sectors, else ESP_ERR_INVALID_SIZE; with an offset a write only clears bits, as
+NOR flash does), ``set_boot`` verifies the image like esp_image_verify
+(ESP_ERR_OTA_VALIDATE_FAILED), partitions are 4096-byte block devices backed by files that
+survive "resets", ``set_boot`` writes otadata and the host bootloader (_hostflash) rolls back an image
 that rebooted without ``mark_app_valid_cancel_rollback``.
 """
 
 import binascii
+import time
 
 import _hostflash as _flash
 
@@ -21,6 +23,10 @@ HEAP_EXEC = 1
 
 # modesp32.h RTC_VALID_EXT_PINS (ESP32): only RTC GPIOs can wake the chip from deep sleep
 RTC_GPIOS = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+
+# Chip time to erase and program one 4 KiB flash sector: typical SPI NOR figures (sector erase
+# ~45 ms, 16 page programs ~10 ms). The harness can change it per device (faults.json).
+FLASH_SECTOR_MS = 55
 
 _armed = {}
 
@@ -297,12 +303,15 @@ class Partition:
                     raise _esp_err(0x104, "ESP_ERR_INVALID_SIZE")
                 f.seek(pos)
                 f.write(buf)
-                return
-            f.seek(pos)
-            old = f.read(len(buf))
-            old = old + b"\xff" * (len(buf) - len(old))  # past the file end: erased
-            f.seek(pos)
-            f.write(bytes(a & b for a, b in zip(old, bytes(buf))))
+            else:
+                f.seek(pos)
+                old = f.read(len(buf))
+                old = old + b"\xff" * (len(buf) - len(old))  # past the file end: erased
+                f.seek(pos)
+                f.write(bytes(a & b for a, b in zip(old, bytes(buf))))
+        # the chip time the write costs (erase + program of each 4 KiB sector touched)
+        sectors = (pos + len(buf) + 4095) // 4096 - pos // 4096
+        time.spend_ms(sectors * _flash.fault_value("flash_sector_ms", FLASH_SECTOR_MS))
 
     def ioctl(self, cmd, arg):
         if cmd == 4:  # block count
