@@ -9,6 +9,10 @@ import gc
 
 import camera
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
+    from typing import Any  # noqa: F401  (used in type comments)
+
 # Board profiles from lemariva's micropython-camera-driver README: the pins, plus what a board
 # needs at init beyond them. "ai-thinker" uses the driver's pins as they are; "t-camera-mini"
 # runs its XCLK at 20 MHz and sits behind an AXP PMU whose USB current limit must be turned off
@@ -178,7 +182,7 @@ class CaptureError(OSError):
 class Camera:
     def __init__(self, board="ai-thinker", pins=None):
         self.board = board
-        self.profile = pins if pins is not None else BOARDS.get(board, {})
+        self.profile = pins if pins is not None else BOARDS.get(board, {})  # type: Any
         self.on = False
         self.status = "off"
         self.init_size = None  # framesize the running init sized its JPEG buffer for

@@ -21,6 +21,10 @@ from schemas import (
     WAKE_WATCHDOG,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
+    from typing import Any  # noqa: F401  (used in type comments)
+
 _MAGIC = "cf1"
 
 NAMES = {
@@ -193,7 +197,7 @@ def check_sources(sleep, camera_pins):
             return "%s: GPIO %d is wired to the camera" % (what, pin)
         return None
 
-    checks = []
+    checks = []  # type: list[Any]
     if "ext0_pin" in sleep:
         checks.append(("sleep.ext0_pin", sleep["ext0_pin"], RTC_GPIOS))
     for p in sleep.get("ext1_pins") or []:

@@ -195,6 +195,7 @@ def init(*args, **kw):
         mirror=0,
     )
     _expose()
+    _flash.write_json("camera_init.json", cfg)  # what the last init asked for (tests read it)
     return True
 
 
