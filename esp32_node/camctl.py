@@ -300,7 +300,7 @@ class Camera:
         (warm-up) or before a settings change are dropped first. Raises CaptureError when the
         driver gives no frame."""
         while self.discard:
-            if camera.capture() is False:
+            if not _drop_one():
                 raise CaptureError("no frame from the camera (timeout or FB-OVF)")
             self.discard -= 1
             gc.collect()  # a UXGA frame is ~380 KB: free it before the next one is allocated
@@ -308,6 +308,12 @@ class Camera:
         if jpeg is False:
             raise CaptureError("no frame from the camera (timeout or FB-OVF)")
         return jpeg
+
+
+def _drop_one():
+    """Grab a frame and let it go: it only lives in this call's frame, so nothing keeps the
+    ~380 KB block referenced when the next frame needs it."""
+    return camera.capture() is not False
 
 
 def _axp_lift_usb_limit():

@@ -499,11 +499,16 @@ class Node:
                 self.event("camera_error", self.camera.status, S.SEV_ERROR)
                 return None
             except Exception as e:  # no frame (False), init failure, sensor not answering
-                self.camera.status = "capture_failed: %s" % e
+                if self.camera.on:  # else start() already said why: init_failed: ...
+                    self.camera.status = "capture_failed: %s" % e
                 self.event(
                     "camera_error",
                     "%s (attempt %d of 2%s)"
-                    % (self.camera.status, attempt, ", restarting the camera" if attempt == 1 else ""),
+                    % (
+                        self.camera.status,
+                        attempt,
+                        ", restarting the camera" if attempt == 1 else "",
+                    ),
                     S.SEV_ERROR,
                 )
                 self.camera.stop()  # a second try starts the sensor afresh

@@ -227,7 +227,9 @@ def arm(sleep):
     import esp32
 
     if "ext0_pin" in sleep:
-        esp32.wake_on_ext0(machine.Pin(sleep["ext0_pin"], machine.Pin.IN), sleep.get("ext0_level", 1))
+        esp32.wake_on_ext0(
+            machine.Pin(sleep["ext0_pin"], machine.Pin.IN), sleep.get("ext0_level", 1)
+        )
     if sleep.get("ext1_pins"):
         pins = [machine.Pin(p, machine.Pin.IN) for p in sleep["ext1_pins"]]
         level = esp32.WAKEUP_ANY_HIGH if sleep.get("ext1_level", 1) else esp32.WAKEUP_ALL_LOW

@@ -294,6 +294,9 @@ def capture():
     size = os.stat(path)[6]
     if size > _state["fb_bytes"]:
         return False  # FB-OVF: the frame does not fit the buffer sized at init; dropped
+    import gc
+
+    gc.collect()  # host only: the bookkeeping above must not split the block the frame needs
     with open(path, "rb") as f:
         # one allocation of the frame's size, as the driver's mp_obj_new_bytes(fb->buf, fb->len)
         data = f.read(size)

@@ -96,9 +96,7 @@ def armed_wake_sources():
             machine.mem32.words.get(base + 4 * i, int.from_bytes(body[4 * i : 4 * i + 4], "little"))
             for i in range(4)
         ]
-        ulp["rtcio"] = dict(
-            ("%x" % a, v) for a, v in machine.mem32.words.items() if a < 0x50000000
-        )
+        ulp["rtcio"] = dict(("%x" % a, v) for a, v in machine.mem32.words.items() if a < 0x50000000)
         out["ulp"] = ulp
     elif "ulp" in out:
         out["ulp"] = None  # wake_on_ulp(True) without a running program never wakes

@@ -192,7 +192,9 @@ class HostDevice:
             return  # a reset or power-on: the cause is not a wake source
         armed = down.get("armed", {})
         if not armed.get(cause):
-            raise RuntimeError(f"the chip cannot wake by {cause}: its last deep sleep armed {armed}")
+            raise RuntimeError(
+                f"the chip cannot wake by {cause}: its last deep sleep armed {armed}"
+            )
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None

@@ -101,6 +101,7 @@ def test_large_frame_travels_in_chunks_without_two_copies_in_ram(
 
     assert woke.ended == "deepsleep", woke.output
     chunks = rx.of("chunk")
+    assert chunks, woke.output
     assert len(chunks) == chunks[0].count > 1
     assert all(len(c.SerializeToString()) <= 64 * 1024 for c in chunks)
     frame = rx.frames[(1, 1)]
