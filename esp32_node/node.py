@@ -50,6 +50,11 @@ WDT_TIMEOUT_MS = 30000
 
 class Node:
     def __init__(self):
+        # Collect after every 16 KB allocated: the wake's long-lived objects then stay packed
+        # at the bottom of the heap instead of being scattered up to the high-water mark of
+        # its garbage, which leaves no contiguous block for a frame (a UXGA JPEG is one
+        # allocation of up to 384,000 bytes, made by the camera driver).
+        gc.threshold(16 * 1024)
         self.t0 = time.ticks_ms()
         self.store = Store()
         st = self.store

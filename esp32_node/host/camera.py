@@ -18,11 +18,14 @@ on esp32-camera v2.0.5, and the behaviours of that pair that decide whether a no
 ``capture()`` returns real JPEG files the harness put in ``<state>/camera/<W>x<H>/`` (round
 robin; ``camera/any/`` when no folder exists for the frame's size). When the harness created
 ``<state>/camera_frames.log`` (tests only: it grows by a line a frame), each frame appends its
-sha256 and the settings it was exposed with, so a test can tell a stale frame from a fresh one. ``faults.json``: ``{"camera_init": n}`` fails the
-next n inits (a loose ribbon cable), ``{"capture_fail": n}`` makes the next n grabs time out,
-``{"brownout": n}`` browns the chip out at init (reset with RTC memory kept), as a weak battery
-does under the camera's inrush current. A board with an AXP PMU (``i2c.json`` has address 52)
-fails init until its USB current limit is cleared, as the T-Camera Mini does.
+sha256 and the settings it was exposed with, so a test can tell a stale frame from a fresh one.
+Each init writes its arguments to ``camera_init.json``.
+
+``faults.json``: ``{"camera_init": n}`` fails the next n inits (a loose ribbon cable),
+``{"capture_fail": n}`` makes the next n grabs time out, ``{"brownout": n}`` browns the chip out
+at init (reset with RTC memory kept), as a weak battery does under the camera's inrush current.
+A board with an AXP PMU (``i2c.json`` has address 52) fails init until its USB current limit
+is cleared, as the T-Camera Mini does.
 """
 
 import binascii

@@ -7,8 +7,8 @@ touch and ULP wakes (``ValueError("no resources")``), ``writeblocks`` erases the
 writes (whole sectors, else ESP_ERR_INVALID_SIZE; with an offset a write only clears bits, as
 NOR flash does), ``set_boot`` verifies the image like esp_image_verify
 (ESP_ERR_OTA_VALIDATE_FAILED), partitions are 4096-byte block devices backed by files that
-survive "resets", ``set_boot`` writes otadata and the host bootloader (_hostflash) rolls back an image
-that rebooted without ``mark_app_valid_cancel_rollback``.
+survive "resets", ``set_boot`` writes otadata and the host bootloader (_hostflash) rolls back an
+image that rebooted without ``mark_app_valid_cancel_rollback``.
 """
 
 import binascii

@@ -32,7 +32,7 @@ def _defines(header: str) -> dict[str, str]:
 
 
 def _cmake_list(text: str, name: str) -> list[str]:
-    m = re.search(r"set\(\s*%s\s+(.*?)\)" % name, text, re.S)
+    m = re.search(r"set\(\s*" + name + r"\s+(.*?)\)", text, re.S)
     assert m, f"{name} is not set"
     return m.group(1).split()
 
