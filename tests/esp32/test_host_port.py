@@ -76,13 +76,14 @@ def test_host_modules_reject_what_the_real_ones_reject(tmp_path: Path):
     assert out["init_positional"][0] == "TypeError"
     assert out["init_unknown_kw"] == ["TypeError", "unexpected keyword argument 'framesize_max'"]
     assert out["init_dram_uxga"] == ["OSError", "Camera Init Failed"]  # DRAM holds up to CIF
+    assert out["init_defaults"] == ["OSError", "Camera Init Failed"]  # VGA, DRAM by default
     defaults = out["defaults"]
     assert (defaults["framesize"], defaults["xclk_freq"], defaults["quality"]) == (
         8,  # FRAME_VGA
         10_000_000,
         12,
     )
-    assert (defaults["fb_size"], defaults["fb_location"]) == (1, 1)  # one buffer, DRAM
+    assert (defaults["fb_size"], defaults["fb_location"]) == (1, 0)  # one buffer, PSRAM asked
     assert out["second_init"] == ["OSError", "Camera Init Failed"]
     assert out["ovf"] is False  # FB-OVF: the frame does not fit the VGA buffer
 

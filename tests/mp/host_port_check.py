@@ -58,7 +58,8 @@ if phase == "strict":
     out["init_positional"] = _err(camera.init, 0, camera.JPEG)
     out["init_unknown_kw"] = _err(camera.init, 0, framesize_max=1)
     out["init_dram_uxga"] = _err(camera.init, 0, framesize=camera.FRAME_UXGA)
-    camera.init(0)
+    out["init_defaults"] = _err(camera.init, 0)  # VGA in DRAM: the default buffer is DRAM
+    camera.init(0, fb_location=camera.PSRAM)
     out["defaults"] = camera.init_config()
     out["second_init"] = _err(camera.init, 0)
     out["ovf"] = camera.capture()  # the harness's frame is larger than a QQVGA buffer
