@@ -179,6 +179,16 @@ def test_maix_maps_settings(vendor_fakes):
             ("set_windowing", [0, 0, 160, 120]),
         ]:
             assert call in calls, call
+        # no crop any more: the sensor window goes back to the whole frame; luma, constrast and
+        # saturation at the ends of their range (0 included) are set, not skipped
+        maix_camera.calls.clear()
+        cam.capture(S(width=320, height=240, brightness=-100, saturation=-100))
+        assert ("set_windowing", [0, 0, 320, 240]) in maix_camera.calls
+        for call in [("luma", 0), ("constrast", 50), ("saturation", 0)]:
+            assert call in maix_camera.calls, call
+        maix_camera.calls.clear()
+        cam.capture(S(width=320, height=240))
+        assert not any(c[0] == "set_windowing" for c in maix_camera.calls)  # nothing changed
         with pytest.raises(SettingsError, match="white_balance auto only"):
             cam.validate(S(white_balance=common_pb2.WHITE_BALANCE_CLOUDY))
         with pytest.raises(SettingsError, match="largest is 2560x1440"):
