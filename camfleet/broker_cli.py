@@ -40,9 +40,16 @@ def run(port: int, data: Path, embedded: bool) -> None:
     except RuntimeError as exc:
         raise UserError(str(exc).splitlines()[0]) from None
     click.echo(f"broker listening on {server.url} (Ctrl-C to stop)")
+    proc = server.proc if isinstance(server, Mosquitto) else None
+    if proc is not None:  # a mosquitto that dies (kill -9, crash) ends this command with an error
+        threading.Thread(target=lambda: (proc.wait(), stop.set()), daemon=True).start()
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        died = proc is not None and proc.poll() is not None
         server.stop()
+    if died:
+        assert proc is not None
+        raise UserError(f"mosquitto exited unexpectedly (exit status {proc.returncode})")
