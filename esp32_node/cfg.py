@@ -4,7 +4,11 @@ A config is a DeviceConfig dict (schemas.DEVICE_CONFIG). ``merge`` follows SetCo
 what the update sets wins, sub-messages merge field by field, lists are replaced, maps updated.
 """
 
-DEFAULTS = {
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
+    from typing import Any  # noqa: F401  (used in type comments)
+
+DEFAULTS = {  # type: dict[str, Any]
     "camera": {"width": 640, "height": 480, "jpeg_quality": 80, "warmup_frames": 1},
     "schedule": {
         "interval_s": 300,
