@@ -10,7 +10,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from camfleet.controller.frame_store import incarnation_tag
+from camfleet.controller.frames.store import incarnation_tag
 from camfleet.controller.storage.database import Row, Tx
 from camfleet.proto import topics
 from camfleet.proto.v1 import common_pb2, state_pb2, telemetry_pb2

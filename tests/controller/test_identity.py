@@ -14,9 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from camfleet.proto import codec, topics
 from camfleet.proto.v1 import state_pb2
-
-from .harness import Waiter, frame_rows
-from .sim import SimDevice, fake_jpeg, unique_id
+from camfleet.testing.controller_process import Waiter, frame_rows
+from camfleet.testing.sim_device import SimDevice, fake_jpeg, unique_id
 
 
 def _free_port() -> int:

@@ -26,9 +26,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from camfleet.mosquitto import free_port
 from camfleet.proto import codec, topics
 from camfleet.proto.v1 import frame_pb2, state_pb2
-
-from .harness import ControllerProcess
-from .sim import SimDevice, unique_id
+from camfleet.testing.controller_process import ControllerProcess
+from camfleet.testing.sim_device import SimDevice, unique_id
 
 #: "A few seconds": the longest a control frame may wait for its receipt during a storm.
 MAX_WAIT_S = 5.0

@@ -7,7 +7,7 @@ import shutil
 
 from camfleet.proto import codec, topics
 from camfleet.proto.v1 import frame_pb2
-from tests.controller.harness import Waiter, frame_rows, start_controller
+from camfleet.testing.controller_process import Waiter, frame_rows, start_controller
 from tests.edge.conftest import agent_config
 
 

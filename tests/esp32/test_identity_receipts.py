@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from camfleet.esp32_node.tools.hostdevice import HostDevice
 from camfleet.proto import codec, topics
 from camfleet.proto.v1 import frame_pb2
-from tests.controller.harness import Waiter, frame_rows, start_controller
+from camfleet.testing.controller_process import Waiter, frame_rows, start_controller
 from tests.esp32.conftest import DEVICE_KEY, jpeg, node_config
 
 _ids = itertools.count(1)
