@@ -8,10 +8,18 @@ from camfleet.controller.storage.database import Database
 
 
 def test_frames_stored_before_incarnations_survive_the_migration(database: Database) -> None:
-    tables = (
-        "frames devices device_groups telemetry events commands desired_layers device_desired "
-        "schedules schema_version"
-    ).split()
+    tables = [
+        "frames",
+        "devices",
+        "device_groups",
+        "telemetry",
+        "events",
+        "commands",
+        "desired_layers",
+        "device_desired",
+        "schedules",
+        "schema_version",
+    ]
     with database.transaction() as tx:  # the fixture migrated to the latest: start over at 1
         for table in tables:
             tx.execute(f"DROP TABLE {table}")
