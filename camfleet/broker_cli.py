@@ -25,7 +25,7 @@ def broker() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("var/broker"),
     show_default=True,
-    help="Directory for the config, persistence and log.",
+    help="Directory for the config, persistence and log (mosquitto.log, rotated at 10 MB, 3 kept).",
 )
 @click.option(
     "--embedded", is_flag=True, help="Use the built-in pure-Python broker (amqtt), not mosquitto."
@@ -34,7 +34,9 @@ def run(port: int, data: Path, embedded: bool) -> None:
     """Run the broker until Ctrl-C. mosquitto: broker_config/dev.conf + a listener + persistence."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    server: Mosquitto | EmbeddedBroker = EmbeddedBroker(port) if embedded else Mosquitto(data, port)
+    server: Mosquitto | EmbeddedBroker = (
+        EmbeddedBroker(port) if embedded else Mosquitto(data, port, log_file=data / "mosquitto.log")
+    )
     try:
         server.start()
     except RuntimeError as exc:

@@ -174,6 +174,12 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "ALTER TABLE devices ADD COLUMN incarnation {text} NOT NULL DEFAULT ''",
         ],
     ),
+    (
+        # A birth re-publishes the device's commands still "sent": found through this index it
+        # costs what is pending, not the device's whole command history (commands_by_device).
+        "commands by device and status",
+        ["CREATE INDEX commands_by_device_status ON commands (device_id, status)"],
+    ),
 ]
 
 
