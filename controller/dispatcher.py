@@ -79,7 +79,7 @@ class Dispatcher:
         """Handle one broker delivery. Never raises."""
         delivery = Delivery(ack, mid, qos)
         try:
-            self._route(topic, payload, delivery)
+            self._route(topic, payload, delivery, retain)
         except ContractError as exc:
             self._reject(exc.reason.value, _kind_label(topic, self.root), exc.detail, delivery)
         except Exception as exc:  # a bug must not kill the network thread nor block the window
@@ -103,14 +103,16 @@ class Dispatcher:
             self._topics[topic] = parsed
         return parsed
 
-    def _route(self, topic: str, payload: bytes, delivery: Delivery) -> None:
+    def _route(self, topic: str, payload: bytes, delivery: Delivery, retain: bool = False) -> None:
         parsed = self._parse(topic)
         if parsed.device_id is None:
             # Controller presence (ours or another controller's): not ours to ingest, but the
             # service re-asserts its own presence if someone overwrote it.
             self.metrics.inc("unhandled_total", kind="controller_state")
             delivery.done()
-            if self.on_controller_state is not None:
+            # A retained copy is what our own subscription hands over at connect; we publish
+            # our ONLINE then anyway. Only a live message says someone changed it meanwhile.
+            if self.on_controller_state is not None and not retain:
                 self.on_controller_state(payload)
             return
         if parsed.kind not in HANDLED:
