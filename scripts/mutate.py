@@ -133,6 +133,14 @@ TARGETS: dict[str, Target] = {
     "edge_sender": Target(
         "edge/sender.py",
         ("tests/edge/test_outage.py",),
+        # what is sent, when, and again (not the thread's start/stop plumbing)
+        (
+            "SpoolSender._run",
+            "SpoolSender._send_connection",
+            "SpoolSender._resend_check",
+            "SpoolSender._publish",
+            "SpoolSender.rewind",
+        ),
     ),
     "esp32_spool": Target(
         "esp32_node/spool.py",
