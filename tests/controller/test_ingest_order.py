@@ -260,3 +260,61 @@ def test_killed_around_the_index_commit_or_before_the_ack_stores_every_frame_onc
     finally:
         dying.stop()
         dev.disconnect()
+
+
+def test_a_failing_frame_does_not_take_the_rest_of_its_batch_down(
+    controllers, devices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Device A's frames cannot be indexed (its insert fails), device B's frames share the batch.
+    Catches a writer whose one-by-one retry of a failed batch loses the jobs that do succeed
+    (not receipted, not acknowledged, or the writer thread dying on them)."""
+    data = tmp_path / "data"
+    ctl = controllers(data)
+    gate, bad, good = devices("gate"), devices("bad"), devices("good")
+    for dev in (gate, bad, good):
+        _quiet(ctl, dev, data)
+    release = threading.Event()
+    queued = threading.Event()
+    insert, submit = frames_index.insert, ctl.writer.submit
+
+    def gated_insert(tx: Any, entries: list[Any], stored_ms: int) -> None:
+        if any(e.device_id == gate.device_id for e in entries):
+            assert release.wait(20)  # hold the writer while the next batch queues up
+        if any(e.device_id == bad.device_id for e in entries):
+            raise RuntimeError("constraint failed")
+        insert(tx, entries, stored_ms)
+
+    def counting_submit(job: Any) -> None:
+        submit(job)
+        if ctl.writer.depth() >= 4:
+            queued.set()
+
+    client = ctl.channel.client
+    real_queue = client._packet_queue
+    pubacks: list[int] = []
+
+    def packet_queue(command: int, packet: Any, *args: Any, **kw: Any) -> Any:
+        if command & 0xF0 == _PUBACK:
+            pubacks.append(len(packet) // 4)  # Acker.many queues several in one buffer
+        return real_queue(command, packet, *args, **kw)
+
+    monkeypatch.setattr(client, "_packet_queue", packet_queue)
+    monkeypatch.setattr(frames_index, "insert", gated_insert)
+    monkeypatch.setattr(ctl.writer, "submit", counting_submit)
+    gate.send_frames(1, size=1000)
+    bad.send_frames(2, size=1000)
+    good.send_frames(2, size=1000)
+    assert queued.wait(20)  # the four frames wait behind the gate: one batch
+    release.set()
+    assert good.wait_receipted(timeout=20)
+    assert gate.wait_receipted(timeout=20)
+    assert ctl.writer.idle.wait(20)
+    assert len(frame_rows(data, good.device_id)) == 2
+    assert frame_rows(data, bad.device_id) == [] and bad.receipted == set()
+    assert ctl.writer._thread.is_alive()  # still ingesting
+    assert sum(pubacks) == 3  # the gate's frame and the good ones; the failed ones are not
+    monkeypatch.setattr(frames_index, "insert", insert)
+    bad.replay_spool()
+    assert bad.wait_receipted(timeout=20)
+    assert ctl.store.flush(20)
+    assert_stored_exactly_once(data, [gate, bad, good])
