@@ -273,12 +273,12 @@ def test_a_failing_frame_does_not_take_the_rest_of_its_batch_down(
     gate, bad, good = devices("gate"), devices("bad"), devices("good")
     for dev in (gate, bad, good):
         _quiet(ctl, dev, data)
-    release = threading.Event()
-    queued = threading.Event()
+    release, held, queued = threading.Event(), threading.Event(), threading.Event()
     insert, submit = frames_index.insert, ctl.writer.submit
 
     def gated_insert(tx: Any, entries: list[Any], stored_ms: int) -> None:
         if any(e.device_id == gate.device_id for e in entries):
+            held.set()
             assert release.wait(20)  # hold the writer while the next batch queues up
         if any(e.device_id == bad.device_id for e in entries):
             raise RuntimeError("constraint failed")
@@ -302,6 +302,7 @@ def test_a_failing_frame_does_not_take_the_rest_of_its_batch_down(
     monkeypatch.setattr(frames_index, "insert", gated_insert)
     monkeypatch.setattr(ctl.writer, "submit", counting_submit)
     gate.send_frames(1, size=1000)
+    assert held.wait(20)  # the gate's frame is in a batch of its own, and holds the writer
     bad.send_frames(2, size=1000)
     good.send_frames(2, size=1000)
     assert queued.wait(20)  # the four frames wait behind the gate: one batch
