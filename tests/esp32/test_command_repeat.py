@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from camfleet.proto.v1 import command_pb2
+from camfleet.proto.v1 import command_pb2, common_pb2
 
 _CAPTURE = command_pb2.Command(id="cmd-twice", capture=command_pb2.CaptureNow(count=1))
 
@@ -10,17 +10,28 @@ _CAPTURE = command_pb2.Command(id="cmd-twice", capture=command_pb2.CaptureNow(co
 def test_repeated_command_id_captures_once_and_is_acked_again(mosquitto, make_device, receiver_for):
     """Catches a node that drops a repeated id without an ack (the ack the controller waits for
     may be the one that was lost), that runs it again (two captures), or that forgets the status
-    it acked across deep sleep."""
+    it acked across deep sleep; and, in the same wake, a capture whose impossible size is not
+    refused, and a command without id that is not reported."""
     dev = make_device(mosquitto)
     rx = receiver_for(mosquitto, dev)
     assert dev.run_wake().ended == "deepsleep"
     rx.send_command(_CAPTURE)
     rx.send_command(_CAPTURE)  # e.g. the controller published again after a birth
+    odd_size = common_pb2.CameraSettings(width=123, height=45)
+    rx.send_command(
+        command_pb2.Command(id="cmd-odd", capture=command_pb2.CaptureNow(overrides=odd_size))
+    )
+    rx.send_command(command_pb2.Command(reannounce={}))  # no id: nothing to ack it with
 
     woke = dev.run_wake()
 
     assert woke.ended == "deepsleep", woke.output
-    rx.wait_for(lambda g: len(g.acks) >= 2, what="an ack for each delivery")
+    rx.wait_for(lambda g: len(g.acks) >= 3, what="an ack for each delivery")
+    odd = [(a.status, a.detail) for a in rx.of("ack") if a.command_id == "cmd-odd"]
+    assert odd == [(command_pb2.ACK_STATUS_REJECTED, "no OV2640 framesize 123x45")]
+    assert [e.message for e in rx.of("event") if e.type == "command_rejected"] == [
+        "command without id"
+    ]
     acks = [(a.status, a.detail) for a in rx.of("ack") if a.command_id == "cmd-twice"]
     # the repeat arrives while the first is still queued: acked as in progress, then DONE
     assert acks == [
@@ -34,7 +45,7 @@ def test_repeated_command_id_captures_once_and_is_acked_again(mosquitto, make_de
     woke = dev.run_wake()
 
     assert woke.ended == "deepsleep", woke.output
-    rx.wait_for(lambda g: len(g.acks) >= 3, what="the third ack")
+    rx.wait_for(lambda g: len(g.acks) >= 4, what="the ack of the third delivery")
     last = [a for a in rx.of("ack") if a.command_id == "cmd-twice"][-1]
     assert (last.status, last.detail) == (
         command_pb2.ACK_STATUS_DONE,
