@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from camfleet.proto.v1 import command_pb2, common_pb2
+from camfleet.proto.v1 import command_pb2, common_pb2, config_pb2
 
 _CAPTURE = command_pb2.Command(id="cmd-twice", capture=command_pb2.CaptureNow(count=1))
 
@@ -53,3 +53,33 @@ def test_repeated_command_id_captures_once_and_is_acked_again(mosquitto, make_de
     )
     assert len([f for f in rx.frames.values() if f.command_id == "cmd-twice"]) == 1
     assert not rx.errors
+
+
+def test_set_config_and_burst_bounds(mosquitto, make_device, receiver_for):
+    """Catches a set_config that is acked but not persisted or reported, an invalid one that is
+    not refused, and a capture count that is not bounded to 1..10 (0 means one frame)."""
+    dev = make_device(mosquitto)
+    rx = receiver_for(mosquitto, dev)
+    assert dev.run_wake().ended == "deepsleep"
+    good = config_pb2.DeviceConfig()
+    good.schedule.interval_s = 45
+    bad = config_pb2.DeviceConfig(max_payload=100)
+    for cid, action in [
+        ("cfg-bad", {"set_config": command_pb2.SetConfig(config=bad)}),
+        ("cfg-good", {"set_config": command_pb2.SetConfig(config=good)}),
+        ("zero", {"capture": command_pb2.CaptureNow(count=0)}),
+        ("many", {"capture": command_pb2.CaptureNow(count=11)}),
+    ]:
+        rx.send_command(command_pb2.Command(id=cid, **action))
+
+    woke = dev.run_wake()
+
+    assert woke.ended == "deepsleep", woke.output
+    rx.wait_for(lambda g: len(g.acks) >= 4, what="four acks")
+    acks = {a.command_id: (a.status, a.detail) for a in rx.of("ack")}
+    assert acks["cfg-bad"] == (command_pb2.ACK_STATUS_REJECTED, "max_payload 100 below 4096")
+    assert acks["cfg-good"][0] == command_pb2.ACK_STATUS_DONE
+    assert config_pb2.DeviceConfig.FromString(dev.read_nvs()["cfg"]).schedule.interval_s == 45
+    assert rx.of("reported")[-1].config.schedule.interval_s == 45
+    per_command = [f.command_id for f in rx.frames.values()]
+    assert (per_command.count("zero"), per_command.count("many")) == (1, 10)
