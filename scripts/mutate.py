@@ -362,7 +362,10 @@ def make_copy(dest: Path) -> None:
 
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
     """'pass', 'fail' or 'timeout', and the seconds it took."""
-    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    marker = f"{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(
+        os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1", CAMFLEET_MUTANT_RUN=marker
+    )
     started = time.monotonic()
     cmd = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     # its own process group: a timeout or a stopped run ends the tests' brokers and controllers
@@ -379,8 +382,23 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - started
     finally:
-        _end_group(proc)  # also what the tests left running (a broker, a controller)
+        _end_group(proc)
+        _end_marked(marker)  # what the tests started in sessions of their own (brokers)
     return ("pass" if code == 0 else "fail"), time.monotonic() - started
+
+
+def _end_marked(marker: str) -> None:
+    """Kill every process whose environment carries this run's marker (a test killed by the
+    timeout leaves its mosquitto running: it starts in a session of its own)."""
+    needle = f"CAMFLEET_MUTANT_RUN={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> None:
