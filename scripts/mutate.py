@@ -119,7 +119,11 @@ TARGETS: dict[str, Target] = {
         CONTROLLER_INGEST,
         ("exists", "existing", "sha256_of_keys", "insert"),
     ),
-    "writer": Target("controller/ingest/writer.py", CONTROLLER_INGEST),
+    # the writer also runs the registry's other jobs, whose after-commit actions notify the
+    # command listeners: the command tests cover that part
+    "writer": Target(
+        "controller/ingest/writer.py", (*CONTROLLER_INGEST, "tests/controller/test_commands.py")
+    ),
     "jobs": Target("controller/ingest/jobs.py", CONTROLLER_INGEST),
     "scheduler": Target(
         "controller/scheduler.py",
@@ -423,6 +427,35 @@ def check_copy_imports_itself(copy: Path) -> None:
         raise SystemExit(f"the copy imports {out}, not its own files")
 
 
+def summary(files: list[Path]) -> int:
+    by_module: dict[str, list[dict[str, object]]] = {}
+    for path in files:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for module in {str(r["module"]) for r in rows}:
+            by_module[module] = [r for r in rows if r["module"] == module]
+    print("| module | file | killed | mutants | score |")
+    print("|---|---|---:|---:|---:|")
+    k_all = n_all = 0
+    for module in sorted(by_module):
+        rows = by_module[module]
+        killed = sum(r["outcome"] != "pass" for r in rows)
+        k_all, n_all = k_all + killed, n_all + len(rows)
+        print(
+            f"| {module} | `{TARGETS[module].path}` | {killed} | {len(rows)} | "
+            f"{100 * killed / len(rows):.1f} % |"
+        )
+    print(f"| **total** | | **{k_all}** | **{n_all}** | **{100 * k_all / max(n_all, 1):.1f} %** |")
+    print()
+    for module in sorted(by_module):
+        for r in by_module[module]:
+            if r["outcome"] == "pass":
+                print(
+                    f"- {module} #{r['number']} `{TARGETS[module].path}:{r['line']}` "
+                    f"{r['function']} [{r['kind']}] `{r['before']}` -> `{r['after']}`"
+                )
+    return 0
+
+
 def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through the finally that puts the original file back
 
@@ -445,8 +478,16 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("TMPDIR", "/tmp")) / ("camfleet-mutate-" + REPO.name),
     )
     ap.add_argument("--results", type=Path, default=None, help="JSON lines written here")
+    ap.add_argument(
+        "--summary",
+        type=Path,
+        nargs="+",
+        help="print the table and survivors of earlier --results files (a module's last file wins)",
+    )
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
+    if args.summary:
+        return summary(args.summary)
     modules = args.module or sorted(TARGETS)
     if args.list:
         for name in modules:
