@@ -99,11 +99,15 @@ sp.add(1, 2, header, data)
 add_log = flash.log
 flash.log = []
 after_add = bytes(flash.data)
-deleted = sp.apply_receipt([{"session": 1, "first_seq": 2, "last_seq": 2}])
+deleted = sp.apply_receipt(
+    [{"session": 1, "first_seq": 2, "last_seq": 2, "incarnation": b"inc"}], b"inc", 1, [(1, 2)]
+)
 receipt_log = flash.log
 flash.log = []
 # the bounds: by bytes (each file is 12 + 10 + 1000 bytes), then by count
-sp.apply_receipt([{"session": 1, "first_seq": 1, "last_seq": 1}])
+sp.apply_receipt(
+    [{"session": 1, "first_seq": 1, "last_seq": 1, "incarnation": b"inc"}], b"inc", 1, [(1, 1)]
+)
 sp.max_bytes, sp.max_frames = 3 * 1022, 10
 drops = [sp.add(2, seq, b"h" * 10, b"d" * 1000) for seq in range(1, 6)]
 bounded = [sp.depth(), sp.total_bytes()]
