@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("camfleet.controller.client_cli", "config", "Get or set a device's desired config."),
     "schedule": ("camfleet.controller.client_cli", "schedule", "Manage capture schedules."),
     "frames": ("camfleet.controller.client_cli", "frames", "List and download stored frames."),
+    "ota": ("camfleet.controller.ota.cli", "ota", "Firmware artifacts and staged rollouts."),
     "edge": ("camfleet.edge.cli", "edge", "Run the Linux edge agent."),
     "sim": ("camfleet.esp32_node.tools.cli", "sim", "Run simulated devices against a broker."),
     "broker": ("camfleet.broker_cli", "broker", "Run a local mosquitto with camfleet's config."),

@@ -46,6 +46,9 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("retention_interval_s", float, "Seconds between retention runs."),
     ("disk_budget_bytes", int, "Disk budget of the whole frame store (0 = none)."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level."),
+    ("ota_public_key", str, "PEM file of the firmware release public key (RSA-3072, SB V2)."),
+    ("ota_max_transfers", int, "Devices served OTA blocks at a time."),
+    ("ota_blocks_per_s", float, "OTA blocks published per second, all devices together."),
 ]
 
 

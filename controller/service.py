@@ -24,10 +24,15 @@ from camfleet.controller.ingest.jobs import AfterCommit, Job
 from camfleet.controller.ingest.writer import BatchResult, Writer
 from camfleet.controller.integrations import HomeAssistant
 from camfleet.controller.metrics import Metrics
+from camfleet.controller.ota.artifacts import ArtifactStore
+from camfleet.controller.ota.delivery import BlockServer
+from camfleet.controller.ota.images import ota_slot_size
+from camfleet.controller.ota.rollouts import Rollouts
 from camfleet.controller.retention import Retention
 from camfleet.controller.scheduler import Scheduler
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
+from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
 from camfleet.proto.receipts import make_receipt
@@ -52,6 +57,15 @@ def _read_or_create(path: Path, make: Callable[[], str]) -> str:
         tmp.chmod(0o600)
         tmp.replace(path)
         return value
+
+
+def _public_key(path: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read ota_public_key {path}: {exc}") from None
 
 
 class Controller:
@@ -107,6 +121,19 @@ class Controller:
             misfire_grace_s=config.misfire_grace_s,
         )
         self.desired.schedule_layer = self.scheduler.schedule_layer
+        self.artifacts = ArtifactStore(
+            self.db, self.data / "ota", _public_key(config.ota_public_key), ota_slot_size()
+        )
+        self.blocks = BlockServer(
+            self.artifacts,
+            publish,
+            self.metrics,
+            root,
+            max_transfers=config.ota_max_transfers,
+            blocks_per_s=config.ota_blocks_per_s,
+        )
+        self.rollouts = Rollouts(self.db, self.artifacts, self.commands, root)
+        self.blocks.on_served = self.rollouts.on_served
         self.retention = Retention(self.db, self.store, config, self.metrics)
         self.home_assistant = (
             HomeAssistant(publish, config.jpeg_prefix, config.ha_prefix)
@@ -120,7 +147,7 @@ class Controller:
                 Kind.STATE: self._apply_state,
                 Kind.TELEMETRY: self._apply_telemetry,
                 Kind.EVENT: self._apply_event,
-                Kind.ACK: self.commands.apply_ack,
+                Kind.ACK: self._apply_ack,
                 Kind.REPORTED: self.desired.apply_reported,
             },
             self._on_batch,
@@ -133,6 +160,7 @@ class Controller:
             root,
             chunk_timeout_s=config.chunk_timeout_s,
             decode_thread=config.decode_thread,
+            ota_requests=self.blocks.submit,
         )
         self.channel.on_connected.append(self._on_connected)
         #: Called after every committed batch (tests and the API wait on it).
@@ -146,6 +174,7 @@ class Controller:
 
     def start(self, http: bool = True) -> None:
         self.writer.start()
+        self.blocks.start()
         self.dispatcher.start()
         if http and self.config.http:
             from camfleet.controller.api.server import HttpServer
@@ -164,6 +193,7 @@ class Controller:
             self._http.stop()  # type: ignore[attr-defined]
         self.channel.stop()
         self.dispatcher.stop()
+        self.blocks.stop()
         self.writer.stop()
         self._ticker.join(5)
         self.db.close()
@@ -180,6 +210,7 @@ class Controller:
                 ("reassembly", self.dispatcher.expire),
                 ("scheduler", self.scheduler.tick),
                 ("commands", self.commands.flush),
+                ("rollouts", self.rollouts.tick),
             ):
                 try:
                     step()
@@ -232,7 +263,12 @@ class Controller:
         registry.add_event(
             tx, job.device_id, job.message, job.received_ms, self.config.event_history
         )
-        return None
+        return self.rollouts.apply_event(tx, job)
+
+    def _apply_ack(self, tx: Tx, job: Job) -> AfterCommit | None:
+        after = self.commands.apply_ack(tx, job)
+        self.rollouts.apply_ack(tx, job)
+        return after
 
     def _on_batch(self, result: BatchResult) -> None:
         now = now_ms()

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
 from camfleet import __version__
-from camfleet.controller.api import commands, devices, frames, schedules
+from camfleet.controller.api import commands, devices, frames, ota, schedules
 from camfleet.controller.api.deps import ctl
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ def create_app(controller: Controller) -> FastAPI:
         "Write endpoints need `Authorization: Bearer <token>`.",
     )
     app.state.controller = controller
-    for module in (devices, frames, commands, schedules):
+    for module in (devices, frames, commands, schedules, ota):
         app.include_router(module.router)
 
     @app.get("/health", tags=["ops"])
