@@ -337,7 +337,10 @@ class Rollouts:
         )
         if not pending:
             return False
-        art = self.artifacts.get(row["artifact_id"])
+        art = tx.one("SELECT * FROM ota_artifacts WHERE id = ?", (row["artifact_id"],))
+        if art is None:  # removed under a paused rollout: nothing to offer
+            self._set(tx, rid, "paused", phase, f"artifact {row['artifact_id']} is gone", now)
+            return False
         sha = bytes.fromhex(art["sha256"])
         for d in pending:
             device = d["device_id"]
