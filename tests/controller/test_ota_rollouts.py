@@ -13,8 +13,8 @@ from camfleet.controller.ingest.jobs import Job
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.ota.artifacts import ArtifactStore, set_device_key
 from camfleet.controller.ota.rollouts import (
-    Rollouts,
     RolloutOptions,
+    Rollouts,
     assign_phases,
     parse_duration,
     parse_phases,
