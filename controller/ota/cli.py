@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from camfleet.controller.client_cli import Api, api_options, emit, table
+from camfleet.api_client import Api, api_options, emit, table
 from camfleet.errors import UserError
 
 _ARTIFACT_COLS = [

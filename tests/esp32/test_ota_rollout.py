@@ -15,7 +15,7 @@ from camfleet.controller.ota.rollouts import RolloutOptions
 from camfleet.controller.service import Controller
 from camfleet.esp32_node.tools.hostdevice import HostDevice
 from camfleet.mosquitto import Mosquitto
-from tests.controller.harness import Waiter, start_controller
+from camfleet.testing.controller_process import Waiter, start_controller
 from tests.esp32.conftest import DEVICE_KEY
 from tests.ota_helpers import release_key, signed_image
 
