@@ -4,18 +4,21 @@ reboot into the new image and confirm it (or roll back)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from camfleet.controller.ota.artifacts import set_device_key
 from camfleet.controller.ota.rollouts import RolloutOptions
 from camfleet.controller.service import Controller
 from camfleet.esp32_node.tools.hostdevice import HostDevice
 from camfleet.mosquitto import Mosquitto
-from camfleet.testing.controller_process import Waiter, start_controller
+from camfleet.testing.controller_process import ControllerProcess, Waiter, start_controller
 from tests.esp32.conftest import DEVICE_KEY
 from tests.ota_helpers import release_key, signed_image
 
@@ -196,3 +199,70 @@ def test_image_altered_in_the_store_is_refused_by_the_node(
         offer = tx.one("SELECT status, detail FROM commands WHERE action = 'ota_offer'")
     assert offer is not None and offer["status"] == "failed"  # the node acked it FAILED
     assert "sha256 mismatch" in offer["detail"]
+
+
+def test_controller_killed_mid_transfer_and_a_node_losing_power_both_resume(
+    mosquitto, make_device, release_key, tmp_path
+):  # type: ignore[no-untyped-def]
+    """The controller dies with -9 while nodes download; another controller on the same data
+    continues the rollout, and no finished device is offered the image twice. A node whose
+    power is cut mid-transfer resumes from the blocks it kept."""
+    data = tmp_path / "data"
+    ctl = start_controller(mosquitto.url, data, ota_public_key=str(release_key.public))
+    try:
+        devs = fleet(make_device, mosquitto, ctl, 3)
+        art = ctl.artifacts.add(signed_image("1.4.0", 300_000, release_key, tmp_path, seed=6))
+        ids = sorted(d.device_id for d in devs)
+        rid = ctl.rollouts.create(art["id"], RolloutOptions(target="all", min_sample=1))["id"]
+    finally:
+        ctl.stop()
+    total = -(-art["size"] // 4096)
+    proc = ControllerProcess(
+        mosquitto.host, mosquitto.port, data, "--ota-public-key", str(release_key.public),
+        "--ota-blocks-per-s", "40", "--tick-s", "0.2",
+    )  # fmt: skip
+    proc.start()
+    cut_dev = next(d for d in devs if d.device_id == ids[2])
+    downloading = threading.Event()
+    requests: dict[str, int] = {}
+
+    def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
+        device = msg.topic.split("/")[2]
+        requests[device] = requests.get(device, 0) + 1
+        if requests[device] == 4:
+            if device == cut_dev.device_id:
+                cut_dev.cut_power()  # mid-transfer: some blocks written, most not
+            downloading.set()
+
+    watch = paho.Client(CallbackAPIVersion.VERSION2)
+    watch.on_message = on_message
+    watch.connect(mosquitto.host, mosquitto.port)
+    watch.subscribe("camfleet/v1/+/ota/request", 1)
+    watch.loop_start()
+    ctl2 = None
+    try:
+        for d in devs:
+            d.start_wake()
+        assert downloading.wait(60), "no device started downloading"
+        proc.kill9()  # mid-transfer
+        ctl2 = start_controller(mosquitto.url, data, ota_public_key=str(release_key.public))
+        ended = {d.device_id: d.wait_wake(120).ended for d in devs}
+        assert ended[cut_dev.device_id] == "power_cut"
+        bits = cut_dev.read_nvs()["ota_bits"]
+        assert isinstance(bits, bytes)
+        kept = sum(bin(b).count("1") for b in bits)
+        assert 0 < kept < total  # progress survived the cut in NVS
+        assert {ended[i] for i in ids[:2]} == {"soft"}  # finished with the second controller
+        settle(ctl2, [d for d in devs if d is not cut_dev])
+        status = run_until(ctl2, devs, rid, ("completed", "paused"))
+        assert status["state"] == "completed", status
+        assert {d["status"] for d in status["devices"]} == {"succeeded"}
+        assert offers_per_device(ctl2) == {i: 1 for i in ids}  # never offered twice
+        served = ctl2.metrics.get("ota_blocks_served_total")
+        assert served < 3 * total  # resumed, not restarted from block 0
+    finally:
+        watch.loop_stop()
+        watch.disconnect()
+        proc.stop()
+        if ctl2 is not None:
+            ctl2.stop()
