@@ -234,6 +234,8 @@ class Rollouts:
                 "updated_ms = ? WHERE id = ?",
                 (to_state, reason, json.dumps(asdict(opts)), phase, self.clock_ms(), rollout_id),
             )
+            step = {"pause": "paused", "resume": "resumed", "abort": "aborted"}[action]
+            self._event(tx, rollout_id, "", step, "by the operator", self.clock_ms())
         self.tick()
         return self.status(rollout_id)
 
