@@ -10,6 +10,7 @@ import binascii
 import time
 
 import _hostflash as _flash
+import _signedapp
 
 WAKEUP_ALL_LOW = False
 WAKEUP_ANY_HIGH = True
@@ -220,6 +221,10 @@ class Partition:
         slots = _flash.app_slots()
         if self._label not in slots:
             raise OSError(22)
+        refused = _signedapp.check_update(self, Partition(Partition.RUNNING))
+        if refused:
+            # esp_ota_set_boot_partition -> ESP_ERR_OTA_VALIDATE_FAILED (0x1503); otadata stays
+            raise OSError(0x1503, "ESP_ERR_OTA_VALIDATE_FAILED: " + refused)
         data = _flash.read_json("otadata.json", None) or [[0, _flash.OTA_UNDEFINED]] * 2
         top = 0
         for e in data:
