@@ -65,9 +65,15 @@ def _session(d: HostDevice) -> int:
 
 
 def fleet(
-    make_device: Callable[..., HostDevice], mosquitto: Mosquitto, ctl: Controller, n: int
+    make_device: Callable[..., HostDevice],
+    mosquitto: Mosquitto,
+    ctl: Controller,
+    n: int,
+    factory: bytes | None = None,
 ) -> list[HostDevice]:
-    devs = [make_device(mosquitto) for _ in range(n)]
+    """``n`` provisioned nodes on 1.0.0 (``factory``: a signed 1.0.0, so the emulated chip
+    verifies updates against the release key), known to the controller with their keys."""
+    devs = [make_device(mosquitto, factory_image=factory) for _ in range(n)]
     for d in devs:
         set_device_key(ctl.db, d.device_id, DEVICE_KEY)
     assert set(wake_all(devs).values()) == {"deepsleep"}  # births: the registry knows them
@@ -103,7 +109,8 @@ def test_rollout_with_canary_and_two_phases_to_six_sleeping_nodes(
     mosquitto, make_device, ota_controller, release_key, tmp_path
 ):  # type: ignore[no-untyped-def]
     ctl = ota_controller
-    devs = fleet(make_device, mosquitto, ctl, 6)
+    factory = signed_image("1.0.0", 60_000, release_key, tmp_path)
+    devs = fleet(make_device, mosquitto, ctl, 6, factory)
     art = ctl.artifacts.add(signed_image("1.1.0", 200_000, release_key, tmp_path))
     ids = sorted(d.device_id for d in devs)
     opts = RolloutOptions(
@@ -210,7 +217,8 @@ def test_controller_killed_mid_transfer_and_a_node_losing_power_both_resume(
     data = tmp_path / "data"
     ctl = start_controller(mosquitto.url, data, ota_public_key=str(release_key.public))
     try:
-        devs = fleet(make_device, mosquitto, ctl, 3)
+        factory = signed_image("1.0.0", 60_000, release_key, tmp_path)
+        devs = fleet(make_device, mosquitto, ctl, 3, factory)
         art = ctl.artifacts.add(signed_image("1.4.0", 300_000, release_key, tmp_path, seed=6))
         ids = sorted(d.device_id for d in devs)
         rid = ctl.rollouts.create(art["id"], RolloutOptions(target="all", min_sample=1))["id"]
