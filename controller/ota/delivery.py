@@ -56,6 +56,7 @@ class BlockServer:
         cache_bytes: int = 64 * 1024 * 1024,
         queue_size: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.publish = publish
@@ -74,6 +75,8 @@ class BlockServer:
         self._tokens = blocks_per_s
         self._refilled = clock()
         self._stop = threading.Event()
+        #: Waits for the token bucket; returns True when the server stops (tests pass a fake).
+        self._wait = wait or self._stop.wait
         self._thread = threading.Thread(target=self._loop, name="camfleet-ota-blocks", daemon=True)
         #: Called on the worker thread after serving a request: (device, artifact, first, count,
         #: total blocks). The rollout engine records download progress from it.
@@ -111,7 +114,7 @@ class BlockServer:
                 return
             device, req = item
             try:
-                self._serve(device, req)
+                self.serve(device, req)
             except Exception:
                 log.exception("serving blocks of %s to %s failed", req.artifact_id, device)
 
@@ -125,7 +128,8 @@ class BlockServer:
             return True
         return False
 
-    def _serve(self, device: str, req: ota_pb2.OtaBlockRequest) -> None:
+    def serve(self, device: str, req: ota_pb2.OtaBlockRequest) -> None:
+        """Answer one request (on the worker thread; tests call it directly)."""
         cached = self._artifact(req.artifact_id)
         if cached is None:
             self.metrics.inc("ota_requests_dropped_total", reason="unknown_artifact")
@@ -154,18 +158,19 @@ class BlockServer:
             self.on_served(device, req.artifact_id, req.first_block, req.count, total)
 
     def _take_token(self) -> bool:
-        """Wait for one token of the blocks-per-second bucket; False when stopping."""
-        while True:
-            now = self.clock()
-            self._tokens = min(
-                self.blocks_per_s, self._tokens + (now - self._refilled) * self.blocks_per_s
-            )
-            self._refilled = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            if self._stop.wait((1 - self._tokens) / self.blocks_per_s):
+        """Take one token of the blocks-per-second bucket, waiting for it; False when stopping."""
+        now = self.clock()
+        self._tokens = min(
+            self.blocks_per_s, self._tokens + (now - self._refilled) * self.blocks_per_s
+        )
+        self._refilled = now
+        if self._tokens < 1:
+            if self._wait((1 - self._tokens) / self.blocks_per_s):
                 return False
+            self._tokens = 1.0  # the wait earned the missing part (no float creep to 1.0)
+            self._refilled = self.clock()
+        self._tokens -= 1
+        return True
 
     def _artifact(self, artifact_id: str) -> _Cached | None:
         cached = self._cache.get(artifact_id)
