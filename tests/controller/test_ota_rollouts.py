@@ -160,3 +160,18 @@ def test_parsers() -> None:
     assert parse_rate("20/min") == 20 and parse_rate("1/s") == 60
     assert version_key("1.10.0") > version_key("1.9.2") > version_key("1.9")
     assert assign_phases(["a", "b", "c", "d"], 1, (0.5, 1.0)) == {"a": 0, "b": 1, "c": 2, "d": 2}
+
+
+def test_rate_limit_and_allowed_downgrade(database, release_key, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ro, clock, published, art = _engine(database, release_key, tmp_path)
+    for i in range(5):
+        _birth(database, f"n{i}", "3.0.0" if i == 0 else "1.0.0")
+        set_device_key(database, f"n{i}", b"k" * 32)
+    rid = ro.create(art, RolloutOptions(target="all", rate_per_min=2, allow_downgrade=True))["id"]
+    offered = lambda: sorted(d for d, s in _statuses(ro, rid).items() if s == "offered")  # noqa: E731
+    assert offered() == ["n0", "n1"]  # n0 runs 3.0.0: downgraded because it is allowed
+    ro.tick()
+    assert len(offered()) == 2  # the minute's budget is spent
+    clock.ms += 60_001
+    ro.tick()
+    assert offered() == ["n0", "n1", "n2", "n3"]
