@@ -16,6 +16,11 @@ in the same run, and frame ingest with and without a rollout going on.
    alone, then during a second rollout (the next version to the same nodes); frames receipted
    per second in each window.
 
+With ``--light-nodes`` the nodes are CPython clients speaking the same block protocol (HMAC
+check, windows of 8 blocks, per-block and whole-image SHA-256) instead of MicroPython
+processes: on a 2-core machine twenty interpreters hashing and writing flash compete with the
+controller for the CPU, which says little about what delivery costs the controller itself.
+
 Prints the ratios rollout/raw (wall, bytes) and ingest during/alone. Machine-noise: compare the
 ratios of one run, not absolute times.
 """
@@ -23,6 +28,8 @@ ratios of one run, not absolute times.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import io
 import json
 import sys
@@ -30,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -38,6 +46,8 @@ from PIL import Image
 
 from camfleet.esp32_node.tools.hostdevice import HostDevice
 from camfleet.mosquitto import Mosquitto, free_port
+from camfleet.proto import codec
+from camfleet.proto.v1 import command_pb2, ota_pb2, state_pb2
 from camfleet.testing.controller_process import ControllerProcess
 from camfleet.testing.ota_images import make_key, signed_image
 from camfleet.testing.sim_device import SimDevice
@@ -153,6 +163,7 @@ def main() -> None:
     ap.add_argument("--blocks-per-s", type=float, default=400)
     ap.add_argument("--max-transfers", type=int, default=20)
     ap.add_argument("--frame-size", type=int, default=50_000)
+    ap.add_argument("--light-nodes", action="store_true", help="CPython nodes (see above)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="camfleet-bench-ota-"))
@@ -182,15 +193,18 @@ def main() -> None:
         timeout=120,
     )
     try:
-        devs = []
-        for i in range(args.nodes):
+        devs: list[Any] = []
+        for i in range(0 if args.light_nodes else args.nodes):
             d = HostDevice(tmp / f"node{i}", f"bench-node-{i}")
             d.provision(
                 broker_host=broker.host, broker_port=broker.port, jpegs=[jpeg()], hmac_key=KEY,
                 factory_image=factory, extra_nvs={"ota_max_ms": 900_000},
             )  # fmt: skip
             devs.append(d)
-        wake_all(devs)
+        if args.light_nodes:
+            devs = [LightNode(broker, f"bench-node-{i}") for i in range(args.nodes)]
+        else:
+            wake_all(devs)
         while len(api.get("/api/v1/devices").json()["items"]) < args.nodes:
             time.sleep(0.2)
         for d in devs:
@@ -212,7 +226,8 @@ def main() -> None:
         wall, used, ends = rollout(api, arts[0], devs, meter)
         out.update(ota_wall_s=wall, ota_broker_bytes=used)
         assert set(ends) == {"soft"}, ends
-        wake_all(devs)  # first boot of 2.0.0: confirmed
+        if not args.light_nodes:
+            wake_all(devs)  # first boot of 2.0.0: confirmed
 
         # 3. ingest alone, then during a rollout of the next version
         ingest.stop.clear()
@@ -240,7 +255,8 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         return
     mb = 1e6
-    print(f"image {out['image_bytes'] / mb:.2f} MB to {args.nodes} nodes")
+    kind = "CPython" if args.light_nodes else "MicroPython"
+    print(f"image {out['image_bytes'] / mb:.2f} MB to {args.nodes} {kind} nodes")
     print(f"raw:     {raw_wall:6.1f} s  {raw_bytes / mb:7.1f} MB through the broker")
     ota_mb = out["ota_broker_bytes"] / mb
     print(f"rollout: {out['ota_wall_s']:6.1f} s  {ota_mb:7.1f} MB through the broker")
@@ -251,16 +267,91 @@ def main() -> None:
     )
 
 
-def wake_all(devs: list[HostDevice]) -> list[str]:
+class LightNode:
+    """A CPython node for the block protocol only: birth, offer (HMAC-checked), windows of 8
+    blocks with per-block SHA-256, whole-image SHA-256 at the end; ``ended`` like a wake."""
+
+    def __init__(self, broker: Mosquitto, device_id: str) -> None:
+        self.device_id = device_id
+        self.done = threading.Event()
+        self.ended = ""
+        self.offer: command_pb2.OtaOffer | None = None
+        self.blocks: dict[int, bytes] = {}
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=device_id, clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )  # fmt: skip
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        base = f"camfleet/v1/{device_id}/"
+        self.client.subscribe([(base + "cmd", 1), (base + "ota/block", 1)])
+        state = state_pb2.DeviceState(
+            presence=state_pb2.PRESENCE_ONLINE, session=1, firmware_version="1.0.0",
+            platform="esp32",
+        )  # fmt: skip
+        self.client.publish(base + "state", codec.encode(state), qos=1, retain=True)
+        self.client.loop_start()
+
+    def _ask(self) -> None:
+        assert self.offer is not None
+        total = -(-self.offer.size // BLOCK)
+        first = next((i for i in range(total) if i not in self.blocks), None)
+        if first is None:
+            image = b"".join(self.blocks[i] for i in range(total))
+            self.ended = "soft" if hashlib.sha256(image).digest() == self.offer.sha256 else "bad"
+            self.done.set()
+            return
+        req = ota_pb2.OtaBlockRequest(
+            artifact_id=self.offer.artifact_id, first_block=first, count=min(8, total - first)
+        )
+        self.client.publish(f"camfleet/v1/{self.device_id}/ota/request", codec.encode(req), 1)
+
+    def _on_message(self, client, userdata, msg):  # type: ignore[no-untyped-def]
+        if msg.topic.endswith("/cmd"):
+            offer = command_pb2.Command.FromString(msg.payload).ota_offer
+            if hmac.new(KEY, offer.sha256, "sha256").digest() != offer.signature:
+                self.ended = "bad offer"
+                self.done.set()
+                return
+            self.offer, self.blocks = offer, {}
+            self._ask()
+            return
+        block = ota_pb2.OtaBlock.FromString(msg.payload)
+        if hashlib.sha256(block.data).digest() == block.sha256:
+            self.blocks[block.index] = block.data
+        start = block.index // 8 * 8
+        end = min(start + 8, block.total_blocks)
+        if all(i in self.blocks for i in range(start, end)):
+            self._ask()
+
+    def arm(self) -> None:
+        """Before a rollout starts: forget the previous one."""
+        self.done.clear()
+
+    def start_wake(self) -> None:
+        pass  # always connected
+
+    def wait_wake(self, timeout: float) -> str:
+        return self.ended if self.done.wait(timeout) else "timeout"
+
+
+def wake_all(devs: list[Any]) -> list[str]:
     for d in devs:
         d.start_wake()
-    return [d.wait_wake(1200).ended for d in devs]
+    return [_ended(d.wait_wake(1200)) for d in devs]
+
+
+def _ended(result: Any) -> str:
+    return result if isinstance(result, str) else str(result.ended)
 
 
 def rollout(
-    api: httpx.Client, artifact: str, devs: list[HostDevice], meter: BrokerBytes | None
+    api: httpx.Client, artifact: str, devs: list[Any], meter: BrokerBytes | None
 ) -> tuple[float, int, list[str]]:
     before = meter.snapshot() if meter else 0
+    for d in devs:
+        if isinstance(d, LightNode):
+            d.arm()
     t0 = time.monotonic()
     r = api.post("/api/v1/ota/rollouts", json={"artifact": artifact, "target": "all"})
     r.raise_for_status()
