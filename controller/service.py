@@ -313,6 +313,17 @@ class Controller:
         m.describe("schedule_fired_total", "Schedule slots fired.")
         m.describe("schedule_missed_total", "Schedule slots skipped under the missed-slot policy.")
         m.describe("retention_deleted_total", "Frames deleted by retention, by reason.")
+        m.describe("ota_blocks_served_total", "OTA blocks published to devices.")
+        m.describe(
+            "ota_requests_dropped_total",
+            "OTA block requests not answered (queue_full, unknown_artifact, max_transfers).",
+        )
+        m.describe("ota_artifact_mismatch_total", "Artifacts whose file no longer matches.")
+        m.gauge(
+            "ota_active_transfers",
+            "Devices being served OTA blocks.",
+            lambda: float(self.blocks.active_transfers()),
+        )
         m.gauge("writer_queue_depth", "Jobs waiting for the writer.", lambda: self.writer.depth())
         m.gauge(
             "decode_queue_depth", "Frames waiting for the decoder.", lambda: self.dispatcher.depth()

@@ -163,7 +163,7 @@ def test_parsers() -> None:
 
 
 def test_rate_limit_and_allowed_downgrade(database, release_key, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ro, clock, published, art = _engine(database, release_key, tmp_path)
+    ro, clock, _published, art = _engine(database, release_key, tmp_path)
     for i in range(5):
         _birth(database, f"n{i}", "3.0.0" if i == 0 else "1.0.0")
         set_device_key(database, f"n{i}", b"k" * 32)
