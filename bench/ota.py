@@ -225,7 +225,7 @@ def main() -> None:
         ingest.thread.join()
         wall, used, ends = rollout(api, arts[0], devs, meter)
         out.update(ota_wall_s=wall, ota_broker_bytes=used)
-        assert set(ends) == {"soft"}, ends
+        assert set(ends) == {"hard"}, ends
         if not args.light_nodes:
             wake_all(devs)  # first boot of 2.0.0: confirmed
 
@@ -244,7 +244,7 @@ def main() -> None:
         out["ota2_wall_s"] = wall2
         ingest.stop.set()
         ingest.thread.join()
-        assert set(ends) == {"soft"}, ends
+        assert set(ends) == {"hard"}, ends
     finally:
         ctl.stop()
         broker.kill()
@@ -298,7 +298,7 @@ class LightNode:
         first = next((i for i in range(total) if i not in self.blocks), None)
         if first is None:
             image = b"".join(self.blocks[i] for i in range(total))
-            self.ended = "soft" if hashlib.sha256(image).digest() == self.offer.sha256 else "bad"
+            self.ended = "hard" if hashlib.sha256(image).digest() == self.offer.sha256 else "bad"
             self.done.set()
             return
         req = ota_pb2.OtaBlockRequest(

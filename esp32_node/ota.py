@@ -222,8 +222,8 @@ class Ota:
         """
         try:
             self.part.set_boot()
-        except OSError as e:
-            raise OtaError("refused by the boot verification: %s" % e)
+        except OSError as e:  # OSError(-code, "ESP_ERR_...") from check_esp_err
+            raise OtaError("refused by the boot verification: %s" % e.args[-1])
         pend = {
             "artifact_id": self.offer["artifact_id"],
             "version": self.offer.get("version", ""),

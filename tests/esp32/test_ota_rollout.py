@@ -167,7 +167,7 @@ def test_image_failing_its_health_check_rolls_back_and_pauses_the_rollout(
         RolloutOptions(target="devices:" + ",".join(ids), max_failure=0.2, min_sample=3),
     )["id"]
     ended = wake_all(devs)  # all download, verify, set_boot and reset
-    assert set(ended.values()) == {"soft"}, ended
+    assert set(ended.values()) == {"hard"}, ended
     settle(ctl, devs)
     bad = next(d for d in devs if d.device_id == ids[1])
     bad.set_fault("wifi", 1)  # the new image cannot reach the network: no health check
@@ -260,7 +260,7 @@ def test_controller_killed_mid_transfer_and_a_node_losing_power_both_resume(
         assert isinstance(bits, bytes)
         kept = sum(bin(b).count("1") for b in bits)
         assert 0 < kept < total  # progress survived the cut in NVS
-        assert {ended[i] for i in ids[:2]} == {"soft"}  # finished with the second controller
+        assert {ended[i] for i in ids[:2]} == {"hard"}  # finished with the second controller
         settle(ctl2, [d for d in devs if d is not cut_dev])
         status = run_until(ctl2, devs, rid, ("completed", "paused"))
         assert status["state"] == "completed", status
