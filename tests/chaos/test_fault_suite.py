@@ -141,13 +141,15 @@ def test_random_faults_lose_and_duplicate_nothing(mosquitto: Mosquitto, tmp_path
                 observer.wait(aim, 10)  # whichever comes first: the frame or 10 s
             time.sleep(delay)  # the random moment itself (drawn from the seed)
             hold = rng.uniform(0, 1.5)
-            inject(kind, hold, mosquitto, ctl, proxy, fs, lock)
+            crash = kind in ("disk", "database") and rng.random() < 0.5
+            inject(kind, hold, crash, mosquitto, ctl, proxy, fs, lock)
             recovery = observer.wait("receipts", 90)
             assert recovery is not None, (
                 f"fault {number} ({kind}): no receipt within 90 s after it ended (seed {seed})"
             )
+            label = f"{kind}+crash" if crash else kind
             print(
-                f"fault {number:2d}/{len(kinds)} {kind:10s} at {aim:8s} held {hold:.2f} s, "
+                f"fault {number:2d}/{len(kinds)} {label:16s} at {aim:8s} held {hold:.2f} s, "
                 f"receipts again after {recovery:.2f} s"
             )
             for n in nodes:
@@ -191,13 +193,17 @@ def test_random_faults_lose_and_duplicate_nothing(mosquitto: Mosquitto, tmp_path
 def inject(
     kind: str,
     hold: float,
+    crash: bool,
     broker: Mosquitto,
     ctl: ControllerProcess,
     proxy: TcpProxy,
     fs: SmallFilesystem,
     lock: RegistryLock,
 ) -> None:
-    """One fault, held ``hold`` seconds (the outage's length is part of the drawn scenario)."""
+    """One fault, held ``hold`` seconds (the outage's length is part of the drawn scenario).
+
+    ``crash``: a storage fault (disk, database) ends with a ``kill -9`` of the controller while
+    the fault still holds, as a controller that dies with its commit stalled."""
     if kind == "broker":
         broker.kill()
         time.sleep(hold)
@@ -210,14 +216,15 @@ def inject(
         proxy.cut()
         time.sleep(hold)
         proxy.restore()
-    elif kind == "disk":
-        fs.fill()
-        time.sleep(hold)
-        fs.free()
     else:
-        lock.lock()
+        start, end = (fs.fill, fs.free) if kind == "disk" else (lock.lock, lock.unlock)
+        start()
         time.sleep(hold)
-        lock.unlock()
+        if crash:
+            ctl.kill9()
+        end()
+        if crash:
+            ctl.start(timeout=90)
 
 
 def start_edge(tmp_path: Path, port: int, device_id: str) -> EdgeDevice:
