@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -206,13 +205,3 @@ class Observer:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
-    """Wait for a condition on state another process owns (a file, a database): polled, since
-    nothing there can notify us; bounded, with what was awaited in the failure."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)

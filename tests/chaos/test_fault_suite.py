@@ -19,17 +19,21 @@ cleanly. Then, per device: every frame it captured has exactly one index row and
 bytes match the row's SHA-256, or is accounted for as a spool drop the device reported; nothing
 else was stored.
 
-Which broken durability this catches (checked by breaking it on purpose, see
-docs/performance.md "Fault suite"): a controller that publishes its receipts before the frames
-are durable (receipt before the commit). A device deletes a receipted frame, so the controller
-killed between its receipt and its commit loses that frame for good: the suite fails with the
-frames missing. Acknowledging the broker before the commit alone is not a loss here, by design:
-the devices' spools resend anything not receipted, and the suite shows that they do.
+Which broken durability this catches (checked by breaking it on purpose, 2026-11-26): a
+controller that receipts and acknowledges frames before they are durable (the writer's
+"receipts and PUBACKs" step moved ahead of its commit): 3 runs of 3 failed, with frames missing.
+Frames are then lost when the commit never happens (``kill -9`` while a storage fault stalls
+it, or the commit failing on a full disk): the device deleted them on the receipt and the
+broker will not redeliver them. Each half of that break alone is not a loss, by design, and the
+suite shows it: PUBACK before the commit alone passed (the devices' spools resend what no
+receipt covers), receipt before the commit alone failed in 1 run of 3 (the broker redelivers
+what was not acknowledged, unless a broker crash lost it too).
 
-Disk full: the controller today keeps a 64 MiB frame-log segment preallocated, so a full
-filesystem fails only its frame files (retried behind the ack) and registry growth; the fill
-is released after at most 1.5 s so the controller, which has no low-space watermarks yet, gets
-its space back (it survives that; a longer fill is the subject of the disk-full work).
+Disk full (a 256 MiB tmpfs, mounted as root; elsewhere the fault becomes a registry lock and
+the suite says so): the controller's commits fail ("database or disk is full", logged) and its
+frame files wait (retried). It has no low-space watermarks yet: the frames of a failed commit
+stay unacknowledged in its receive window until it reconnects, so the fill is released after
+at most 1.5 s, which today's controller survives; a longer fill is the disk-full work's test.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +54,7 @@ from camfleet.esp32_node.tools.simulator import node_config, scene_jpegs
 from camfleet.mosquitto import Mosquitto
 from camfleet.proto.v1 import config_pb2, frame_pb2
 from camfleet.testing.controller_process import ControllerProcess
-from tests.chaos.faults import Observer, RegistryLock, SmallFilesystem, TcpProxy, wait_for
+from tests.chaos.faults import Observer, RegistryLock, SmallFilesystem, TcpProxy
 
 EDGE_AGENTS = 3
 ESP32_NODES = 3
@@ -125,7 +128,9 @@ def test_random_faults_lose_and_duplicate_nothing(mosquitto: Mosquitto, tmp_path
         ctl.start(timeout=60)
         observer = Observer(mosquitto.host, mosquitto.port)
         edges = [start_edge(tmp_path, proxy.port, f"chaos-edge-{i}") for i in range(EDGE_AGENTS)]
-        nodes = [start_node(tmp_path, proxy.port, f"chaos-esp32-{i}", i) for i in range(ESP32_NODES)]
+        nodes = [
+            start_node(tmp_path, proxy.port, f"chaos-esp32-{i}", i) for i in range(ESP32_NODES)
+        ]
         assert observer.wait("receipts", 60) is not None, "no receipt before the faults"
 
         kinds = [KINDS[i % len(KINDS)] for i in range(n_faults)]
@@ -284,7 +289,9 @@ def check_exactly_once(
 ) -> None:
     db = sqlite3.connect(data / "registry.sqlite3")
     try:
-        rows = db.execute("SELECT device_id, session, seq, sha256, store_key FROM frames").fetchall()
+        rows = db.execute(
+            "SELECT device_id, session, seq, sha256, store_key FROM frames"
+        ).fetchall()
         dropped_events = {
             d: n
             for d, n in db.execute(
@@ -303,17 +310,15 @@ def check_exactly_once(
     files = {str(p.relative_to(data)) for p in (data / "frames").rglob("*") if p.is_file()}
     assert files == {key for *_, key in rows}, "frame files without an index row"
     total = 0
-
-    def verdict(device: str, missing: object, extra: object) -> Callable[[], str]:
-        return lambda: f"{device}: missing {missing}, unexpected {extra} (seed {seed})"
-
     for e in edges:
         device = e.agent.device_id
         stored = by_device.get(device, [])
         assert len(stored) == len(set(stored)), f"{device}: a frame stored twice"
         missing = set(e.captured) - set(stored) - set(e.dropped)
         extra = set(stored) - set(e.captured)
-        assert not missing and not extra, verdict(device, sorted(missing), sorted(extra))()
+        assert not missing and not extra, (
+            f"{device}: missing {sorted(missing)}, unexpected {sorted(extra)} (seed {seed})"
+        )
         total += len(stored)
     for n in nodes:
         device = n.dev.device_id
@@ -325,5 +330,7 @@ def check_exactly_once(
             f"dropped {drops} (seed {seed})"
         )
         total += len(stored)
-    print(f"{total} frames captured and stored exactly once; spool drops reported: "
-          f"{sum(len(e.dropped) for e in edges) + sum(dropped_events.values())}")
+    print(
+        f"{total} frames captured and stored exactly once; spool drops reported: "
+        f"{sum(len(e.dropped) for e in edges) + sum(dropped_events.values())}"
+    )
