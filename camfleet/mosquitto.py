@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -47,12 +48,15 @@ class Mosquitto:
         port: int | None = None,
         extra_config: str = "",
         executable: str = "mosquitto",
+        max_open_files: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.extra_config = extra_config
         self.executable = executable
+        #: RLIMIT_NOFILE for the broker: with the usual 1024 it silently stops at ~1015 clients.
+        self.max_open_files = max_open_files
         self.proc: subprocess.Popen[str] | None = None
         self.log: deque[str] = deque(maxlen=2000)
         self._ready = threading.Event()
@@ -102,6 +106,7 @@ class Mosquitto:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            preexec_fn=self._raise_open_files if self.max_open_files else None,
         )
         self._reader = threading.Thread(target=self._read_log, args=(self.proc,), daemon=True)
         self._reader.start()
@@ -109,6 +114,17 @@ class Mosquitto:
             self.kill()
             tail = "\n".join(list(self.log)[-10:])
             raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{tail}")
+
+    def _raise_open_files(self) -> None:
+        # In the child, before exec: never above the hard limit (raising it needs privileges).
+        assert self.max_open_files is not None
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = (
+            self.max_open_files
+            if hard == resource.RLIM_INFINITY
+            else min(self.max_open_files, hard)
+        )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
     def _read_log(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
