@@ -33,6 +33,7 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import signal
 import statistics
 import struct
 import subprocess
@@ -351,6 +352,7 @@ def main() -> None:
     ap.add_argument("--timeout-s", type=float, default=300.0)
     ap.add_argument("--profile", type=Path, help="py-spy raw profile of the controller")
     ap.add_argument("--controller-arg", action="append", default=[])
+    ap.add_argument("--controller-env", action="append", default=[], help="NAME=VALUE")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args()
     quiet = False
@@ -366,6 +368,7 @@ def main() -> None:
         work / "data",
         *("--http", f"127.0.0.1:{http_port}", "--token", TOKEN, "--log-level", "warning"),
         *args.controller_arg,
+        **dict(e.split("=", 1) for e in args.controller_env),
     )
     ctl.start(timeout=60)
     assert ctl.proc is not None
@@ -495,8 +498,8 @@ def main() -> None:
         )
     finally:
         if spy is not None:
-            spy.terminate()
-            spy.wait(30)
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
         for _, control in workers:
             control.put("stop")
         raw_control.put("stop")
