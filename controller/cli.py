@@ -34,6 +34,12 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("jpeg_prefix", str, "Prefix of the retained latest-JPEG topics."),
     ("telemetry_history", int, "Telemetry rows kept per device."),
     ("event_history", int, "Event rows kept per device."),
+    ("command_history", int, "Finished commands kept per device (0 = no count limit)."),
+    (
+        "command_history_days",
+        float,
+        "Finished commands kept at most this many days (0 = no age limit).",
+    ),
     ("command_resend_s", float, "Republish a queued command whose PUBACK did not come by then."),
     ("tick_s", float, "Period of the scheduler / expiry / reassembly tick."),
     ("batch_max", int, "Most jobs per group commit."),
@@ -45,6 +51,9 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("overdue_grace_s", float, "A sleeping device is 'overdue' this long after its next wake."),
     ("retention_interval_s", float, "Seconds between retention runs."),
     ("disk_budget_bytes", int, "Disk budget of the whole frame store (0 = none)."),
+    ("disk_low_bytes", int, "Free bytes under which frames are refused (device keeps them)."),
+    ("disk_resume_bytes", int, "Free bytes at which frames are accepted again."),
+    ("chunk_sets_per_device", int, "Incomplete chunked frames held per device."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level."),
 ]
 
@@ -119,10 +128,10 @@ def run(config_file: Path | None, **options: Any) -> None:
     if cfg.http:
         host, port = cfg.http_host_port
         click.echo(f"camfleet controller: API on http://{host}:{port}")
-        if ctl.token_generated:
-            click.echo(f"camfleet controller: generated API token {ctl.token}")
+        # Where the token is, never the token itself: stdout ends up in logs.
         if not cfg.token:
-            click.echo(f"camfleet controller: API token kept in {cfg.data}/api-token")
+            made = "generated into" if ctl.token_generated else "kept in"
+            click.echo(f"camfleet controller: API token {made} {cfg.data}/api-token (mode 600)")
     click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}")
     stop.wait()
     ctl.stop()

@@ -74,6 +74,7 @@ FRAME_HEADER = (  # Frame without `data` (15): the node streams data itself
     (13, "height", "u", P),
     (14, "command_id", "S", P),
     (16, "uptime_ms", "u", P),
+    (17, "incarnation", "B", P),
 )
 
 FRAME_CHUNK_HEADER = (  # FrameChunk without `data` (15)
@@ -86,9 +87,15 @@ FRAME_CHUNK_HEADER = (  # FrameChunk without `data` (15)
     (7, "sha256", "B", P),
     (8, "header", FRAME_HEADER, P),
     (9, "offset", "u", P),
+    (10, "incarnation", "B", P),
 )
 
-SEQ_RANGE = ((1, "session", "u", P), (2, "first_seq", "u", P), (3, "last_seq", "u", P))
+SEQ_RANGE = (
+    (1, "session", "u", P),
+    (2, "first_seq", "u", P),
+    (3, "last_seq", "u", P),
+    (4, "incarnation", "B", P),
+)
 RECEIPT = ((1, "stored", SEQ_RANGE, R), (2, "timestamp_ms", "i", P))
 
 # state.proto
@@ -108,6 +115,7 @@ DEVICE_STATE = (
     (13, "max_payload", "u", P),
     (14, "info", "m", P),
     (15, "groups", "S", R),
+    (16, "incarnation", "B", P),
 )
 
 # telemetry.proto
@@ -167,6 +175,11 @@ SLEEP_POLICY = (
     (6, "ext0_level", "u", O),
     (7, "ext1_pins", "u", R),
     (8, "ext1_level", "u", O),
+    (9, "touch_pin", "u", O),
+    (10, "touch_threshold", "u", O),
+    (11, "ulp_pin", "u", O),
+    (12, "ulp_pulses", "u", O),
+    (13, "ulp_period_ms", "u", O),
 )
 
 FIRMWARE_TARGET = ((1, "version", "S", P), (2, "artifact_id", "S", P), (3, "sha256", "B", P))
