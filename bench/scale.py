@@ -49,14 +49,21 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import _start_profiler, _summarize_profile, proc_cpu_s  # noqa: E402
+from ingest import (
+    _metric,
+    _stages,
+    _start_profiler,
+    _summarize_profile,
+    _thread_cpu,
+    proc_cpu_s,
+)
 
-from camfleet.mosquitto import Mosquitto, free_port  # noqa: E402
-from camfleet.proto import codec, topics  # noqa: E402
-from camfleet.proto.topics import Kind  # noqa: E402
-from camfleet.proto.v1 import command_pb2, frame_pb2, state_pb2, telemetry_pb2  # noqa: E402
-from camfleet.testing.controller_process import ControllerProcess  # noqa: E402
-from camfleet.testing.sim_device import fake_jpeg  # noqa: E402
+from camfleet.mosquitto import Mosquitto, free_port
+from camfleet.proto import codec, topics
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1 import command_pb2, frame_pb2, state_pb2, telemetry_pb2
+from camfleet.testing.controller_process import ControllerProcess
+from camfleet.testing.sim_device import fake_jpeg
 
 GROUP = "scale"
 TOKEN = "bench"
@@ -294,7 +301,7 @@ def raw_subscriber(host: str, port: int, control: Any, out: Any) -> None:
     client.on_connect = lambda c, *a: c.subscribe(f"{topics.DEFAULT_ROOT}/v1/#", 1)
     client.connect(host, port)
     client.loop_start()
-    while (msg := control.get()) != "stop":
+    while control.get() != "stop":
         out.put(dict(frames))
     client.loop_stop()
 
@@ -336,9 +343,8 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def say(text: str, quiet: bool) -> None:
-    if not quiet:
-        print(text, flush=True)
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
 def main() -> None:
@@ -355,7 +361,6 @@ def main() -> None:
     ap.add_argument("--controller-env", action="append", default=[], help="NAME=VALUE")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = ap.parse_args()
-    quiet = False
     n = args.devices
     _raise_nofile()
     work = Path(tempfile.mkdtemp(prefix="camfleet-scale-"))
@@ -402,10 +407,10 @@ def main() -> None:
         connected = 0
         deadline = time.monotonic() + args.timeout_s
         while connected < n and time.monotonic() < deadline:
-            kind, value = out.get(timeout=args.timeout_s)
+            _, value = out.get(timeout=args.timeout_s)
             connected += value
         result["connected"] = connected
-        say(f"{connected} devices connected with births in {time.monotonic() - t0:.1f} s", quiet)
+        say(f"{connected} devices connected with births in {time.monotonic() - t0:.1f} s")
         registered = 0
         while time.monotonic() < deadline:
             registered = int(api.get("/api/v1/devices").json()["count"])
@@ -413,7 +418,7 @@ def main() -> None:
                 break
             time.sleep(1)
         result["births_registered_s"] = round(time.monotonic() - t0, 2)
-        say(f"{registered} devices registered after {result['births_registered_s']} s", quiet)
+        say(f"{registered} devices registered after {result['births_registered_s']} s")
 
         # At rest: telemetry only.
         cpu0, raw0, w0 = proc_cpu_s(pid), proc_cpu_s(raw.pid or 0), time.monotonic()
@@ -429,7 +434,6 @@ def main() -> None:
             f"at rest: controller {result['controller_cpu_ms_per_device_min']} ms CPU per device "
             f"per minute (raw subscriber {result['raw_cpu_ms_per_device_min']}), "
             f"RSS {result['controller_rss_rest_mib']} MiB, {rest['Threads']} threads",
-            quiet,
         )
 
         # Registry queries at N.
@@ -453,7 +457,6 @@ def main() -> None:
         say(
             f"registry at N: GET /api/v1/devices {result['api_devices_s']} s, "
             f"camfleet devices --json {result['cli_devices_s']} s (medians)",
-            quiet,
         )
 
         # A group capture.
@@ -468,9 +471,11 @@ def main() -> None:
             for _, control in workers:
                 control.put("report")
             for _ in workers:
-                kind, value = out.get(timeout=60)
+                _, value = out.get(timeout=60)
                 rows += value
             latencies = [r - posted for _, _, r in rows if r >= posted]
+            delivered = [c - posted for _, c, r in rows if r >= posted]
+            stored = [r - c for _, c, r in rows if r >= posted]
             if len(latencies) >= n:
                 break
             time.sleep(0.5)
@@ -478,14 +483,31 @@ def main() -> None:
         raw_frames = raw_out.get(timeout=60)
         raw_lat = [t - posted for t in raw_frames.values() if t >= posted]
         result["group_capture_acked"] = len(latencies)
+        say(
+            f"  command reached the device: p50 {quantile(delivered, 0.5):.3f} s, p99 "
+            f"{quantile(delivered, 0.99):.3f} s; device's frame -> its receipt: p50 "
+            f"{quantile(stored, 0.5):.3f} s, p99 {quantile(stored, 0.99):.3f} s",
+        )
         result["group_capture_p50_s"] = round(quantile(latencies, 0.5), 3)
         result["group_capture_p99_s"] = round(quantile(latencies, 0.99), 3)
         result["raw_group_capture_p99_s"] = round(quantile(raw_lat, 0.99), 3)
         say(
             f"group capture: {len(latencies)}/{n} frames receipted, p50 "
             f"{result['group_capture_p50_s']} s, p99 {result['group_capture_p99_s']} s "
-            f"(raw subscriber saw {len(raw_lat)} frames, p99 {result['raw_group_capture_p99_s']} s)",
-            quiet,
+            f"(raw subscriber saw {len(raw_lat)} frames, "
+            f"p99 {result['raw_group_capture_p99_s']} s)",
+        )
+        metrics = api.get("/metrics").text
+        threads = _thread_cpu(metrics)
+        say(
+            "writer: "
+            + ", ".join(f"{k} {v:.2f} s wall" for k, v in sorted(_stages(metrics).items()))
+            + f"; {_metric(metrics, 'camfleet_controller_writer_batches_total'):.0f} batches, "
+            f"{_metric(metrics, 'camfleet_controller_writer_jobs_total'):.0f} jobs",
+        )
+        say(
+            "controller CPU by thread over the run (s): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(threads.items(), key=lambda kv: -kv[1])),
         )
         peak.stopping.set()
         peak.join()
@@ -494,7 +516,6 @@ def main() -> None:
         say(
             f"controller peak: {result['controller_rss_mib']} MiB RSS, "
             f"{result['controller_threads_peak']} threads",
-            quiet,
         )
     finally:
         if spy is not None:
