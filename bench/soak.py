@@ -247,6 +247,7 @@ class Soak:
             },
         )
         r.raise_for_status()
+        self.schedule_id = r.json()["id"]
         self.nodes_dir = work / "nodes"
         fleet = subprocess.Popen(
             [
@@ -388,6 +389,9 @@ class Soak:
     def finish(self) -> dict[str, Any]:
         """Stop the producers, settle the spools, check every frame, stop the rest."""
         self._stop.set()
+        # No more capture commands for the edge agents: a frame captured while they stop would
+        # be stored while the check reads the index (seen once in a 25-minute run).
+        self.api.patch(f"/api/v1/schedules/{self.schedule_id}", json={"enabled": False})
         self.fleet.send_signal(signal.SIGINT)  # cuts power of the wakes in progress
         self.fleet.wait(60)
         # One more wake per node: it replays what a cut wake left in its spool and waits for
@@ -404,13 +408,25 @@ class Soak:
             proc.send_signal(signal.SIGTERM)
         for proc in self._children[1:]:
             proc.wait(60)
+        # Until the index stops changing and every file is written (files are written behind
+        # the ack; nothing to await over HTTP, so look twice a second, for two minutes at most).
         deadline = time.monotonic() + 120
-        while self._metric("camfleet_controller_frame_files_pending") and (
-            time.monotonic() < deadline
-        ):
-            self._stop.wait(0.2)  # files are written behind the ack; nothing to await over HTTP
+        last = -1
+        while time.monotonic() < deadline:
+            rows = self._frame_rows()
+            if rows == last and not self._metric("camfleet_controller_frame_files_pending"):
+                break
+            last = rows
+            self._stop.wait(0.5)
         self.table_bytes = table_bytes(self.data / "registry.sqlite3")
         return self._exactly_once(nodes)
+
+    def _frame_rows(self) -> int:
+        conn = sqlite3.connect(f"file:{self.data / 'registry.sqlite3'}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0])
+        finally:
+            conn.close()
 
     def _metric(self, name: str) -> float:
         for line in self.api.get("/metrics").text.splitlines():
