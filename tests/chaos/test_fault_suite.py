@@ -47,6 +47,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
 from camfleet.esp32_node.tools.hostdevice import HostDevice
@@ -54,7 +56,13 @@ from camfleet.esp32_node.tools.simulator import node_config, scene_jpegs
 from camfleet.mosquitto import Mosquitto
 from camfleet.proto.v1 import config_pb2, frame_pb2
 from camfleet.testing.controller_process import ControllerProcess
-from tests.chaos.faults import Observer, RegistryLock, SmallFilesystem, TcpProxy
+from tests.chaos.faults import (
+    Observer,
+    RegistryLock,
+    SmallFilesystem,
+    SpoolWatch,
+    TcpProxy,
+)
 
 EDGE_AGENTS = 3
 ESP32_NODES = 3
@@ -98,15 +106,19 @@ class NodeLoop:
         except Exception as exc:  # reported by the test, not lost in a thread
             self.error = f"{self.dev.device_id}: {exc!r}"
 
-    def captures(self) -> int:
-        path = self.dev.dir / "camera_counter.json"
-        return int(path.read_text()) if path.exists() else 0
 
-
-def test_random_faults_lose_and_duplicate_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
+@pytest.mark.parametrize("controllers", [1, 2], ids=["one-controller", "two-sharing"])
+def test_random_faults_lose_and_duplicate_nothing(
+    controllers: int, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """``two-sharing``: two controller processes on one data directory split the frames through
+    a shared subscription (``--share-group``); a controller fault kills one of them."""
     seed = seed_from_env()
-    n_faults = int(os.environ.get("CAMFLEET_CHAOS_FAULTS", "24"))
-    print(f"\nfault suite seed {seed} (replay: CAMFLEET_CHAOS_SEED={seed}), {n_faults} faults")
+    n_faults = int(os.environ.get("CAMFLEET_CHAOS_FAULTS", "24" if controllers == 1 else "20"))
+    print(
+        f"\nfault suite, {controllers} controller(s): seed {seed} "
+        f"(replay: CAMFLEET_CHAOS_SEED={seed}), {n_faults} faults"
+    )
     rng = random.Random(seed)
 
     data = tmp_path / "ctl" / "data"
@@ -118,18 +130,29 @@ def test_random_faults_lose_and_duplicate_nothing(mosquitto: Mosquitto, tmp_path
         data.mkdir(parents=True)
         print("disk-full fault replaced by a registry lock: mounting a tmpfs needs root")
     proxy = TcpProxy(mosquitto.host, mosquitto.port).start()
-    ctl = ControllerProcess(
-        mosquitto.host, mosquitto.port, data, "--no-home-assistant", "--tick-s", "0.5"
-    )
+    shared = ("--share-group", "chaos") if controllers > 1 else ()
+    ctls = [
+        ControllerProcess(
+            mosquitto.host,
+            mosquitto.port,
+            data,
+            *("--no-home-assistant", "--tick-s", "0.5", "--client-id", f"chaos-ctl-{i}"),
+            *shared,
+        )
+        for i in range(controllers)
+    ]
     observer: Observer | None = None
+    spools = SpoolWatch(tmp_path / "spool-watch")
     edges: list[EdgeDevice] = []
     nodes: list[NodeLoop] = []
     try:
-        ctl.start(timeout=60)
+        for ctl in ctls:
+            ctl.start(timeout=60)
         observer = Observer(mosquitto.host, mosquitto.port)
         edges = [start_edge(tmp_path, proxy.port, f"chaos-edge-{i}") for i in range(EDGE_AGENTS)]
         nodes = [
-            start_node(tmp_path, proxy.port, f"chaos-esp32-{i}", i) for i in range(ESP32_NODES)
+            start_node(tmp_path, proxy.port, f"chaos-esp32-{i}", i, spools)
+            for i in range(ESP32_NODES)
         ]
         assert observer.wait("receipts", 60) is not None, "no receipt before the faults"
 
@@ -147,6 +170,7 @@ def test_random_faults_lose_and_duplicate_nothing(mosquitto: Mosquitto, tmp_path
             time.sleep(delay)  # the random moment itself (drawn from the seed)
             hold = rng.uniform(0, 1.5)
             crash = kind in ("disk", "database") and rng.random() < 0.5
+            ctl = rng.choice(ctls)
             inject(kind, hold, crash, mosquitto, ctl, proxy, fs, lock)
             recovery = observer.wait("receipts", 90)
             assert recovery is not None, (
@@ -176,9 +200,10 @@ def test_random_faults_lose_and_duplicate_nothing(mosquitto: Mosquitto, tmp_path
             n.thread.join(180)
             assert not n.thread.is_alive(), f"{n.dev.device_id} did not drain (seed {seed})"
             assert n.error is None, n.error
-        ctl.stop()  # SIGTERM: the frame files still behind the ack are written first
-        assert ctl.proc is not None and ctl.proc.returncode == 0
-        check_exactly_once(data, edges, nodes, seed)
+        for ctl in ctls:
+            ctl.stop()  # SIGTERM: the frame files still behind the ack are written first
+            assert ctl.proc is not None and ctl.proc.returncode == 0
+        check_exactly_once(data, edges, nodes, spools, seed)
     finally:
         for e in edges:
             e.stop.set()
@@ -190,7 +215,9 @@ def test_random_faults_lose_and_duplicate_nothing(mosquitto: Mosquitto, tmp_path
             n.dev.cut_power()
         if observer is not None:
             observer.close()
-        ctl.stop()
+        spools.close()
+        for ctl in ctls:
+            ctl.stop()
         proxy.close()
         fs.unmount()
 
@@ -265,13 +292,14 @@ def start_edge(tmp_path: Path, port: int, device_id: str) -> EdgeDevice:
     return device
 
 
-def start_node(tmp_path: Path, port: int, device_id: str, seed: int) -> NodeLoop:
+def start_node(
+    tmp_path: Path, port: int, device_id: str, seed: int, spools: SpoolWatch
+) -> NodeLoop:
     dev = HostDevice(tmp_path / device_id, device_id)
     cfg = config_pb2.DeviceConfig()
     cfg.ParseFromString(node_config(interval_s=300, max_payload=128 * 1024))
     cfg.spool_max_frames = 200  # room for every frame of the run: no drop expected
     cfg.spool_max_bytes = 16 * 1024 * 1024
-    cfg.camera.warmup_frames = 0  # one camera capture per frame: the counter counts frames
     dev.provision(
         broker_host="127.0.0.1",
         broker_port=port,
@@ -279,13 +307,14 @@ def start_node(tmp_path: Path, port: int, device_id: str, seed: int) -> NodeLoop
         hmac_key=b"camfleet-chaos-key",
         config=cfg.SerializeToString(),
     )
+    spools.watch(dev.dir / "fs" / "spool", device_id)  # every frame the node captures
     loop = NodeLoop(dev)
     loop.thread.start()
     return loop
 
 
 def check_exactly_once(
-    data: Path, edges: list[EdgeDevice], nodes: list[NodeLoop], seed: int
+    data: Path, edges: list[EdgeDevice], nodes: list[NodeLoop], spools: SpoolWatch, seed: int
 ) -> None:
     db = sqlite3.connect(data / "registry.sqlite3")
     try:
@@ -324,10 +353,13 @@ def check_exactly_once(
         device = n.dev.device_id
         stored = by_device.get(device, [])
         assert len(stored) == len(set(stored)), f"{device}: a frame stored twice"
+        captured = spools.captured(device)
+        assert captured, f"{device}: no capture seen in its spool"
+        missing, extra = captured - set(stored), set(stored) - captured
         drops = dropped_events.get(device, 0)
-        assert len(stored) + drops == n.captures(), (
-            f"{device}: captured {n.captures()}, stored {len(stored)}, "
-            f"dropped {drops} (seed {seed})"
+        assert len(missing) == drops and not extra, (
+            f"{device}: missing {sorted(missing)} ({drops} reported dropped), "
+            f"unexpected {sorted(extra)} (seed {seed})"
         )
         total += len(stored)
     print(
