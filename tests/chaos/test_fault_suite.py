@@ -30,10 +30,10 @@ receipt covers), receipt before the commit alone failed in 1 run of 3 (the broke
 what was not acknowledged, unless a broker crash lost it too).
 
 Disk full (a 256 MiB tmpfs, mounted as root; elsewhere the fault becomes a registry lock and
-the suite says so): the controller's commits fail ("database or disk is full", logged) and its
-frame files wait (retried). It has no low-space watermarks yet: the frames of a failed commit
-stay unacknowledged in its receive window until it reconnects, so the fill is released after
-at most 1.5 s, which today's controller survives; a longer fill is the disk-full work's test.
+the suite says so): the controller's low-space watermarks (set to 32/48 MiB for this small
+filesystem) make it refuse frames without storing or receipting them, so the devices keep them
+and send them again once space is back; what fails anyway on the last bytes (a commit, a frame
+file) is retried or refused the same way.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ def test_random_faults_lose_and_duplicate_nothing(
             mosquitto.port,
             data,
             *("--no-home-assistant", "--tick-s", "0.5", "--client-id", f"chaos-ctl-{i}"),
+            *("--disk-low-bytes", str(32 << 20), "--disk-resume-bytes", str(48 << 20)),
             *shared,
         )
         for i in range(controllers)
