@@ -26,9 +26,9 @@ controller that receipts and acknowledges frames before they are durable (the wr
 Frames are then lost when the commit never happens (``kill -9`` while a storage fault stalls
 it, or the commit failing on a full disk): the device deleted them on the receipt and the
 broker will not redeliver them. Each half of that break alone is not a loss, by design, and the
-suite shows it: PUBACK before the commit alone passed (the devices' spools resend what no
-receipt covers), receipt before the commit alone failed in 1 run of 3 (the broker redelivers
-what was not acknowledged, unless a broker crash lost it too).
+suite showed it (on the writer before the watermarks): PUBACK before the commit alone passed
+(the devices' spools resend what no receipt covers), receipt before the commit alone failed in
+1 run of 3 (the broker redelivers what was not acknowledged, unless a broker crash lost it too).
 
 Disk full (a 256 MiB tmpfs, mounted as root; elsewhere the fault becomes a registry lock and
 the suite says so): the controller's low-space watermarks (set to 32/48 MiB for this small
