@@ -27,13 +27,11 @@ router = APIRouter(prefix="/api/v1/ota", tags=["ota"])
 #: Larger than any OTA slot of an ESP32 flash: a body beyond it is refused before it is read.
 MAX_UPLOAD = 16 * 1024 * 1024
 
-
 REFUSED: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorBody, "description": "Larger than any OTA slot."},
-    422: {"model": ErrorBody, "description": "The image is refused; the detail says why."},
+    422: {"model": ErrorBody, "description": "Refused; the detail says why."}
 }
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorBody, "description": "Not possible in the current state."}
+IN_USE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "Not possible in the current state (e.g. in use)."}
 }
 
 
@@ -59,7 +57,7 @@ def list_artifacts(request: Request) -> Any:
     return page(ctl(request).artifacts.list())
 
 
-@router.delete("/artifacts/{artifact_id}", **write(not_found("artifact"), CONFLICT))
+@router.delete("/artifacts/{artifact_id}", **write(not_found("artifact"), IN_USE))
 def remove_artifact(request: Request, artifact_id: str) -> Any:
     try:
         ctl(request).artifacts.remove(artifact_id)
@@ -101,7 +99,7 @@ class RolloutBody(BaseModel):
     allow_downgrade: bool = False
 
 
-@router.post("/rollouts", status_code=201, **write(not_found("artifact")))
+@router.post("/rollouts", status_code=201, **write(not_found("artifact"), REFUSED))
 def create_rollout(request: Request, body: RolloutBody) -> Any:
     c = ctl(request)
     try:
@@ -140,7 +138,7 @@ def rollout_status(request: Request, rollout_id: str, since_ms: int = 0) -> Any:
         raise HTTPException(404, str(exc)) from None
 
 
-@router.post("/rollouts/{rollout_id}/{action}", **write(not_found("rollout"), CONFLICT))
+@router.post("/rollouts/{rollout_id}/{action}", **write(not_found("rollout or action"), IN_USE))
 def control_rollout(request: Request, rollout_id: str, action: str) -> Any:
     c = ctl(request)
     if action not in ("pause", "resume", "abort"):
