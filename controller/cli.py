@@ -56,6 +56,9 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("disk_resume_bytes", int, "Free bytes at which frames are accepted again."),
     ("chunk_sets_per_device", int, "Incomplete chunked frames held per device."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level."),
+    ("ota_public_key", str, "PEM file of the firmware release public key (RSA-3072, SB V2)."),
+    ("ota_max_transfers", int, "Devices served OTA blocks at a time."),
+    ("ota_blocks_per_s", float, "OTA blocks published per second, all devices together."),
 ]
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi_offline import FastAPIOffline
 
 from camfleet import __version__
-from camfleet.controller.api import commands, devices, frames, schedules
+from camfleet.controller.api import commands, devices, frames, ota, schedules
 from camfleet.controller.api.deps import ctl
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def create_app(controller: Controller) -> FastAPI:
         favicon_url="data:,",
     )
     app.state.controller = controller
-    for module in (devices, frames, commands, schedules):
+    for module in (devices, frames, commands, schedules, ota):
         app.include_router(module.router)
 
     @app.get("/health", tags=["ops"])

@@ -97,8 +97,9 @@ class FrameLog:
             buffers.append(_HEADER.pack(MAGIC, self.current, 0, pad - _HEADER.size))
             total += pad
         if self._size + total > self._allocated:  # a batch larger than what is left
-            self._allocated = max(self._allocated * 2, self._size + total)
-            os.posix_fallocate(self._fd, 0, self._allocated)
+            want = max(self._allocated * 2, self._size + total)
+            os.posix_fallocate(self._fd, 0, want)
+            self._allocated = want
         if self._direct:
             self._pwrite_direct(buffers, total)
         else:
@@ -150,8 +151,9 @@ class FrameLog:
             self._fd = os.open(self.path(self.current), flags, 0o644)
             self._direct = False
         self._size = 0
+        self._allocated = 0  # until fallocate succeeds (ENOSPC): the next append allocates
+        os.posix_fallocate(self._fd, 0, self.segment_bytes)
         self._allocated = self.segment_bytes
-        os.posix_fallocate(self._fd, 0, self._allocated)
         os.fsync(self._fd)
         sync_dir(self.dir)  # the new segment's name must survive a crash too
 
