@@ -24,18 +24,23 @@ from camfleet.proto.errors import ContractError
 
 router = APIRouter(prefix="/api/v1/ota", tags=["ota"])
 
-TOO_LARGE: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorBody, "description": "The image is larger than any OTA slot."}
-}
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorBody, "description": "Not possible in the current state."}
-}
-
 #: Larger than any OTA slot of an ESP32 flash: a body beyond it is refused before it is read.
 MAX_UPLOAD = 16 * 1024 * 1024
 
+REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "Refused; the detail says why."}
+}
+IN_USE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "Not possible in the current state (e.g. in use)."}
+}
 
-@router.post("/artifacts", status_code=201, **write(TOO_LARGE))
+
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "The image is larger than any OTA slot."}
+}
+
+
+@router.post("/artifacts", status_code=201, **write(REFUSED, TOO_LARGE))
 async def upload_artifact(request: Request, version: str = "", filename: str = "") -> Any:
     """Body: the signed ESP32 app image (application/octet-stream). 422 says why it is refused."""
     size = int(request.headers.get("content-length") or 0)
@@ -57,7 +62,7 @@ def list_artifacts(request: Request) -> Any:
     return page(ctl(request).artifacts.list())
 
 
-@router.delete("/artifacts/{artifact_id}", **write(not_found("artifact"), CONFLICT))
+@router.delete("/artifacts/{artifact_id}", **write(not_found("artifact"), IN_USE))
 def remove_artifact(request: Request, artifact_id: str) -> Any:
     try:
         ctl(request).artifacts.remove(artifact_id)
@@ -99,7 +104,7 @@ class RolloutBody(BaseModel):
     allow_downgrade: bool = False
 
 
-@router.post("/rollouts", status_code=201, **write(not_found("artifact")))
+@router.post("/rollouts", status_code=201, **write(not_found("artifact"), REFUSED))
 def create_rollout(request: Request, body: RolloutBody) -> Any:
     c = ctl(request)
     try:
@@ -138,10 +143,7 @@ def rollout_status(request: Request, rollout_id: str, since_ms: int = 0) -> Any:
         raise HTTPException(404, str(exc)) from None
 
 
-@router.post(
-    "/rollouts/{rollout_id}/{action}",
-    **write(not_found("rollout, or no such action (pause, resume, abort)"), CONFLICT),
-)
+@router.post("/rollouts/{rollout_id}/{action}", **write(not_found("rollout or action"), IN_USE))
 def control_rollout(request: Request, rollout_id: str, action: str) -> Any:
     c = ctl(request)
     if action not in ("pause", "resume", "abort"):
