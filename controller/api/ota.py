@@ -35,7 +35,12 @@ IN_USE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/artifacts", status_code=201, **write(REFUSED))
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "The image is larger than any OTA slot."}
+}
+
+
+@router.post("/artifacts", status_code=201, **write(REFUSED, TOO_LARGE))
 async def upload_artifact(request: Request, version: str = "", filename: str = "") -> Any:
     """Body: the signed ESP32 app image (application/octet-stream). 422 says why it is refused."""
     size = int(request.headers.get("content-length") or 0)
