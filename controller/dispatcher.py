@@ -26,12 +26,12 @@ from camfleet.proto import codec, topics
 from camfleet.proto.chunking import Reassembler
 from camfleet.proto.errors import ContractError, Reason
 from camfleet.proto.topics import Kind
-from camfleet.proto.v1 import frame_pb2
+from camfleet.proto.v1 import frame_pb2, ota_pb2
 
 log = logging.getLogger("camfleet.controller.ingest")
 
-#: Kinds the controller consumes; other device kinds (e.g. OTA requests, owned by the OTA
-#: service) are counted as unhandled and acknowledged.
+#: Kinds the controller stores through the writer; OTA block requests go to the block server
+#: when one is given, other device kinds are counted as unhandled and acknowledged.
 HANDLED = frozenset(
     {Kind.STATE, Kind.FRAME, Kind.CHUNK, Kind.TELEMETRY, Kind.EVENT, Kind.ACK, Kind.REPORTED}
 )
@@ -51,8 +51,10 @@ class Dispatcher:
         decode_thread: bool = True,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         on_controller_state: Callable[[bytes], None] | None = None,
+        ota_requests: Callable[[str, ota_pb2.OtaBlockRequest], None] | None = None,
     ) -> None:
         self.writer = writer
+        self.ota_requests = ota_requests
         self.metrics = metrics
         self.root = root
         self.clock_ms = clock_ms
@@ -114,6 +116,14 @@ class Dispatcher:
             # our ONLINE then anyway. Only a live message says someone changed it meanwhile.
             if self.on_controller_state is not None and not retain:
                 self.on_controller_state(payload)
+            return
+        if parsed.kind is Kind.OTA_REQUEST and self.ota_requests is not None:
+            # Answered by the OTA block server (its own thread); nothing to store.
+            req = codec.decode(parsed.kind, payload).message
+            assert isinstance(req, ota_pb2.OtaBlockRequest)
+            self.metrics.inc("messages_total", kind=parsed.kind.value)
+            delivery.done()
+            self.ota_requests(parsed.device_id, req)
             return
         if parsed.kind not in HANDLED:
             if parsed.kind in topics.CONTROLLER_TO_DEVICE:

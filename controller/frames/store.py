@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from camfleet.atomic import sync_dir
 from camfleet.controller.frames.log import FrameLog, abandoned, read_at, read_segment
 from camfleet.controller.ratelog import RateLimitedLog
 
@@ -418,11 +419,7 @@ class LocalFrameStore(FrameStore):
             finally:
                 os.close(fd)
         for d in dirs:  # fallback: the files are fsynced; make their renames durable too
-            fd = os.open(d, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_dir(d)
 
     def get(self, key: str) -> bytes:
         with self._cond:
