@@ -23,21 +23,17 @@ import random
 import re
 import socket
 import statistics
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from camfleet.esp32_node.tools.hostdevice import HostDevice  # noqa: E402
-from camfleet.mosquitto import Mosquitto, free_port  # noqa: E402
-from camfleet.proto import codec  # noqa: E402
-from camfleet.proto.v1 import config_pb2  # noqa: E402
-from tests.esp32.receiver import Receiver  # noqa: E402
+from camfleet.esp32_node.tools.hostdevice import HostDevice
+from camfleet.mosquitto import Mosquitto, free_port
+from camfleet.proto import codec
+from camfleet.proto.v1 import config_pb2
+from camfleet.testing.esp32_receiver import Receiver
 
 
 class CountingProxy:

@@ -4,7 +4,7 @@ a raw paho subscriber that stores nothing, on the same broker in the same run.
 
     .venv/bin/python bench/ingest.py [--publishers 4] [--frames 1000] [--size 50000]
 
-Each publisher is a process running the tests' SimDevice (tests/controller/sim.py): it publishes
+Each publisher is a process running SimDevice (camfleet/testing/sim_device.py): it publishes
 its frames at QoS 1 as fast as paho lets it and, in the controller run, waits for the receipts.
 Reported per run: frames/s and MB/s (first publish -> last frame received (raw) or receipted
 (controller)), p50/p99 latency (publish -> received / publish -> receipt, i.e. durably stored and
@@ -27,18 +27,15 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-import httpx  # noqa: E402
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-
-from camfleet.mosquitto import Mosquitto, free_port  # noqa: E402
-from camfleet.proto import topics  # noqa: E402
-from camfleet.proto.v1 import frame_pb2  # noqa: E402
-from tests.controller.harness import ControllerProcess  # noqa: E402
-from tests.controller.sim import SimDevice, fake_jpeg  # noqa: E402
+from camfleet.mosquitto import Mosquitto, free_port
+from camfleet.proto import topics
+from camfleet.proto.v1 import frame_pb2
+from camfleet.testing.controller_process import ControllerProcess
+from camfleet.testing.sim_device import SimDevice, fake_jpeg
 
 Key = tuple[str, int, int]
 

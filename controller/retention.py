@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from camfleet.controller import registry
 from camfleet.controller.config import ControllerConfig, RetentionPolicy
-from camfleet.controller.frame_store import FrameStore
+from camfleet.controller.frames.store import FrameStore
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.storage.database import Database, Row, Tx
 

@@ -19,7 +19,7 @@ from camfleet.controller.comms.mqtt import MqttChannel, speaks_mqtt5
 from camfleet.controller.config import ControllerConfig
 from camfleet.controller.desired import DesiredState
 from camfleet.controller.dispatcher import Dispatcher
-from camfleet.controller.frame_store import LocalFrameStore
+from camfleet.controller.frames.store import LocalFrameStore
 from camfleet.controller.ingest.jobs import AfterCommit, Job
 from camfleet.controller.ingest.writer import BatchResult, Writer
 from camfleet.controller.integrations import HomeAssistant

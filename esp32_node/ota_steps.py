@@ -47,14 +47,16 @@ def download(node):
     expected = 0  # blocks that request asked for
     while node.online:
         node.wdt.feed()
+        # completion first: a node holding every block verifies now, even when its budget is
+        # spent, instead of sleeping and spending a whole wake on it
+        window = o.missing_window()
+        if window is None:
+            break
         if time.ticks_diff(time.ticks_ms(), start) > budget:
             progress["phase"] = "downloading"
             progress["blocks_done"] = o.done_count()
             node.event("ota", "paused, resumes next wake", ota=progress)
             return
-        window = o.missing_window()
-        if window is None:
-            break
         # ask for the next window when every block of the last one came back (good or
         # corrupted), or when the answer is late (lost request, controller restart)
         stale = time.ticks_diff(time.ticks_ms(), asked_at) > OTA_REQUEST_RETRY_MS

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
-from camfleet.controller import frames_index
 from camfleet.controller.api.deps import ctl, device_id_or_404, page
+from camfleet.controller.frames import index as frames_index
 
 router = APIRouter(prefix="/api/v1", tags=["frames"])
 

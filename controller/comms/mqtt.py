@@ -27,6 +27,7 @@ from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
@@ -101,7 +102,9 @@ class MqttChannel:
             retain=True,
         )
         self._acker = Acker(self.client)
+        self._subscribe_mid: int | None = None
         self.client.on_connect = self._connected
+        self.client.on_subscribe = self._subscribed
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
 
@@ -153,7 +156,24 @@ class MqttChannel:
             return
         log.info("connected to %s (session present: %s)", self.url, flags.session_present)
         filters = topics.controller_filters(self.root, self.share_group)
-        client.subscribe([(f, 1) for f in filters])
+        _, self._subscribe_mid = client.subscribe([(f, 1) for f in filters])
+
+    def _subscribed(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        props: Properties | None = None,
+    ) -> None:
+        # ONLINE presence only once the broker has the subscriptions: devices re-send what is not
+        # receipted when they see ONLINE, so a frame published between an early ONLINE and the
+        # SUBACK would reach no subscriber and wait for the device's re-send timeout.
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", ", ".join(refused))
         client.publish(
             topics.controller_state_topic(self.root),
             self._presence(state_pb2.PRESENCE_ONLINE),

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from camfleet.controller import frames_index, registry
-from camfleet.controller.frame_store import FrameStore, frame_key
+from camfleet.controller import registry
+from camfleet.controller.frames import index as frames_index
+from camfleet.controller.frames.store import FrameStore, frame_key
 from camfleet.controller.ingest.jobs import AfterCommit, Delivery, Job
 from camfleet.controller.metrics import Metrics, StageClock, thread_cpu_seconds
 from camfleet.controller.storage.database import Database, Tx

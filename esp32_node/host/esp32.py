@@ -7,6 +7,7 @@ that rebooted without ``mark_app_valid_cancel_rollback``.
 """
 
 import binascii
+import time
 
 import _hostflash as _flash
 
@@ -14,6 +15,10 @@ WAKEUP_ALL_LOW = False
 WAKEUP_ANY_HIGH = True
 HEAP_DATA = 4
 HEAP_EXEC = 1
+
+# Chip time to erase and program one 4 KiB flash sector: typical SPI NOR figures (sector erase
+# ~45 ms, 16 page programs ~10 ms). The harness can change it per device (faults.json).
+FLASH_SECTOR_MS = 55
 
 _armed = {}
 
@@ -190,6 +195,9 @@ class Partition:
         with self._open() as f:
             f.seek(pos)
             f.write(buf)
+        # the chip time the write costs (erase + program of each 4 KiB sector touched)
+        sectors = (pos + len(buf) + 4095) // 4096 - pos // 4096
+        time.spend_ms(sectors * _flash.fault_value("flash_sector_ms", FLASH_SECTOR_MS))
 
     def ioctl(self, cmd, arg):
         if cmd == 4:  # block count

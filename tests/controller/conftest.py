@@ -10,9 +10,8 @@ import pytest
 
 from camfleet.controller.service import Controller
 from camfleet.mosquitto import Mosquitto
-
-from .harness import start_controller
-from .sim import SimDevice, unique_id
+from camfleet.testing.controller_process import start_controller
+from camfleet.testing.sim_device import SimDevice, unique_id
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from camfleet.embedded_broker import EmbeddedBroker
-
-from .harness import start_controller
-from .sim import SimDevice, unique_id
+from camfleet.testing.controller_process import start_controller
+from camfleet.testing.sim_device import SimDevice, unique_id
 
 
 def test_controller_falls_back_to_mqtt311(amqtt_broker: EmbeddedBroker, tmp_path: Path) -> None:

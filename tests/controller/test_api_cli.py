@@ -13,8 +13,7 @@ from camfleet.cli import cli
 from camfleet.mosquitto import free_port
 from camfleet.proto import codec
 from camfleet.proto.v1.telemetry_pb2 import Event, Telemetry
-
-from .harness import Waiter
+from camfleet.testing.controller_process import Waiter
 
 TOKEN = "test-token"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .harness import Waiter, frame_rows
+from camfleet.testing.controller_process import Waiter, frame_rows
 
 
 def test_chunks_reordered_duplicated_lost_then_resent(controllers, devices, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from camfleet.controller.frames_index import query
-
-from .harness import Waiter
+from camfleet.controller.frames.index import query
+from camfleet.testing.controller_process import Waiter
 
 
 def _status(ctl, command_id: str) -> str:  # type: ignore[no-untyped-def]

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from camfleet.controller.frame_log import FrameLog, read_segment
-from camfleet.controller.frame_store import LocalFrameStore, frame_identity, frame_key
+from camfleet.controller.frames.log import FrameLog, read_segment
+from camfleet.controller.frames.store import LocalFrameStore, frame_identity, frame_key
 
 
 def test_records_round_trip_and_a_torn_tail_ends_the_replay(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_records_round_trip_and_a_torn_tail_ends_the_replay(tmp_path: Path) -> N
 _CRASHING_WRITER = """
 import sys
 from pathlib import Path
-from camfleet.controller.frame_store import LocalFrameStore, frame_key
+from camfleet.controller.frames.store import LocalFrameStore, frame_key
 store = LocalFrameStore(Path(sys.argv[1]), segment_bytes=64 * 1024)
 for seq in range(6):
     key = frame_key("cam", 1, seq, 1_700_000_000_000 + seq, "image/jpeg")

@@ -11,8 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from camfleet.proto import codec
 from camfleet.proto.topics import DEVICE_TO_CONTROLLER, Kind
 from camfleet.proto.v1 import command_pb2, frame_pb2, state_pb2, telemetry_pb2
-
-from .harness import Waiter, frame_rows
+from camfleet.testing.controller_process import Waiter, frame_rows
 
 
 def _wrong_kinds(rnd: random.Random) -> list[bytes]:

@@ -7,9 +7,8 @@ import threading
 from pathlib import Path
 
 from camfleet.mosquitto import Mosquitto
-
-from .harness import ControllerProcess, Waiter, frame_rows
-from .sim import SimDevice, unique_id
+from camfleet.testing.controller_process import ControllerProcess, Waiter, frame_rows
+from camfleet.testing.sim_device import SimDevice, unique_id
 
 
 def assert_stored_exactly_once(data: Path, devices: list[SimDevice]) -> None:
@@ -96,7 +95,7 @@ _NO_FILES = '''\
 """Test hook: the controller never writes frame files (they stay in the frame log only)."""
 import threading
 
-from camfleet.controller import frame_store
+from camfleet.controller.frames import store as frame_store
 
 
 def _never(self, item):

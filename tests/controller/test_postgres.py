@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from camfleet.controller.config import RetentionPolicy
+from camfleet.testing.controller_process import Waiter
+from camfleet.testing.sim_device import unique_id
 
-from .harness import Waiter
 from .pg import fresh_database
-from .sim import unique_id
 
 
 def test_controller_on_postgres(controllers, devices, postgres_server_url, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

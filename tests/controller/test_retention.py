@@ -6,8 +6,7 @@ import time
 from pathlib import Path
 
 from camfleet.controller.config import RetentionPolicy
-
-from .harness import Waiter, frame_rows
+from camfleet.testing.controller_process import Waiter, frame_rows
 
 
 def test_retention_by_age_count_budget_spares_unindexed(

@@ -12,9 +12,8 @@ from camfleet.controller.desired import DesiredState
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.scheduler import Scheduler
 from camfleet.mosquitto import Mosquitto, free_port
-
-from .harness import ControllerProcess, Waiter
-from .sim import SimDevice, unique_id
+from camfleet.testing.controller_process import ControllerProcess, Waiter
+from camfleet.testing.sim_device import SimDevice, unique_id
 
 
 def _slots(dev: SimDevice, schedule_id: str) -> list[int]:

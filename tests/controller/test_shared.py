@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .harness import Waiter, frame_rows
+from camfleet.testing.controller_process import Waiter, frame_rows
+
 from .test_ingest_durability import assert_stored_exactly_once
 
 

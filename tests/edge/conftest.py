@@ -13,7 +13,7 @@ import pytest
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import EdgeConfig, config_from_dict
 from camfleet.mosquitto import Mosquitto
-from tests.device_receiver import DeviceReceiver as Receiver
+from camfleet.testing.device_receiver import DeviceReceiver as Receiver
 
 _ids = itertools.count(1)
 

@@ -14,7 +14,7 @@ from camfleet.esp32_node.tools.hostdevice import HostDevice
 from camfleet.mosquitto import Mosquitto
 from camfleet.proto import codec
 from camfleet.proto.v1 import config_pb2
-from tests.esp32.receiver import Receiver
+from camfleet.testing.esp32_receiver import Receiver
 
 DEVICE_KEY = b"device-key-for-tests-0123456789a"
 _ids = itertools.count(1)

@@ -7,8 +7,8 @@ import threading
 
 from camfleet.esp32_node.tools.images import make_app_image, read_image
 from camfleet.proto.v1 import command_pb2, state_pb2
+from camfleet.testing.esp32_receiver import OtaImage
 from tests.esp32.conftest import DEVICE_KEY
-from tests.esp32.receiver import OtaImage
 
 OTA_VALID = 2
 OTA_ABORTED = 4
@@ -142,9 +142,14 @@ def test_image_failing_its_health_check_is_rolled_back_and_reported(
 def test_download_paused_by_the_wake_budget_resumes_after_deep_sleep(
     mosquitto, make_device, receiver_for
 ):
+    """The wake budget runs on the chip's clock, which the host port advances by the flash time
+    of every sector written: 500 ms a sector against a 30 s budget pauses the download after at
+    most 60 of its 147 blocks, whatever the host's load, so the test cannot finish in one wake
+    (it did, on a fast run, when the budget was 150 ms of wall time)."""
     image = make_app_image("1.3.0", 600_000, seed=5)
     img = OtaImage("fw-1.3.0", image)
-    dev = make_device(mosquitto, extra_nvs={"ota_max_ms": 150})
+    dev = make_device(mosquitto, extra_nvs={"ota_max_ms": 30_000})
+    dev.set_fault("flash_sector_ms", 500)
     rx = receiver_for(mosquitto, dev)
     dev.run_wake()
     _offer(rx, img, "1.3.0")
@@ -154,8 +159,35 @@ def test_download_paused_by_the_wake_budget_resumes_after_deep_sleep(
         assert len(endings) < 40, "OTA never completed"
         endings.append(dev.run_wake().ended)
 
-    assert endings.count("deepsleep") >= 1  # paused at least once, resumed after sleeping
+    assert endings.count("deepsleep") >= 2  # paused at least twice, resumed after sleeping
     paused = [e for e in rx.of("event") if e.type == "ota" and e.ota.phase == "downloading"]
-    assert paused and all(0 < e.ota.blocks_done < img.total_blocks for e in paused)
+    assert len(paused) == endings.count("deepsleep")
+    done = [e.ota.blocks_done for e in paused]
+    assert done == sorted(set(done)) and done[0] > 0 and done[-1] < img.total_blocks, done
     assert (dev.dir / "flash" / "ota_1.bin").read_bytes()[: len(image)] == image
     assert img.served < img.total_blocks * 1.3  # resumed: blocks are not fetched again
+
+
+def test_a_node_holding_every_block_verifies_even_when_its_wake_budget_is_spent(
+    mosquitto, make_device, receiver_for
+):
+    """Every sector write (2 s of chip time) overruns the 1 s budget, so the budget is spent
+    whenever a block arrives, including the last one. Catches a download loop that checks the
+    budget before it checks for completion: that node sleeps with the whole image in hand
+    (a "paused" event with blocks_done == blocks_total) and verifies a wake later."""
+    image = make_app_image("1.4.0", 30_000, seed=7)
+    img = OtaImage("fw-1.4.0", image)
+    dev = make_device(mosquitto, extra_nvs={"ota_max_ms": 1_000})
+    dev.set_fault("flash_sector_ms", 2_000)
+    rx = receiver_for(mosquitto, dev)
+    dev.run_wake()
+    _offer(rx, img, "1.4.0")
+
+    endings = []
+    while not endings or endings[-1] != "soft":
+        assert len(endings) < 3 * img.total_blocks, "OTA never completed"
+        endings.append(dev.run_wake().ended)
+
+    paused = [e.ota.blocks_done for e in rx.of("event") if e.ota.phase == "downloading"]
+    assert paused and max(paused) < img.total_blocks, paused
+    assert _ota_phases(rx)[-2:] == ["verifying", "rebooting"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from camfleet.mosquitto import Mosquitto, free_port
-from tests.esp32.receiver import Receiver
+from camfleet.testing.esp32_receiver import Receiver
 
 
 def _openssl(*args: str, cwd: Path) -> None:

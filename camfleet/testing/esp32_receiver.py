@@ -12,7 +12,7 @@ from typing import Any
 
 from camfleet.proto import codec, topics
 from camfleet.proto.v1 import command_pb2, ota_pb2
-from tests.device_receiver import DeviceReceiver
+from camfleet.testing.device_receiver import DeviceReceiver
 
 
 @dataclass

@@ -55,7 +55,7 @@ def existing(tx: Tx, keys: list[tuple[str, int, int]]) -> set[tuple[str, int, in
 
 def sha256_of_keys(tx: Tx, keys: list[str]) -> dict[str, str]:
     """{store key: sha256 hex} for the keys whose frame is indexed (frame-log replay)."""
-    from camfleet.controller.frame_store import frame_identity
+    from camfleet.controller.frames.store import frame_identity
 
     found: dict[str, str] = {}
     for key in keys:

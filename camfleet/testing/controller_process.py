@@ -67,8 +67,10 @@ def frame_rows(data: Path, device_id: str | None = None) -> list[dict[str, Any]]
     try:
         with db.read() as tx:
             if device_id is None:
-                return tx.query("SELECT * FROM frames")
-            return tx.query("SELECT * FROM frames WHERE device_id = ?", (device_id,))
+                rows: list[dict[str, Any]] = tx.query("SELECT * FROM frames")
+            else:
+                rows = tx.query("SELECT * FROM frames WHERE device_id = ?", (device_id,))
+            return rows
     finally:
         db.close()
 

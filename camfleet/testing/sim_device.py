@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -95,7 +96,7 @@ class SimDevice:
         )
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(100)
-        client.reconnect_delay_set(0.1, 2)
+        client.reconnect_delay_set(0.1, 2)  # type: ignore[arg-type]  # hinted int; floats work
         state_topic = topics.device_topic(self.device_id, Kind.STATE, self.root)
         client.will_set(state_topic, self._state(state_pb2.PRESENCE_OFFLINE), qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -142,7 +143,7 @@ class SimDevice:
     # --- frames -------------------------------------------------------------------------------
 
     def make_frame(
-        self, size: int | None = None, data: bytes | None = None, **fields: object
+        self, size: int | None = None, data: bytes | None = None, **fields: Any
     ) -> frame_pb2.Frame:
         seq = self.next_seq
         self.next_seq += 1
@@ -164,7 +165,7 @@ class SimDevice:
         )
 
     def send_frames(
-        self, count: int, size: int | None = None, **fields: object
+        self, count: int, size: int | None = None, **fields: Any
     ) -> list[frame_pb2.Frame]:
         frames = [self.make_frame(size, **fields) for _ in range(count)]
         for f in frames:

@@ -3,7 +3,7 @@
 Keys are relative paths like ``frames/{device}/{YYYY-MM-DD}/{HHMMSS}_{session}-{seq}.jpg`` so the
 directory is browsable as it is. ``put_batch`` is the group commit of the file side: when it
 returns, the batch's bytes are durable. ``LocalFrameStore`` gets there by appending the batch to
-a segment log with one ``fdatasync`` (``frame_log``); once the caller has committed the index
+a segment log with one ``fdatasync`` (``frames.log``); once the caller has committed the index
 rows (``committed``), a low-priority thread writes the browsable files (temporary name + rename:
 a reader never sees half a JPEG), syncs them once per pass (``syncfs``), and only then deletes the
 log segments they came from. After a crash, ``recover`` replays what the log still holds into
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camfleet.controller.frame_log import FrameLog, abandoned, read_at, read_segment
+from camfleet.controller.frames.log import FrameLog, abandoned, read_at, read_segment
 
-log = logging.getLogger("camfleet.controller.frame_store")
+log = logging.getLogger("camfleet.controller.frames.store")
 
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 

@@ -97,7 +97,7 @@ class DeviceReceiver:
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.05, 0.2)
+        self.client.reconnect_delay_set(0.05, 0.2)  # type: ignore[arg-type]  # hinted int; floats work
         self._synced = threading.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class DeviceReceiver:
             return
         if msg.topic == self.jpeg_topic:
             with self.cond:
-                self.got.latest_jpeg.append(msg.payload)
+                self.got.latest_jpeg.append(bytes(msg.payload))
                 self.cond.notify_all()
             return
         try:
