@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from camfleet.broker_config import dynsec
 from camfleet.errors import UserError
@@ -30,7 +31,7 @@ class DynsecAdmin:
         self._connected = threading.Event()
         self._refused: str | None = None
         c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=f"camfleet-admin-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv311,
         )

@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "edge": ("camfleet.edge.cli", "edge", "Run the Linux edge agent."),
     "sim": ("camfleet.esp32_node.tools.cli", "sim", "Run simulated devices against a broker."),
     "broker": ("camfleet.broker_cli", "broker", "Run a local mosquitto with camfleet's config."),
+    "device": ("camfleet.device_cli", "device", "Enrol and revoke devices (prod broker)."),
     "proto": ("camfleet.proto.cli", "proto", "Decode and inspect camfleet MQTT payloads."),
 }
 

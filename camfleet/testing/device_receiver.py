@@ -78,6 +78,8 @@ class DeviceReceiver:
         receipts: bool = True,
         controller_birth: bool = False,
         jpeg_prefix: str = "camfleet/jpeg",
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.host, self.port, self.device_id, self.root = host, port, device_id, root
         self.client_id = client_id or f"test-receiver-{device_id}"
@@ -95,6 +97,8 @@ class DeviceReceiver:
             clean_session=False,
             protocol=paho.MQTTv311,
         )
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.05, 0.2)  # type: ignore[arg-type]  # hinted int; floats work
