@@ -269,6 +269,12 @@ class BrokerDir:
         return BrokerUrl(host, self.settings.port, False, user, password)
 
 
+def url_with_password(u: BrokerUrl) -> str:
+    """The URL as --broker options take it (``str(BrokerUrl)`` leaves the password out)."""
+    auth = f"{u.username}:{u.password}@" if u.username else ""
+    return f"{'mqtts' if u.tls else 'mqtt'}://{auth}{u.host}:{u.port}"
+
+
 class ConfiguredMosquitto(Mosquitto):
     """mosquitto run from a ``broker init`` directory; ``port`` moves the plain listener.
 

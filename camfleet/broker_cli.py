@@ -14,6 +14,7 @@ from camfleet.broker_config.profiles import (
     ConfiguredMosquitto,
     init_broker,
     listening,
+    url_with_password,
 )
 from camfleet.embedded_broker import EmbeddedBroker
 from camfleet.errors import UserError
@@ -150,6 +151,4 @@ def init(
 @click.option("--host", default="127.0.0.1", show_default=True)
 def url(config_dir: Path, identity: str, tls: bool, host: str) -> None:
     """Print the broker URL (with the identity's password) for --broker options."""
-    u = BrokerDir.open(config_dir).url(identity, tls=tls, host=host)
-    auth = f"{u.username}:{u.password}@" if u.username else ""
-    click.echo(f"{'mqtts' if u.tls else 'mqtt'}://{auth}{u.host}:{u.port}")
+    click.echo(url_with_password(BrokerDir.open(config_dir).url(identity, tls=tls, host=host)))

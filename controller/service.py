@@ -18,6 +18,7 @@ from camfleet.controller.commands import Commands
 from camfleet.controller.comms.mqtt import MqttChannel, speaks_mqtt5
 from camfleet.controller.config import ControllerConfig
 from camfleet.controller.desired import DesiredState
+from camfleet.controller.device_keys import DeviceKeys
 from camfleet.controller.dispatcher import Dispatcher
 from camfleet.controller.frames.store import LocalFrameStore
 from camfleet.controller.ingest.jobs import AfterCommit, Job
@@ -26,6 +27,7 @@ from camfleet.controller.integrations import HomeAssistant
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.retention import Retention
 from camfleet.controller.scheduler import Scheduler
+from camfleet.controller.signing import Signer
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
 from camfleet.mqtt_url import BrokerUrl
@@ -89,7 +91,9 @@ class Controller:
             protocol=protocol,
             receive_maximum=config.receive_maximum,
         )
-        publish = self.channel.publish
+        # Receipts, commands and desired config carry the device's signature (signing.py).
+        self.signer = Signer(DeviceKeys(self.data), root)
+        publish = self._publish = self.signer.wrap(self.channel.publish)
         self.commands = Commands(
             self.db,
             publish,
@@ -237,7 +241,7 @@ class Controller:
     def _on_batch(self, result: BatchResult) -> None:
         now = now_ms()
         for device_id, pairs in result.receipted().items():
-            self.channel.publish(
+            self._publish(
                 topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
                 codec.encode(make_receipt(pairs, now)),
                 qos=1,

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from camfleet.broker_config.profiles import ConfiguredMosquitto, init_broker
+from camfleet.broker_config.profiles import ConfiguredMosquitto, init_broker, url_with_password
 from camfleet.controller.device_keys import DeviceKeys
+from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
+from camfleet.enrol import add_device
 from camfleet.esp32_node.tools.provision import read_nvs_image
 from camfleet.mosquitto import free_port
 from camfleet.testing.device_receiver import DeviceReceiver
@@ -135,3 +137,33 @@ def test_a_bad_device_id_is_one_line(tmp_path: Path, prod: ConfiguredMosquitto, 
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("camfleet: error: invalid device id"), lines
     assert not (tmp_path / "devices").exists()
+
+
+def test_the_controller_signs_what_an_enrolled_agent_acts_on(
+    tmp_path: Path, prod: ConfiguredMosquitto
+) -> None:
+    """Real controller + prod broker + enrolled edge agent: the agent (which refuses anything
+    unsigned) deletes receipted frames, obeys commands and applies desired config."""
+    from camfleet.proto.v1 import config_pb2
+    from camfleet.testing.controller_process import start_controller
+
+    out = tmp_path / "devices"
+    add_device(prod.broker_dir, tmp_path / "data", "porch-cam", (), "usb", out, "127.0.0.1")
+    ctl = start_controller(url_with_password(prod.broker_dir.url("controller")), tmp_path / "data")
+    agent = EdgeAgent(agent_config(tmp_path, out / "porch-cam"))
+    agent.start()
+    try:
+        assert agent.config.device.key == DeviceKeys(tmp_path / "data").get("porch-cam")
+        assert agent.conn.connected.wait(15), agent.conn.last_error
+        frame = agent.capture()
+        assert agent.wait_until(lambda: (frame.session, frame.seq) not in agent.spool, 20)
+        ctl.commands.create("capture", {}, device_id="porch-cam")
+        assert agent.wait_until(lambda: agent.counters["frames"] == 2, 20)
+        ctl.desired.set_layer("device", "porch-cam", config_pb2.DeviceConfig(spool_max_frames=50))
+        assert agent.wait_until(lambda: agent.desired.version > 0, 20)
+        assert agent.effective.spool_max_frames == 50
+        assert agent.counters["unsigned_refused"] == 0
+    finally:
+        agent.stop()
+        agent.close()
+        ctl.stop()
