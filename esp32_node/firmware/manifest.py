@@ -17,6 +17,7 @@ NODE_MODULES = (
     "ota_steps.py",
     "pb.py",
     "schemas.py",
+    "signing.py",
     "spool.py",
     "store.py",
     "wake.py",

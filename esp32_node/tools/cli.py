@@ -74,6 +74,13 @@ def sim() -> None:
     help="Stop after each node woke this many times (0 = run until Ctrl-C).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per wake instead of text.")
+@click.option(
+    "--keys-in",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A controller's data directory: each node gets its own key there and then acts only "
+    "on receipts, commands and desired config that controller signs.",
+)
 def esp32(
     count: int,
     broker: str,
@@ -85,6 +92,7 @@ def esp32(
     keep: bool,
     wakes: int,
     as_json: bool,
+    keys_in: Path | None,
 ) -> None:
     """Run COUNT simulated ESP32-CAM nodes (real node code, MicroPython) until stopped."""
     from camfleet.esp32_node.tools.hostdevice import MICROPYTHON
@@ -107,6 +115,7 @@ def esp32(
         interval_s=interval,
         time_scale=time_scale,
         max_payload=max_payload,
+        keys_in=keys_in,
         fresh=not keep,
     )
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from camfleet.controller.device_keys import DeviceKeys
 from camfleet.esp32_node.tools.hostdevice import HostDevice, WakeResult
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec
@@ -68,9 +69,12 @@ class Fleet:
         interval_s: int = 300,
         time_scale: float = 0.01,
         max_payload: int = 128 * 1024,
-        hmac_key: bytes = b"camfleet-sim-device-key",
+        keys_in: Path | None = None,
         fresh: bool = True,
     ) -> None:
+        """``keys_in``: a controller's data directory; each node gets its own key there (as
+        ``camfleet device add`` does) and then acts only on what that controller signs.
+        Without it the nodes have no key and check nothing (a development fleet)."""
         self.broker = broker
         self.time_scale = time_scale
         self.stop_event = threading.Event()
@@ -82,8 +86,10 @@ class Fleet:
             extra["mqtt_user"] = broker.username
         if broker.password:
             extra["mqtt_pass"] = broker.password
+        keys = DeviceKeys(keys_in) if keys_in is not None else None
         for i, dev in enumerate(self.devices):
             if fresh or not (dev.dir / "nvs").exists():
+                hmac_key = keys.create(dev.device_id) if keys is not None else b""
                 dev.provision(
                     broker_host=broker.host,
                     broker_port=broker.port,
