@@ -106,6 +106,8 @@ class DeviceReceiver:
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.05, 0.2)  # type: ignore[arg-type]  # hinted int; floats work
         self._synced = threading.Event()
+        self._sync_sent = 0  # barrier tokens: see sync()
+        self._sync_seen = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -146,6 +148,10 @@ class DeviceReceiver:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         if msg.topic == self.sync_topic:
+            with self.cond:
+                if msg.payload:
+                    self._sync_seen = max(self._sync_seen, int(msg.payload))
+                self.cond.notify_all()
             self._synced.set()
             return
         if msg.topic == self.jpeg_topic:
@@ -207,17 +213,40 @@ class DeviceReceiver:
 
     # --- views --------------------------------------------------------------------------------
 
+    def sync(self, timeout: float = 15.0) -> None:
+        """Wait until everything the broker accepted before this call has reached us.
+
+        A device's QoS 1 publish is acknowledged to the device before the broker forwards it, so
+        a wake can end before its last messages arrive here. mosquitto handles messages one at a
+        time and queues them per subscriber in that order, so a message of ours published now
+        comes back after all of them."""
+        with self.cond:
+            self._sync_sent += 1
+            token = self._sync_sent
+        self.client.publish(self.sync_topic, str(token).encode(), qos=1)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self._sync_seen < token:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"receiver for {self.device_id} could not sync")
+                self.cond.wait(left)
+
     def of(self, kind: str) -> list[Any]:
-        """A copy of the messages of ``kind`` (e.g. "ack") received so far."""
+        """A copy of the messages of ``kind`` (e.g. "ack") the broker had accepted by now."""
+        self.sync()
         with self.cond:
             return list(self.got.by_kind[kind])
 
     @property
     def frames(self) -> dict[tuple[int, int], frame_pb2.Frame]:
+        """The frames stored so far (after a sync, like ``of``)."""
+        self.sync()
         return self.got.frames
 
     @property
     def duplicates(self) -> int:
+        self.sync()
         return self.got.duplicates
 
     @property
