@@ -30,6 +30,7 @@ from camfleet.controller.scheduler import Scheduler
 from camfleet.controller.signing import Signer
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
+from camfleet.controller.users import Users
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
 from camfleet.proto.receipts import make_receipt
@@ -71,6 +72,7 @@ class Controller:
         )
         self.metrics = Metrics()
         self.db = open_database(config.database, self.data / "registry.sqlite3")
+        self.users = Users(self.db, self.token)
         migrate(self.db)
         self.store = LocalFrameStore(self.data, threads=config.file_threads)
         broker = BrokerUrl.parse(config.broker)

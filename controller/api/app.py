@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
 from camfleet import __version__
-from camfleet.controller.api import commands, devices, frames, schedules
+from camfleet.controller.api import commands, devices, frames, schedules, users
 from camfleet.controller.api.deps import ctl
 
 if TYPE_CHECKING:
@@ -20,10 +20,11 @@ def create_app(controller: Controller) -> FastAPI:
         title="camfleet controller",
         version=__version__,
         description="Fleet registry, frames, commands, desired config and schedules. "
-        "Write endpoints need `Authorization: Bearer <token>`.",
+        "Writes need `Authorization: Bearer <token>` of a user whose role allows them "
+        "(`x-camfleet-role` on each route: operator or admin); reads are open.",
     )
     app.state.controller = controller
-    for module in (devices, frames, commands, schedules):
+    for module in (devices, frames, commands, schedules, users):
         app.include_router(module.router)
 
     @app.get("/health", tags=["ops"])

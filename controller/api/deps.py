@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 
+from camfleet.controller.users import User
 from camfleet.proto.errors import ContractError
 from camfleet.proto.topics import is_valid_device_id
 
@@ -18,14 +19,43 @@ def ctl(request: Request) -> Controller:
     return request.app.state.controller  # type: ignore[no-any-return]
 
 
-def require_token(request: Request, authorization: str = Header(default="")) -> None:
-    """Write endpoints: ``Authorization: Bearer <token>``."""
-    expected = ctl(request).token
+def authenticate(request: Request, authorization: str) -> User:
+    """The user whose token ``Authorization: Bearer <token>`` carries; 401 otherwise."""
     scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), expected):
+    user = ctl(request).users.authenticate(given.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
         raise HTTPException(
             401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
+    return user
+
+
+def require_role(role: str) -> Callable[..., User]:
+    """A dependency admitting users of ``role`` or above (401 without a known token, 403 for a
+    lower role)."""
+
+    def check(request: Request, authorization: str = Header(default="")) -> User:
+        user = authenticate(request, authorization)
+        if not user.may(role):
+            raise HTTPException(403, f"user {user.name!r} is a {user.role}; this needs {role}")
+        return user
+
+    return check
+
+
+def needs(role: str) -> dict[str, Any]:
+    """Route keyword arguments: the role check, and the role named in the OpenAPI document
+    (``x-camfleet-role``), where the test walking every route finds it."""
+    return {
+        "dependencies": [Depends(require_role(role))],
+        "openapi_extra": {"x-camfleet-role": role},
+    }
+
+
+#: Writes that change what the fleet does (commands, config, schedules, groups and tags).
+require_token = require_role("operator")
+OPERATOR = needs("operator")
+ADMIN = needs("admin")
 
 
 def device_id_or_404(device_id: str) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from camfleet.controller import registry
-from camfleet.controller.api.deps import bad_request, ctl, device_id_or_404, page, require_token
+from camfleet.controller.api.deps import OPERATOR, bad_request, ctl, device_id_or_404, page
 from camfleet.controller.commands import config_from_json
 from camfleet.controller.desired import validate_config
 from camfleet.errors import UserError
@@ -64,7 +64,7 @@ class DevicePatch(BaseModel):
     tags: dict[str, str] | None = Field(default=None, description="Replace the device's tags.")
 
 
-@router.patch("/devices/{device_id}", dependencies=[Depends(require_token)])
+@router.patch("/devices/{device_id}", **OPERATOR)
 def patch_device(request: Request, device_id: str, body: DevicePatch) -> Any:
     c = ctl(request)
     device_id_or_404(device_id)
@@ -134,7 +134,7 @@ def get_device_config(request: Request, device_id: str) -> Any:
         return c.desired.status(tx, device_id)
 
 
-@router.put("/devices/{device_id}/config", dependencies=[Depends(require_token)])
+@router.put("/devices/{device_id}/config", **OPERATOR)
 def put_device_config(request: Request, device_id: str, body: ConfigBody) -> Any:
     device_id_or_404(device_id)
     _set_config(request, "device", device_id, body)
@@ -150,7 +150,7 @@ def get_group_config(request: Request, group: str) -> Any:
         return {"group": group, "config": to_json(c.desired.get_layer(tx, "group", group))}
 
 
-@router.put("/groups/{group}/config", dependencies=[Depends(require_token)])
+@router.put("/groups/{group}/config", **OPERATOR)
 def put_group_config(request: Request, group: str, body: ConfigBody) -> Any:
     try:
         validate_group(group)

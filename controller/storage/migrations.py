@@ -133,6 +133,17 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        "API users with roles (tokens hashed)",
+        [
+            """CREATE TABLE api_users (
+                name {text} PRIMARY KEY,
+                role {text} NOT NULL,
+                token_hash {text} NOT NULL UNIQUE,
+                created_ms {bigint} NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 
