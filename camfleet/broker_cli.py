@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -77,12 +78,24 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
                 "without websockets (the eclipse-mosquitto image has them)",
                 err=True,
             )
+    proc = server.proc if isinstance(server, Mosquitto) else None
+    if proc is not None:  # a mosquitto that dies (kill -9, crash) ends this command with an error
+
+        def watch(p: subprocess.Popen[str]) -> None:
+            p.wait()
+            stop.set()
+
+        threading.Thread(target=watch, args=(proc,), daemon=True).start()
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        died = proc is not None and proc.poll() is not None
         server.stop()
+    if died:
+        assert proc is not None
+        raise UserError(f"mosquitto exited unexpectedly (exit status {proc.returncode})")
 
 
 @broker.command()

@@ -45,6 +45,9 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("overdue_grace_s", float, "A sleeping device is 'overdue' this long after its next wake."),
     ("retention_interval_s", float, "Seconds between retention runs."),
     ("disk_budget_bytes", int, "Disk budget of the whole frame store (0 = none)."),
+    ("disk_low_bytes", int, "Free bytes under which frames are refused (device keeps them)."),
+    ("disk_resume_bytes", int, "Free bytes at which frames are accepted again."),
+    ("chunk_sets_per_device", int, "Incomplete chunked frames held per device."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level."),
 ]
 
@@ -119,10 +122,10 @@ def run(config_file: Path | None, **options: Any) -> None:
     if cfg.http:
         host, port = cfg.http_host_port
         click.echo(f"camfleet controller: API on http://{host}:{port}")
-        if ctl.token_generated:
-            click.echo(f"camfleet controller: generated API token {ctl.token}")
+        # Where the token is, never the token itself: stdout ends up in logs.
         if not cfg.token:
-            click.echo(f"camfleet controller: API token kept in {cfg.data}/api-token")
+            made = "generated into" if ctl.token_generated else "kept in"
+            click.echo(f"camfleet controller: API token {made} {cfg.data}/api-token (mode 600)")
     click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}")
     stop.wait()
     ctl.stop()

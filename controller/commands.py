@@ -72,6 +72,10 @@ def build_action(action: str, params: dict[str, Any]) -> command_pb2.Command:
     return cmd
 
 
+#: Longest expiry a command may ask for (ten years): beyond it the value is a mistake.
+MAX_EXPIRY_S = 10 * 365 * 86400
+
+
 class Commands:
     def __init__(
         self,
@@ -110,6 +114,13 @@ class Commands:
         template = build_action(action, params or {})
         if (device_id is None) == (group is None):
             raise UserError("give exactly one of a device or a group")
+        if expires_in_s is not None and not 0 < expires_in_s <= MAX_EXPIRY_S:
+            # A negative value once read as "never expires" (and a device then ran a stale
+            # reboot): only a positive number of seconds is an expiry; omit it for the default.
+            raise UserError(
+                f"expires_in_s must be a number of seconds in (0, {MAX_EXPIRY_S}], got "
+                f"{expires_in_s!r}; omit it for the default ({self.default_expiry_s:g} s)"
+            )
         now = self.clock_ms()
         expiry = self.default_expiry_s if expires_in_s is None else expires_in_s
         expires = now + int(expiry * 1000) if expiry > 0 else 0
@@ -200,23 +211,27 @@ class Commands:
                 self.metrics.inc("commands_published_total", len(claimed))
             return len(claimed)
 
-    def resend_after_birth(self, device_id: str) -> int:
-        """Publish again the commands a device has not acknowledged at all yet.
+    def resend_after_birth(self, device_ids: list[str]) -> int:
+        """Publish again the commands these devices (just born) have not acknowledged at all.
 
         A birth proves the device is connected and subscribed now. A command marked ``sent``
         may still never reach it: the broker PUBACKs a QoS 1 publish even when no session
         exists for the device (it never connected, or its session expired) and drops it, and a
         broker that crashes loses what it queued since its last save. Re-queueing keeps the
         same id, and devices run an id only once, so the copy the persistent session delivers
-        anyway is harmless.
+        anyway is harmless. One transaction for the whole list (births come in bursts).
         """
         now = self.clock_ms()
+        n = 0
         with self.db.transaction() as tx:
-            n = tx.execute(
-                "UPDATE commands SET status = 'queued', sent_ms = 0, updated_ms = ? "
-                "WHERE device_id = ? AND status = 'sent' AND (expires_ms = 0 OR expires_ms > ?)",
-                (now, device_id, now),
-            )
+            for i in range(0, len(device_ids), 500):
+                part = device_ids[i : i + 500]
+                n += tx.execute(
+                    "UPDATE commands SET status = 'queued', sent_ms = 0, updated_ms = ? "
+                    "WHERE status = 'sent' AND (expires_ms = 0 OR expires_ms > ?) "
+                    "AND device_id IN (" + ",".join("?" * len(part)) + ")",
+                    (now, now, *part),
+                )
         if n:
             self.metrics.inc("commands_resent_after_birth_total", n)
             self.flush()

@@ -66,6 +66,13 @@ class ControllerConfig:
     retention_interval_s: float = 300.0
     #: Whole-store disk budget in bytes (0 = none); oldest frames of the fleet go first.
     disk_budget_bytes: int = 0
+    #: Low-space watermarks of the data directory's filesystem: under ``disk_low_bytes`` free,
+    #: frames are refused (acknowledged without a receipt: the device keeps them); from
+    #: ``disk_resume_bytes`` free they are accepted again.
+    disk_low_bytes: int = 128 * 1024 * 1024
+    disk_resume_bytes: int = 192 * 1024 * 1024
+    #: Incomplete chunked frames held per device (its oldest is evicted for a new one).
+    chunk_sets_per_device: int = 8
     log_level: str = "info"
     retention_default: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_groups: dict[str, RetentionPolicy] = field(default_factory=dict)

@@ -3,8 +3,12 @@
 Runs in the MQTT network thread (decoding is ~3 us a message); everything that touches the disk
 goes to the writer. Malformed input is counted per reason and kind, logged once per (reason,
 kind), and acknowledged at once (it will never become valid, and holding it would block the
-broker's in-flight window for the good traffic behind it). Chunks are reassembled here; their
-deliveries are held until the whole frame is durable, so a crash mid-frame redelivers them.
+broker's in-flight window for the good traffic behind it). Chunks are reassembled here and each
+is acknowledged as soon as it is held (never kept in the broker's in-flight window waiting for
+its siblings: a thousand incomplete frames would otherwise stop every device's ingest). A
+reassembled frame goes to the writer like any other; if the controller dies before it is
+durable, or the partial frame expires or is evicted, the device gets no receipt for it and sends
+it again from its spool.
 """
 
 from __future__ import annotations
@@ -42,18 +46,25 @@ class Dispatcher:
         metrics: Metrics,
         root: str = topics.DEFAULT_ROOT,
         chunk_timeout_s: float = 120.0,
-        reassembly_max_bytes: int = 256 * 1024 * 1024,
+        reassembly_max_bytes: int = 64 * 1024 * 1024,
+        chunk_sets_per_device: int = 8,
         decode_thread: bool = True,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_controller_state: Callable[[bytes], None] | None = None,
     ) -> None:
         self.writer = writer
         self.metrics = metrics
         self.root = root
         self.clock_ms = clock_ms
-        self.reassembler = Reassembler(max_bytes=reassembly_max_bytes, timeout_s=chunk_timeout_s)
-        self._held: dict[tuple[str, int, int], list[Delivery]] = {}
+        self.on_controller_state = on_controller_state
+        self.reassembler = Reassembler(
+            max_bytes=reassembly_max_bytes,
+            max_per_device=chunk_sets_per_device,
+            timeout_s=chunk_timeout_s,
+        )
         self._lock = threading.Lock()
         self._logged: set[tuple[str, str]] = set()
+        self._evict_logged: set[str] = set()
         self._topics: dict[str, topics.Topic] = {}
         self._frames: queue.Queue[tuple[str, bytes, Delivery, int] | None] = queue.Queue()
         self._decoder = (
@@ -95,9 +106,12 @@ class Dispatcher:
     def _route(self, topic: str, payload: bytes, delivery: Delivery) -> None:
         parsed = self._parse(topic)
         if parsed.device_id is None:
-            # Controller presence (ours or another controller's): not ours to ingest.
+            # Controller presence (ours or another controller's): not ours to ingest, but the
+            # service re-asserts its own presence if someone overwrote it.
             self.metrics.inc("unhandled_total", kind="controller_state")
             delivery.done()
+            if self.on_controller_state is not None:
+                self.on_controller_state(payload)
             return
         if parsed.kind not in HANDLED:
             if parsed.kind in topics.CONTROLLER_TO_DEVICE:
@@ -164,37 +178,40 @@ class Dispatcher:
     def _chunk(
         self, device: str, chunk: frame_pb2.FrameChunk, delivery: Delivery, now: int
     ) -> None:
-        key = (device, chunk.session, chunk.seq)
-        with self._lock:
-            self._release_expired()
-            frame = self.reassembler.add(device, chunk)  # ContractError -> _reject acks it
-            if frame is None:
-                if key in self._held or key in self.reassembler.pending():
-                    self._held.setdefault(key, []).append(delivery)
-                    return
-                delivery.done()  # duplicate chunk of a frame already completed
-                return
-            held = self._held.pop(key, [])
-        self.metrics.inc("frames_reassembled_total")
-        self.writer.submit(Job(Kind.FRAME, device, frame, [*held, delivery], now))
+        try:
+            with self._lock:
+                self._expire()
+                frame = self.reassembler.add(device, chunk)  # ContractError -> _reject acks it
+                self._count_evictions()
+        except ContractError:
+            self._count_evictions()
+            raise
+        delivery.done()  # held in memory now; the device resends the frame if it is lost
+        if frame is not None:
+            self.metrics.inc("frames_reassembled_total")
+            self.writer.submit(Job(Kind.FRAME, device, frame, [], now))
 
     def expire(self) -> None:
         """Give up on incomplete chunked frames past their timeout (call it every second)."""
         with self._lock:
-            self._release_expired()
+            self._expire()
 
-    def _release_expired(self) -> None:
-        before = self.reassembler.stats.expired
-        self.reassembler.expire()
-        pending = set(self.reassembler.pending())
-        for key in [k for k in self._held if k not in pending]:
-            # Expired or evicted: acknowledge the chunks; the device still holds the frame in its
-            # spool (no receipt came) and sends it again.
-            for d in self._held.pop(key):
-                d.done()
-        gone = self.reassembler.stats.expired - before
+    def _expire(self) -> None:
+        gone = len(self.reassembler.expire())
         if gone:
             self.metrics.inc("chunked_frames_expired_total", gone)
+
+    def _count_evictions(self) -> None:
+        for (device, _inc, session, seq), reason in self.reassembler.take_evicted():
+            self.metrics.inc("chunked_frames_evicted_total", reason=reason)
+            if reason not in self._evict_logged:
+                self._evict_logged.add(reason)
+                log.warning(
+                    "gave up incomplete chunked frame %s %d-%d to make room (%s limit); the "
+                    "device resends it [logged once per limit; see "
+                    "chunked_frames_evicted_total]",
+                    device, session, seq, "per-device" if reason == "device" else "memory",
+                )  # fmt: skip
 
 
 def _kind_label(topic: str, root: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from camfleet.controller.frames.store import incarnation_tag
 from camfleet.controller.storage.database import Row, Tx
 from camfleet.proto import topics
 from camfleet.proto.v1 import common_pb2, state_pb2, telemetry_pb2
@@ -51,19 +52,31 @@ def touch(tx: Tx, device_id: str, now_ms: int) -> bool:
 def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) -> str:
     """Apply a birth, will or going-to-sleep message. Returns "applied", "stale" or "new".
 
-    A message whose session is lower than the last one seen is stale (a late will of an older
-    connection) and changes nothing but last_seen.
+    Ordered by (incarnation, session): a message of the device's current incarnation whose
+    session is lower than the last one seen is stale (a late will of an older connection). A
+    birth (ONLINE) of another incarnation is the device starting again after its state was
+    wiped: its session numbering restarts, so it is applied whatever its session; any other
+    state of another incarnation is stale. A stale message changes nothing but last_seen. A
+    session no device reached (a forged state) is undone by the device's own frames
+    (:func:`frames_seen`).
     """
     new = touch(tx, device_id, now_ms)
-    row = tx.one("SELECT session, presence FROM devices WHERE device_id = ?", (device_id,))
+    row = tx.one(
+        "SELECT session, presence, incarnation FROM devices WHERE device_id = ?", (device_id,)
+    )
     assert row is not None
-    if not new and st.session < row["session"]:
-        return "stale"
+    incarnation = incarnation_tag(st.incarnation)
+    if not new:
+        if incarnation != row["incarnation"]:
+            if st.presence != state_pb2.PRESENCE_ONLINE:
+                return "stale"
+        elif st.session < row["session"]:
+            return "stale"
     presence = PRESENCE_NAMES.get(st.presence, "unknown")
     tx.execute(
-        "UPDATE devices SET presence = ?, presence_ms = ?, session = ?, next_wake_ms = ? "
-        "WHERE device_id = ?",
-        (presence, now_ms, st.session, st.next_wake_ms, device_id),
+        "UPDATE devices SET presence = ?, presence_ms = ?, session = ?, next_wake_ms = ?, "
+        "incarnation = ? WHERE device_id = ?",
+        (presence, now_ms, st.session, st.next_wake_ms, incarnation, device_id),
     )
     if st.presence == state_pb2.PRESENCE_ONLINE:
         tx.execute(
@@ -87,6 +100,32 @@ def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) 
             if topics.is_valid_device_id(group):
                 add_group(tx, device_id, group)
     return "new" if new else "applied"
+
+
+def frames_seen(tx: Tx, device_id: str, live: dict[str, int], now_ms: int) -> bool:
+    """The device sent live (not historical) frames: {incarnation tag: highest session}.
+
+    Frames prove the device runs that incarnation and session now. When the registry holds a
+    higher session of that incarnation (only a forged state can put it there: a device's
+    session never goes back) or another incarnation, the registry is wrong: it takes the
+    frames' incarnation and session and the device is online again. Returns True then.
+    Also records the contact (``touch``).
+    """
+    touch(tx, device_id, now_ms)
+    row = tx.one("SELECT session, incarnation FROM devices WHERE device_id = ?", (device_id,))
+    if row is None or not live:
+        return False
+    incarnation, session = max(live.items(), key=lambda kv: kv[1])
+    if row["incarnation"] in live:
+        incarnation, session = row["incarnation"], live[row["incarnation"]]
+        if session >= row["session"]:
+            return False
+    tx.execute(
+        "UPDATE devices SET presence = 'online', presence_ms = ?, session = ?, incarnation = ? "
+        "WHERE device_id = ?",
+        (now_ms, session, incarnation, device_id),
+    )
+    return True
 
 
 def add_group(tx: Tx, device_id: str, group: str) -> None:
@@ -156,6 +195,7 @@ def device_row_to_json(tx: Tx, row: Row, state: str) -> dict[str, Any]:
         "state": state,
         "presence": row["presence"],
         "session": row["session"],
+        "incarnation": row["incarnation"],
         "first_seen_ms": row["first_seen_ms"],
         "last_seen_ms": row["last_seen_ms"],
         "next_wake_ms": row["next_wake_ms"] or None,

@@ -5,6 +5,7 @@ state, scheduler, retention, integrations and the HTTP API, and runs their perio
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 from camfleet import __version__
 from camfleet.controller import registry
+from camfleet.controller.births import BirthWorker
 from camfleet.controller.commands import Commands
 from camfleet.controller.comms.mqtt import MqttChannel, speaks_mqtt5
 from camfleet.controller.config import ControllerConfig
@@ -21,6 +23,7 @@ from camfleet.controller.desired import DesiredState
 from camfleet.controller.device_keys import DeviceKeys
 from camfleet.controller.dispatcher import Dispatcher
 from camfleet.controller.frames.store import LocalFrameStore
+from camfleet.controller.ingest.diskspace import DiskGuard
 from camfleet.controller.ingest.jobs import AfterCommit, Job
 from camfleet.controller.ingest.writer import BatchResult, Writer
 from camfleet.controller.integrations import HomeAssistant
@@ -33,7 +36,8 @@ from camfleet.controller.storage.migrations import migrate
 from camfleet.controller.users import Users
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
-from camfleet.proto.receipts import make_receipt
+from camfleet.proto.errors import ContractError
+from camfleet.proto.receipts import make_receipts
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import state_pb2, telemetry_pb2
 
@@ -57,6 +61,18 @@ def _read_or_create(path: Path, make: Callable[[], str]) -> str:
         return value
 
 
+def _segment_bytes(data: Path) -> int:
+    """Frame-log segment size: 64 MiB, or a sixteenth of the free space on a small filesystem
+    (a segment is preallocated whole), never under 1 MiB."""
+    try:
+        st = os.statvfs(data)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        return 64 * 1024 * 1024
+    mib = 1024 * 1024
+    return max(mib, min(64 * mib, free // 16 // mib * mib))
+
+
 class Controller:
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
@@ -74,7 +90,11 @@ class Controller:
         self.db = open_database(config.database, self.data / "registry.sqlite3")
         self.users = Users(self.db, self.token)
         migrate(self.db)
-        self.store = LocalFrameStore(self.data, threads=config.file_threads)
+        self.disk = DiskGuard(self.data, config.disk_low_bytes, config.disk_resume_bytes)
+        self.disk.check(force=True)
+        self.store = LocalFrameStore(
+            self.data, threads=config.file_threads, segment_bytes=_segment_bytes(self.data)
+        )
         broker = BrokerUrl.parse(config.broker)
         protocol = config.mqtt_protocol
         if protocol == "auto":
@@ -132,15 +152,23 @@ class Controller:
             self._on_batch,
             self.metrics,
             max_batch=config.batch_max,
+            disk=self.disk,
         )
         self.dispatcher = Dispatcher(
             self.writer,
             self.metrics,
             root,
             chunk_timeout_s=config.chunk_timeout_s,
+            chunk_sets_per_device=config.chunk_sets_per_device,
             decode_thread=config.decode_thread,
+            on_controller_state=self._on_controller_state,
         )
+        self.births = BirthWorker(self._after_births)
         self.channel.on_connected.append(self._on_connected)
+        self.disk.on_change.append(self._on_disk_change)
+        self._presence_lock = threading.Lock()
+        self._presence_asserted = 0.0
+        self._presence_due = False
         #: Called after every committed batch (tests and the API wait on it).
         self.batch_listeners: list[Callable[[BatchResult], None]] = []
         self._stop = threading.Event()
@@ -151,6 +179,7 @@ class Controller:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self, http: bool = True) -> None:
+        self.births.start()
         self.writer.start()
         self.dispatcher.start()
         if http and self.config.http:
@@ -171,6 +200,7 @@ class Controller:
         self.channel.stop()
         self.dispatcher.stop()
         self.writer.stop()
+        self.births.stop()
         self._ticker.join(5)
         self.db.close()
 
@@ -183,6 +213,8 @@ class Controller:
         last_retention = time.monotonic()
         while not self._stop.wait(self.config.tick_s):
             for name, step in (
+                ("disk", self.disk.check),
+                ("presence", self._presence_tick),
                 ("reassembly", self.dispatcher.expire),
                 ("scheduler", self.scheduler.tick),
                 ("commands", self.commands.flush),
@@ -214,17 +246,69 @@ class Controller:
         return None
 
     def _after_birth(self, device_id: str) -> None:
+        self.births.submit(device_id)
+
+    def _after_births(self, device_ids: list[str]) -> None:
         # A new device (or one whose groups may have changed) may need group defaults or a
         # compiled schedule; refresh is a no-op when nothing changed. Commands it has not
         # acknowledged may never have reached it: publish them again.
-        def work() -> None:
-            try:
-                self.desired.refresh([device_id])
-                self.commands.resend_after_birth(device_id)
-            except Exception:
-                log.exception("after-birth work for %s failed", device_id)
+        self.desired.refresh(device_ids)
+        self.commands.resend_after_birth(device_ids)
 
-        threading.Thread(target=work, name="camfleet-after-birth", daemon=True).start()
+    # --- presence and disk ----------------------------------------------------------------------
+
+    def _on_controller_state(self, payload: bytes) -> None:
+        """A message on the controller presence topic (network thread). Any ONLINE is fine
+        (ours or another controller's); anything else while we run (a forged or stale OFFLINE,
+        a cleared topic) would tell devices nobody is there: say ONLINE again, at most every
+        2 s (two controllers never answer each other's ONLINE, so they cannot loop)."""
+        if self._stop.is_set():
+            return
+        try:
+            st = codec.decode_as(state_pb2.ControllerState, payload).message if payload else None
+        except ContractError:
+            st = None
+        if st is not None and st.presence == state_pb2.PRESENCE_ONLINE:
+            return
+        self.metrics.inc("controller_presence_reasserted_total")
+        with self._presence_lock:
+            self._presence_due = True
+        self._presence_tick()
+
+    def _presence_tick(self) -> None:
+        with self._presence_lock:
+            if not self._presence_due or time.monotonic() - self._presence_asserted < 2.0:
+                return
+            if not self.channel.connected.is_set() or self._stop.is_set():
+                return
+            self._presence_due = False
+            self._presence_asserted = time.monotonic()
+        log.warning("controller presence was overwritten: publishing ONLINE again")
+        self.channel.publish_presence()
+
+    def _on_disk_change(self, low: bool) -> None:
+        if not low and self.channel.connected.is_set():
+            # A live ONLINE makes connected edge agents send their unreceipted frames at once.
+            self.channel.publish_presence()
+
+    def health(self) -> dict[str, Any]:
+        """What /health reports: ``ok``, or ``degraded`` with the reasons."""
+        connected = self.channel.connected.is_set()
+        reasons = []
+        if not connected:
+            reasons.append("not connected to the broker")
+        if self.disk.low:
+            reasons.append(self.disk.reason)
+        return {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "mqtt_connected": connected,
+            "accepting_frames": not self.disk.low,
+            "disk_free_bytes": self.disk.free_bytes,
+            "writer_queue": self.writer.depth(),
+            "instance_id": self.instance_id,
+            "version": __version__,
+        }
 
     def _apply_telemetry(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Telemetry)
@@ -242,13 +326,14 @@ class Controller:
 
     def _on_batch(self, result: BatchResult) -> None:
         now = now_ms()
-        for device_id, pairs in result.receipted().items():
-            self._publish(
-                topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
-                codec.encode(make_receipt(pairs, now)),
-                qos=1,
-            )
-            self.metrics.inc("receipts_sent_total")
+        for device_id, by_incarnation in result.receipted().items():
+            for receipt in make_receipts(by_incarnation, now):
+                self._publish(
+                    topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
+                    codec.encode(receipt),
+                    qos=1,
+                )
+                self.metrics.inc("receipts_sent_total")
         if self.home_assistant is not None:
             self.home_assistant.on_batch(result)
         for listener in self.batch_listeners:
@@ -268,6 +353,22 @@ class Controller:
         m = self.metrics
         m.describe("frames_stored_total", "Frames durably stored (new, not duplicates).")
         m.describe("frames_duplicate_total", "Redelivered or replayed frames already stored.")
+        m.describe(
+            "frames_conflict_total",
+            "Frames whose identity was stored with another SHA-256: kept and flagged.",
+        )
+        m.describe(
+            "frames_refused_total",
+            "Frames acknowledged without storing (no receipt: the device sends them again).",
+        )
+        m.describe(
+            "chunked_frames_evicted_total", "Incomplete chunked frames given up to make room."
+        )
+        m.describe(
+            "controller_presence_reasserted_total",
+            "Times the controller presence topic said other than ONLINE while running.",
+        )
+        m.describe("writer_job_errors_total", "Jobs the writer could not apply, by kind.")
         m.describe("frame_bytes_stored_total", "Image bytes durably stored.")
         m.describe("malformed_total", "Refused messages by reason and topic kind.")
         m.describe("messages_total", "Well-formed device messages by kind.")
@@ -291,6 +392,14 @@ class Controller:
             "reassembly_pending_frames",
             "Chunked frames waiting for chunks.",
             lambda: self.dispatcher.reassembler.stats.pending_frames,
+        )
+        m.gauge(
+            "births_pending", "Devices waiting for after-birth work.", lambda: self.births.depth()
+        )
+        m.gauge(
+            "accepting_frames",
+            "0 while disk space is under the low watermark (frames refused).",
+            lambda: float(not self.disk.low),
         )
         m.gauge(
             "mqtt_connected",

@@ -30,6 +30,7 @@ from camfleet.edge.state import AgentState
 from camfleet.errors import UserError
 from camfleet.proto import codec, signing
 from camfleet.proto.errors import ContractError
+from camfleet.proto.receipts import MAX_RANGES
 from camfleet.proto.topics import (
     Kind,
     controller_state_topic,
@@ -52,6 +53,11 @@ FrameObserver = Callable[[frame_pb2.Frame, bool], None]
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+#: A receipt with more ranges than this is refused whole (controllers send at most MAX_RANGES;
+#: the slack tolerates another controller version).
+MAX_RECEIPT_RANGES = 4 * MAX_RANGES
 
 
 class EdgeAgent:
@@ -133,6 +139,7 @@ class EdgeAgent:
         self._restart.clear()
         # If the state dir was wiped but the spool kept, never reuse a spooled (session, seq).
         self.state.raise_to(self.spool.max_session())
+        self.incarnation, self.incarnation_since = self.state.incarnation()
         self.sessions = SessionNumbers(self.state)
         self._open_camera()
         self._apply_effective(self.effective)
@@ -210,6 +217,7 @@ class EdgeAgent:
         state = state_pb2.DeviceState(
             presence=presence,  # type: ignore[arg-type]
             session=session,
+            incarnation=self.incarnation,
             timestamp_ms=now_ms(),
             firmware_version=self.config.device.firmware_version or __version__,
             platform=caps.platform,
@@ -348,6 +356,7 @@ class EdgeAgent:
             meta.update(metadata or {})
             frame = codec.make_frame(
                 data,
+                incarnation=self.incarnation,
                 session=session,
                 seq=seq,
                 captured_at_ms=captured_at,
@@ -454,7 +463,15 @@ class EdgeAgent:
             self._bad_message(self.topic(Kind.RECEIPT), str(exc))
             return
         assert isinstance(receipt, frame_pb2.Receipt)
-        deleted = self.spool.apply_receipt(receipt)
+        if len(receipt.stored) > MAX_RECEIPT_RANGES:
+            self._bad_message(
+                self.topic(Kind.RECEIPT),
+                f"{len(receipt.stored)} ranges (controllers send at most {MAX_RANGES}): ignored",
+            )
+            return
+        deleted = self.spool.apply_receipt(
+            receipt, self.incarnation, self.incarnation_since, self.sender.was_sent
+        )
         self.counters["receipted"] += len(deleted)
         self.sender.receipt_arrived()
         self._notify()

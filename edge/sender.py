@@ -85,6 +85,10 @@ class SpoolSender:
         self._rewind.set()
         self.wake()
 
+    def was_sent(self, key: SpoolKey) -> bool:
+        """The frame was published on this connection (receipts may delete only those)."""
+        return key in self._sent_at
+
     def receipt_arrived(self) -> None:
         """Frames were deleted: look again (the oldest frame, and with it the backoff, may
         have changed)."""
@@ -145,9 +149,9 @@ class SpoolSender:
             if frame.session != self._connected_session():
                 frame.historical = True
                 self.replayed += 1
+            self._sent_at[key] = self._clock()  # before: its receipt may come back at once
             inflight.extend(self._publish(frame))
             self.sent += 1
-            self._sent_at[key] = self._clock()
             if len(self._sent_at) > 2 * self.spool.depth + 64:  # forget receipted frames
                 self._sent_at = {k: t for k, t in self._sent_at.items() if k in self.spool}
             cursor = key

@@ -18,6 +18,7 @@ import bisect
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -166,14 +167,32 @@ class Spool:
             self._bytes += len(data)
         return dropped
 
-    def apply_receipt(self, receipt: frame_pb2.Receipt) -> list[SpoolKey]:
-        """Delete every spooled frame the receipt covers; return the deleted keys."""
+    def apply_receipt(
+        self,
+        receipt: frame_pb2.Receipt,
+        incarnation: bytes = b"",
+        since_session: int = 0,
+        sent: Callable[[SpoolKey], bool] | None = None,
+    ) -> list[SpoolKey]:
+        """Delete every spooled frame the receipt covers; return the deleted keys.
+
+        A range covers a frame of this incarnation (sessions from ``since_session`` on) only
+        when it names ``incarnation``: a receipt for an earlier incarnation's (session, seq)
+        (still queued in the broker after a wipe) never deletes a new frame. Frames spooled
+        before ``since_session`` belong to an earlier incarnation and match a range of any.
+        With ``sent``, only frames it says were published are deleted (a receipt for frames
+        never sent is a lie or a mix-up).
+        """
         deleted: list[SpoolKey] = []
         with self._lock:
             for r in receipt.stored:
+                if r.session >= since_session and r.incarnation != incarnation:
+                    continue
                 lo = bisect.bisect_left(self._keys, SpoolKey(r.session, r.first_seq))
                 hi = bisect.bisect_right(self._keys, SpoolKey(r.session, r.last_seq))
                 for key in self._keys[lo:hi]:
+                    if sent is not None and not sent(key):
+                        continue
                     self._remove(key, sync=False)
                     deleted.append(key)
             if deleted:

@@ -8,6 +8,7 @@ before it is used.
 from __future__ import annotations
 
 import fcntl
+import os
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -79,6 +80,25 @@ class AgentState:
             session = 1
         atomic_write(self._session_path, f"{session}\n".encode(), self.fsync)
         return session
+
+    # --- incarnation ----------------------------------------------------------------------
+
+    def incarnation(self) -> tuple[bytes, int]:
+        """(incarnation id, first session of it): created with this state (8 random bytes),
+        so an agent whose state dir was wiped is told apart from its earlier self even when
+        its session numbers repeat. The first session separates spooled frames of an earlier
+        incarnation (a spool that outlived its state) from this one's."""
+        path = self.dir / "incarnation"
+        try:
+            hex_id, _, first = path.read_text().strip().partition(" ")
+            value = bytes.fromhex(hex_id)
+            if len(value) == 8 and first.isdigit():
+                return value, int(first)
+        except (FileNotFoundError, ValueError):
+            pass
+        value, first_session = os.urandom(8), self.last_session() + 1
+        atomic_write(path, f"{value.hex()} {first_session}\n".encode(), self.fsync)
+        return value, first_session
 
     # --- config set by SetConfig commands -------------------------------------------------
 

@@ -3,20 +3,21 @@
 The data is streamed from the spool file through the MQTT client (``(file, length)`` parts), so
 a frame is never concatenated with its header nor held twice in RAM. The small header is
 re-encoded at publish time (``historical`` set for a replay), split around the data so the bytes
-on the wire are exactly what the generated classes write: fields 1..14, data (15), uptime (16).
+on the wire are exactly what the generated classes write: fields 1..14, data (15), uptime (16),
+incarnation (17).
 """
 
 import pb
 from schemas import FRAME_CHUNK_HEADER, FRAME_HEADER
 
 _DATA_FIELD = 15
-_BEFORE_DATA = FRAME_HEADER[:-1]  # capture_id .. command_id (1..14)
-_AFTER_DATA = FRAME_HEADER[-1:]  # uptime_ms (16)
+_BEFORE_DATA = tuple(f for f in FRAME_HEADER if f[0] < _DATA_FIELD)  # capture_id .. command_id
+_AFTER_DATA = tuple(f for f in FRAME_HEADER if f[0] > _DATA_FIELD)  # uptime_ms, incarnation
 _CHUNK_IDS = FRAME_CHUNK_HEADER[:7]  # capture_id .. sha256
-_CHUNK_OFFSET = FRAME_CHUNK_HEADER[8:]  # offset
-# Room kept for the chunk's own fields (ids, counters, sha256, offset, data key) besides the
-# frame header that chunk 0 carries.
-_CHUNK_OVERHEAD = 160
+_CHUNK_AFTER_HEADER = FRAME_CHUNK_HEADER[8:]  # offset, incarnation
+# Room kept for the chunk's own fields (ids, counters, sha256, offset, incarnation, data key)
+# besides the frame header that chunk 0 carries.
+_CHUNK_OVERHEAD = 180
 
 
 def publish(client, topics, spool, entry, max_payload, historical):
@@ -52,6 +53,7 @@ def _publish_chunks(client, topic, f, info, dlen, max_payload):
         "total_size": dlen,
         "sha256": info.get("sha256", b""),
     }
+    after = {"offset": 0, "incarnation": info.get("incarnation", b"")}
     offset = 0
     for index in range(count):
         n = min(room, dlen - offset)
@@ -60,7 +62,8 @@ def _publish_chunks(client, topic, f, info, dlen, max_payload):
         if index == 0:
             pb.put_len_header(buf, 8, len(header))
             buf.extend(header)
-        pb.encode(_CHUNK_OFFSET, {"offset": offset}, buf)
+        after["offset"] = offset
+        pb.encode(_CHUNK_AFTER_HEADER, after, buf)
         pb.put_len_header(buf, _DATA_FIELD, n)
         client.publish(topic, (buf, (f, n)), qos=1)
         offset += n

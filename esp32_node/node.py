@@ -44,6 +44,9 @@ CAPABILITIES = ("jpeg", "deep_sleep", "ota", "psram", "chunks", "spool", "ext0_w
 WIFI_TIMEOUT_MS = 15000
 MQTT_TIMEOUT_MS = 8000
 WDT_TIMEOUT_MS = 30000
+# Largest receipt handled (decoded into RAM): the 32 ranges with incarnations a controller sends
+# take ~900 bytes.
+MAX_RECEIPT_BYTES = 1024
 
 
 class Node:
@@ -69,14 +72,24 @@ class Node:
             self.cfg_error = "stored config unreadable (%s): running defaults" % e
         self.cfg = cfgmod.merge(cfgmod.DEFAULTS, stored)
         self.desired_version = st.int("desired_ver", 0)
+        self.spool = Spool(
+            self.cfg.get("spool_max_frames", 16), self.cfg.get("spool_max_bytes", 393216)
+        )
         self.session = (st.int("session", 0) + 1) & 0x7FFFFFFF
+        self.incarnation = st.blob("incarn")
+        if self.incarnation is None or len(self.incarnation) != 8:
+            # State created (first boot, NVS erased, re-provisioned): a new incarnation tells
+            # this node's frames from its earlier self's, whose session numbers repeat. A
+            # spool that outlived the state keeps its files: start above their sessions.
+            self.incarnation = os.urandom(8)
+            self.session = max(self.session, self.spool.max_session() + 1)
+            st.set_blob("incarn", self.incarnation)
+            st.set_int("inc_since", self.session)
+        self.inc_since = st.int("inc_since", 0)  # first session of this incarnation
         st.set_int("session", self.session)
         st.commit()  # before the will carries it: a reset must never reuse a session number
         self.seq = 0
         self.slot, self.firmware = firmware_info.running()
-        self.spool = Spool(
-            self.cfg.get("spool_max_frames", 16), self.cfg.get("spool_max_bytes", 393216)
-        )
         # Per-device key: OTA offers, receipts, commands and desired config must be signed with
         # it. Empty (a development node): nothing is checked.
         self.key = st.blob("hmac_key", b"")
@@ -206,6 +219,7 @@ class Node:
             "max_payload": self.cfg.get("max_payload", 131072),
             "info": self.info(),
             "groups": self.groups,
+            "incarnation": self.incarnation,
         }
         return pb.encode(S.DEVICE_STATE, msg)
 
@@ -341,14 +355,23 @@ class Node:
         if kind == "cmd":
             commands.handle(self, payload)
         elif kind == "receipt":
-            ranges = pb.decode(S.RECEIPT, payload).get("stored", [])
-            self.spool.apply_receipt(ranges)
-            self.unreceipted = [k for k in self.unreceipted if self.spool.has(k[0], k[1])]
+            self.on_receipt(payload)
         elif kind == "desired":
             self.on_desired(payload)
         elif kind == "ota/block":
             if self.ota.active:
                 self.ota.on_block(payload)
+
+    def on_receipt(self, payload):
+        """Delete what a receipt covers of the frames sent this wake (spool.apply_receipt).
+        Bounded first: a receipt is decoded into memory, so an oversized one is refused whole
+        (controllers send at most 32 ranges) rather than risk a MemoryError."""
+        if len(payload) > MAX_RECEIPT_BYTES:
+            self.event("message_error", "receipt of %d bytes refused" % len(payload), S.SEV_WARNING)
+            return
+        ranges = pb.decode(S.RECEIPT, payload).get("stored", [])
+        if self.spool.apply_receipt(ranges, self.incarnation, self.inc_since, self.unreceipted):
+            self.unreceipted = [k for k in self.unreceipted if self.spool.has(k[0], k[1])]
 
     def on_desired(self, payload):
         if not payload:
@@ -521,6 +544,7 @@ class Node:
             "height": used["height"],
             "command_id": cid,
             "uptime_ms": self.uptime_ms(),
+            "incarnation": self.incarnation,
         }
         dropped = self.spool.add(self.session, self.seq, pb.encode(S.FRAME_HEADER, header), jpeg)
         del jpeg

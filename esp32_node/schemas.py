@@ -74,6 +74,7 @@ FRAME_HEADER = (  # Frame without `data` (15): the node streams data itself
     (13, "height", "u", P),
     (14, "command_id", "S", P),
     (16, "uptime_ms", "u", P),
+    (17, "incarnation", "B", P),
 )
 
 FRAME_CHUNK_HEADER = (  # FrameChunk without `data` (15)
@@ -86,9 +87,15 @@ FRAME_CHUNK_HEADER = (  # FrameChunk without `data` (15)
     (7, "sha256", "B", P),
     (8, "header", FRAME_HEADER, P),
     (9, "offset", "u", P),
+    (10, "incarnation", "B", P),
 )
 
-SEQ_RANGE = ((1, "session", "u", P), (2, "first_seq", "u", P), (3, "last_seq", "u", P))
+SEQ_RANGE = (
+    (1, "session", "u", P),
+    (2, "first_seq", "u", P),
+    (3, "last_seq", "u", P),
+    (4, "incarnation", "B", P),
+)
 RECEIPT = ((1, "stored", SEQ_RANGE, R), (2, "timestamp_ms", "i", P))
 
 # state.proto
@@ -108,6 +115,7 @@ DEVICE_STATE = (
     (13, "max_payload", "u", P),
     (14, "info", "m", P),
     (15, "groups", "S", R),
+    (16, "incarnation", "B", P),
 )
 
 # telemetry.proto

@@ -1,5 +1,6 @@
 """Flash spool: every frame is written here before it is published, and deleted only when a
-controller receipt covers its (session, seq) (DESIGN.md, Durability).
+controller receipt covers its (incarnation, session, seq) and the frame was sent
+(docs/protocol.md, Durability).
 
 One file per frame, ``spool/<session>-<seq>.f``: a 12-byte header (magic, header length, data
 length), the encoded Frame header (every field but data) and the JPEG. Files are written under a
@@ -96,18 +97,34 @@ class Spool:
         except OSError:
             return False
 
-    def apply_receipt(self, ranges):
-        """Delete every spooled frame a receipt's SeqRanges cover; returns how many."""
+    def apply_receipt(self, ranges, incarnation, since, sent):
+        """Delete the spooled frames that a receipt's SeqRanges cover AND that were published
+        this wake (``sent``: [(session, seq)]); returns how many.
+
+        A frame of this incarnation (session >= ``since``) is covered only by a range naming
+        ``incarnation``, so a receipt for the (session, seq) of an earlier incarnation (still
+        queued in the broker after a wipe) cannot delete it. Loops over what was sent, so any
+        receipt costs at most len(sent) x len(ranges) comparisons and no allocation.
+        """
         n = 0
-        for session, seq, path, _ in self.entries():
+        for key in sent:
+            session = key[0]
+            seq = key[1]
             for r in ranges:
+                if session >= since and r.get("incarnation", b"") != incarnation:
+                    continue
                 if r.get("session", 0) == session and r.get("first_seq", 0) <= seq <= r.get(
                     "last_seq", 0
                 ):
-                    os.remove(path)
-                    n += 1
+                    if self.remove(session, seq):
+                        n += 1
                     break
         return n
+
+    def max_session(self):
+        """Highest session with a spooled frame (0 when empty)."""
+        e = self.entries()
+        return e[-1][0] if e else 0
 
     def has(self, session, seq):
         try:

@@ -3,7 +3,8 @@
 NVS keys (at most 15 characters; docs/esp32-node.md lists them all). Provisioning:
 ``device_id``, ``wifi_ssid``, ``wifi_pass``, ``mqtt_host``, ``mqtt_port``, ``mqtt_user``,
 ``mqtt_pass``, ``mqtt_tls``, ``mqtt_ca``, ``root``, ``groups``, ``hmac_key``, ``board``,
-``pins``, ``wdt_ms``, ``ota_max_ms``, ``bat_pin``, ``ntp_host``. State: ``session``, ``cfg``
+``pins``, ``wdt_ms``, ``ota_max_ms``, ``bat_pin``, ``ntp_host``. State: ``incarn`` (8 random
+bytes chosen when the state is created), ``inc_since`` (its first session), ``session``, ``cfg``
 (the effective DeviceConfig, protobuf), ``desired_ver``, ``ota_offer``, ``ota_bits``,
 ``ota_cmd``, ``ota_pend``. Nothing changes on flash until ``commit()``.
 """

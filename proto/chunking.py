@@ -4,8 +4,9 @@ A device publishes a Frame whose encoded size is at most ``max_payload`` (defaul
 AWS IoT Core limit) as one message on ``frame``; a larger one as FrameChunk messages on ``chunk``,
 each at most ``max_payload`` bytes encoded. The receiver's :class:`Reassembler` accepts chunks in
 any order, drops duplicates, checks total size and SHA-256, gives up on frames that stay
-incomplete past a timeout, and bounds the memory it holds (oldest incomplete frame evicted).
-Every outcome is counted in :class:`ReassemblyStats`.
+incomplete past a timeout, and bounds what it holds: the bytes it really received (never a
+claimed size), the incomplete frames per device and in all (oldest evicted first). Every outcome
+is counted in :class:`ReassemblyStats`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def split_frame(
             total_size=_MAX_VARINT32,
             offset=_MAX_VARINT32,
             sha256=frame.sha256,
+            incarnation=frame.incarnation,
         )
         if with_header:
             probe.header.CopyFrom(header)
@@ -83,6 +85,7 @@ def split_frame(
             sha256=frame.sha256,
             offset=start,
             data=data[start:end],
+            incarnation=frame.incarnation,
         )
         if index == 0:
             chunk.header.CopyFrom(header)
@@ -97,11 +100,17 @@ class ReassemblyStats:
     completed: int = 0
     duplicates: int = 0
     expired: int = 0
-    evicted: int = 0
+    #: Evicted to make room: over the per-device limit, the frame limit or the byte limit.
+    evicted_device: int = 0
+    evicted_memory: int = 0
     mismatched: int = 0
     checksum_failed: int = 0
     pending_frames: int = 0
     pending_bytes: int = 0
+
+    @property
+    def evicted(self) -> int:
+        return self.evicted_device + self.evicted_memory
 
 
 @dataclass
@@ -110,21 +119,24 @@ class _Partial:
     total_size: int
     sha256: bytes
     started: float
-    buffer: bytearray
-    received: dict[int, tuple[int, int]] = field(default_factory=dict)  # index -> (offset, len)
+    #: index -> (offset, data): only what arrived, so a chunk claiming 32 MiB costs its own bytes.
+    pieces: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    received_bytes: int = 0
     header: frame_pb2.Frame | None = None
 
 
-Key = tuple[str, int, int]  # (device_id, session, seq)
+Key = tuple[str, bytes, int, int]  # (device_id, incarnation, session, seq)
 
 
 class Reassembler:
     """Rebuilds frames from chunks. Not thread-safe: feed it from one thread or task.
 
-    ``max_bytes`` bounds the bytes held for incomplete frames (each counts its total_size from
-    its first chunk); past it the oldest incomplete frame is evicted. ``max_frame_bytes`` refuses
-    a frame announcing more than that. ``timeout_s`` is how long an incomplete frame may wait for
-    its missing chunks; call :meth:`expire` regularly (``add`` also does).
+    Bounds: ``max_bytes`` of received chunk data held for incomplete frames in all,
+    ``max_frames`` incomplete frames in all, ``max_per_device`` incomplete frames per device
+    (its oldest is evicted for a new one, so one device cannot push out the others');
+    ``max_frame_bytes`` refuses a frame announcing more than that. ``timeout_s`` is how long an
+    incomplete frame may wait for its missing chunks; call :meth:`expire` regularly (``add``
+    also does). Memory is what was received, never what a chunk claims.
     """
 
     def __init__(
@@ -132,18 +144,25 @@ class Reassembler:
         *,
         max_bytes: int = 64 * 1024 * 1024,
         max_frame_bytes: int = 32 * 1024 * 1024,
+        max_frames: int = 4096,
+        max_per_device: int = 8,
         timeout_s: float = 120.0,
         remember_completed: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_bytes = max_bytes
-        self.max_frame_bytes = min(max_frame_bytes, max_bytes)
+        self.max_frame_bytes = max_frame_bytes
+        self.max_frames = max_frames
+        self.max_per_device = max_per_device
         self.timeout_s = timeout_s
         self._clock = clock
         self._partials: OrderedDict[Key, _Partial] = OrderedDict()
+        self._per_device: dict[str, int] = {}
         self._completed: OrderedDict[Key, None] = OrderedDict()
         self._remember = remember_completed
         self.stats = ReassemblyStats()
+        #: Keys evicted since the caller last looked (``take_evicted``), with the reason.
+        self._evicted: list[tuple[Key, str]] = []
 
     def add(self, device_id: str, chunk: frame_pb2.FrameChunk) -> frame_pb2.Frame | None:
         """Add one chunk (already decoded and checked by the codec).
@@ -153,7 +172,7 @@ class Reassembler:
         never destroys a good partial frame, but a completed frame whose SHA-256 fails is dropped.
         """
         self.expire()
-        key = (device_id, chunk.session, chunk.seq)
+        key = (device_id, chunk.incarnation, chunk.session, chunk.seq)
         if key in self._completed:
             self.stats.duplicates += 1
             return None
@@ -171,22 +190,35 @@ class Reassembler:
                 f"{device_id} {chunk.session}-{chunk.seq} chunk {chunk.index}: count/size/sha256 "
                 "differ from earlier chunks of the frame",
             )
-        if chunk.index in partial.received:
+        if chunk.index in partial.pieces:
             self.stats.duplicates += 1
             return None
         end = chunk.offset + len(chunk.data)
-        for offset, length in partial.received.values():
-            if chunk.offset < offset + length and offset < end:
+        if end > partial.total_size:
+            self.stats.mismatched += 1
+            raise ContractError(
+                Reason.CHUNK_MISMATCH,
+                f"{device_id} {chunk.session}-{chunk.seq} chunk {chunk.index} ends past total_size",
+            )
+        for offset, data in partial.pieces.values():
+            if chunk.offset < offset + len(data) and offset < end:
                 self.stats.mismatched += 1
                 raise ContractError(
                     Reason.CHUNK_MISMATCH,
                     f"{device_id} {chunk.session}-{chunk.seq} chunk {chunk.index} overlaps another",
                 )
-        partial.buffer[chunk.offset : end] = chunk.data
-        partial.received[chunk.index] = (chunk.offset, len(chunk.data))
+        data = chunk.data
+        while self._partials and self.stats.pending_bytes + len(data) > self.max_bytes:
+            oldest = next(iter(self._partials))
+            self._evict(oldest, "memory")
+            if oldest == key:
+                return None  # this frame alone is larger than the limit: given up
+        partial.pieces[chunk.index] = (chunk.offset, data)
+        partial.received_bytes += len(data)
+        self.stats.pending_bytes += len(data)
         if chunk.index == 0:
             partial.header = chunk.header
-        if len(partial.received) < partial.count:
+        if len(partial.pieces) < partial.count:
             return None
         return self._finish(key, partial)
 
@@ -194,41 +226,55 @@ class Reassembler:
         if chunk.total_size > self.max_frame_bytes:
             raise ContractError(
                 Reason.INVALID,
-                f"{key[0]} {key[1]}-{key[2]}: frame of {chunk.total_size} bytes exceeds the "
+                f"{key[0]} {key[2]}-{key[3]}: frame of {chunk.total_size} bytes exceeds the "
                 f"reassembly limit {self.max_frame_bytes}",
             )
-        while self._partials and self.stats.pending_bytes + chunk.total_size > self.max_bytes:
-            self._drop(next(iter(self._partials)))
-            self.stats.evicted += 1
-        partial = _Partial(
-            chunk.count, chunk.total_size, chunk.sha256, self._clock(), bytearray(chunk.total_size)
-        )
+        device = key[0]
+        if self._per_device.get(device, 0) >= self.max_per_device:
+            self._evict(next(k for k in self._partials if k[0] == device), "device")
+        if len(self._partials) >= self.max_frames:
+            self._evict(next(iter(self._partials)), "memory")
+        partial = _Partial(chunk.count, chunk.total_size, chunk.sha256, self._clock())
         self._partials[key] = partial
+        self._per_device[device] = self._per_device.get(device, 0) + 1
         self.stats.pending_frames += 1
-        self.stats.pending_bytes += chunk.total_size
         return partial
+
+    def _evict(self, key: Key, reason: str) -> None:
+        self._drop(key)
+        if reason == "device":
+            self.stats.evicted_device += 1
+        else:
+            self.stats.evicted_memory += 1
+        if len(self._evicted) < 1024:
+            self._evicted.append((key, reason))
+
+    def take_evicted(self) -> list[tuple[Key, str]]:
+        """(key, reason) of the frames evicted since the last call (at most 1024 kept)."""
+        out, self._evicted = self._evicted, []
+        return out
 
     def _finish(self, key: Key, partial: _Partial) -> frame_pb2.Frame:
         self._drop(key)
-        received = sum(length for _, length in partial.received.values())
-        if received != partial.total_size:
+        if partial.received_bytes != partial.total_size:
             self.stats.checksum_failed += 1
             raise ContractError(
                 Reason.CHECKSUM_MISMATCH,
-                f"{key[0]} {key[1]}-{key[2]}: chunks hold {received} bytes, total_size says "
-                f"{partial.total_size}",
+                f"{key[0]} {key[2]}-{key[3]}: chunks hold {partial.received_bytes} bytes, "
+                f"total_size says {partial.total_size}",
             )
-        data = bytes(partial.buffer)
+        # The pieces do not overlap, lie within total_size and add up to it: they tile it.
+        data = b"".join(d for _, d in sorted(partial.pieces.values(), key=lambda p: p[0]))
         if hashlib.sha256(data).digest() != partial.sha256:
             self.stats.checksum_failed += 1
             raise ContractError(
                 Reason.CHECKSUM_MISMATCH,
-                f"{key[0]} {key[1]}-{key[2]}: SHA-256 of the chunks differs",
+                f"{key[0]} {key[2]}-{key[3]}: SHA-256 of the chunks differs",
             )
         frame = frame_pb2.Frame()
         if partial.header is not None:
             frame.CopyFrom(partial.header)
-        frame.session, frame.seq = key[1], key[2]
+        frame.incarnation, frame.session, frame.seq = key[1], key[2], key[3]
         frame.size = partial.total_size
         frame.sha256 = partial.sha256
         frame.data = data
@@ -241,12 +287,21 @@ class Reassembler:
     def _drop(self, key: Key) -> None:
         partial = self._partials.pop(key)
         self.stats.pending_frames -= 1
-        self.stats.pending_bytes -= partial.total_size
+        self.stats.pending_bytes -= partial.received_bytes
+        left = self._per_device[key[0]] - 1
+        if left:
+            self._per_device[key[0]] = left
+        else:
+            del self._per_device[key[0]]
 
     def expire(self) -> list[Key]:
         """Give up on frames incomplete for longer than ``timeout_s``; return their keys."""
         deadline = self._clock() - self.timeout_s
-        expired = [k for k, p in self._partials.items() if p.started <= deadline]
+        expired = []
+        for k, p in self._partials.items():  # oldest first: stop at the first young one
+            if p.started > deadline:
+                break
+            expired.append(k)
         for key in expired:
             self._drop(key)
             self.stats.expired += 1

@@ -202,7 +202,7 @@ class DeviceReceiver:
             self.got.frames[key] = frame
             self.got.order.append(key)
         if self.receipts and key not in self.withhold:
-            receipt = make_receipt([key], int(time.time() * 1000))
+            receipt = make_receipt([key], int(time.time() * 1000), frame.incarnation)
             payload = self.signed(Kind.RECEIPT, codec.encode(receipt))
             self.client.publish(self.topic(Kind.RECEIPT), payload, qos=1)
 

@@ -51,6 +51,8 @@ class SimDevice:
     capabilities: tuple[str, ...] = ("jpeg", "chunks")
     groups: tuple[str, ...] = ()
     platform: str = "sim"
+    #: The device's incarnation id (docs/protocol.md): frames, births and receipts carry it.
+    incarnation: bytes = b""
     #: Called for a capture command that runs; default publishes one frame per count.
     on_capture: Callable[[SimDevice, command_pb2.Command], None] | None = None
     auto_ack: bool = True
@@ -76,6 +78,7 @@ class SimDevice:
             state_pb2.DeviceState(
                 presence=presence,  # type: ignore[arg-type]
                 session=self.session,
+                incarnation=self.incarnation,
                 timestamp_ms=int(time.time() * 1000),
                 firmware_version="1.0.0",
                 platform=self.platform,
@@ -152,6 +155,7 @@ class SimDevice:
                 size or self.frame_size, seed=hash((self.device_id, self.session, seq))
             )
         fields.setdefault("captured_at_ms", int(time.time() * 1000))
+        fields.setdefault("incarnation", self.incarnation)
         frame = codec.make_frame(data, session=self.session, seq=seq, **fields)
         with self._cond:
             self.spool[(frame.session, frame.seq)] = frame
@@ -206,6 +210,8 @@ class SimDevice:
             now = time.time()
             with self._cond:
                 for r in receipt.stored:
+                    if r.incarnation != self.incarnation:
+                        continue  # another incarnation's frames with the same numbers
                     for seq in range(r.first_seq, r.last_seq + 1):
                         key = (r.session, seq)
                         if key in self.spool and key not in self.receipted:

@@ -29,15 +29,7 @@ def create_app(controller: Controller) -> FastAPI:
 
     @app.get("/health", tags=["ops"])
     def health(request: Request) -> Any:
-        c = ctl(request)
-        connected = c.channel.connected.is_set()
-        return {
-            "status": "ok" if connected else "degraded",
-            "mqtt_connected": connected,
-            "writer_queue": c.writer.depth(),
-            "instance_id": c.instance_id,
-            "version": __version__,
-        }
+        return ctl(request).health()
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics(request: Request) -> Any:

@@ -23,7 +23,9 @@ class CommandBody(BaseModel):
     device: str | None = None
     group: str | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="The action's fields")
-    expires_in_s: float | None = Field(default=None, description="0 = never; default from config")
+    expires_in_s: float | None = Field(
+        default=None, description="seconds, > 0; omitted = command_expiry_s"
+    )
 
 
 @router.post("/commands", status_code=201, **OPERATOR)

@@ -10,6 +10,8 @@ from fastapi.responses import FileResponse, Response
 from camfleet.controller.api.deps import ctl, device_id_or_404, page
 from camfleet.controller.frames import index as frames_index
 
+_UINT32 = 2**32 - 1
+
 router = APIRouter(prefix="/api/v1", tags=["frames"])
 
 
@@ -33,8 +35,12 @@ def list_frames(
 
 def _parse_frame_id(frame_id: str) -> tuple[int, int]:
     session, _, seq = frame_id.removesuffix(".jpg").partition("-")
-    if not (session.isdigit() and seq.isdigit()):
+    # isascii: str.isdigit accepts other scripts' digits; the bound: sessions and seqs are
+    # uint32 on the wire, and a larger number overflows the database's integer.
+    if not (session.isascii() and seq.isascii() and session.isdigit() and seq.isdigit()):
         raise HTTPException(404, f"no frame {frame_id!r}: ids look like SESSION-SEQ")
+    if int(session) > _UINT32 or int(seq) > _UINT32:
+        raise HTTPException(404, f"no frame {frame_id!r}: session and seq are at most {_UINT32}")
     return int(session), int(seq)
 
 

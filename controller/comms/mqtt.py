@@ -174,15 +174,19 @@ class MqttChannel:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
             log.error("broker refused subscriptions: %s", ", ".join(refused))
-        client.publish(
+        self.publish_presence()
+        self.connected.set()
+        for hook in self.on_connected:
+            threading.Thread(target=_safe(hook), name="camfleet-on-connect", daemon=True).start()
+
+    def publish_presence(self) -> None:
+        """Publish (retained) that this controller is ONLINE."""
+        self.client.publish(
             topics.controller_state_topic(self.root),
             self._presence(state_pb2.PRESENCE_ONLINE),
             qos=1,
             retain=True,
         )
-        self.connected.set()
-        for hook in self.on_connected:
-            threading.Thread(target=_safe(hook), name="camfleet-on-connect", daemon=True).start()
 
     def _disconnected(self, client, userdata, flags, rc, props=None) -> None:  # type: ignore[no-untyped-def]
         self.connected.clear()

@@ -17,78 +17,75 @@ _wake_cause = functools.lru_cache(maxsize=64)(wake_cause_name)
 @dataclass(frozen=True, slots=True)
 class IndexEntry:
     device_id: str
+    incarnation: str  # text form (frame_store.incarnation_tag)
     session: int
     seq: int
     store_key: str
     frame: frame_pb2.Frame
     received_ms: int
+    conflict: bool = False
 
 
-def exists(tx: Tx, device_id: str, session: int, seq: int) -> bool:
-    return (
-        tx.scalar(
-            "SELECT 1 FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
-            (device_id, session, seq),
-        )
-        is not None
-    )
+Identity = tuple[str, str, int, int]  # (device, incarnation tag, session, seq)
 
 
-def existing(tx: Tx, keys: list[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
-    """The (device, session, seq) of ``keys`` already indexed: one query per device session."""
-    wanted: dict[tuple[str, int], list[int]] = {}
-    for device_id, session, seq in keys:
-        wanted.setdefault((device_id, session), []).append(seq)
-    found: set[tuple[str, int, int]] = set()
-    for (device_id, session), seqs in wanted.items():
+def digests(tx: Tx, keys: list[Identity]) -> dict[Identity, set[str]]:
+    """{identity: sha256 hex of every row stored under it} for the ``keys`` already indexed;
+    one query per device incarnation session."""
+    wanted: dict[tuple[str, str, int], list[int]] = {}
+    for device_id, incarnation, session, seq in keys:
+        wanted.setdefault((device_id, incarnation, session), []).append(seq)
+    found: dict[Identity, set[str]] = {}
+    for (device_id, incarnation, session), seqs in wanted.items():
         for i in range(0, len(seqs), 500):
             part = seqs[i : i + 500]
             rows = tx.query(
-                "SELECT seq FROM frames WHERE device_id = ? AND session = ? AND seq IN ("
-                + ",".join("?" * len(part))
-                + ")",
-                [device_id, session, *part],
+                "SELECT seq, sha256 FROM frames WHERE device_id = ? AND incarnation = ? "
+                "AND session = ? AND seq IN (" + ",".join("?" * len(part)) + ")",
+                [device_id, incarnation, session, *part],
             )
-            found.update((device_id, session, r["seq"]) for r in rows)
+            for r in rows:
+                key = (device_id, incarnation, session, r["seq"])
+                found.setdefault(key, set()).add(r["sha256"])
     return found
 
 
 def sha256_of_keys(tx: Tx, keys: list[str]) -> dict[str, str]:
     """{store key: sha256 hex} for the keys whose frame is indexed (frame-log replay)."""
-    from camfleet.controller.frames.store import frame_identity
-
     found: dict[str, str] = {}
-    for key in keys:
-        ident = frame_identity(key)
-        if ident is None:
-            continue
-        row = tx.one(
-            "SELECT store_key, sha256 FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
-            ident,
+    for i in range(0, len(keys), 500):
+        part = keys[i : i + 500]
+        rows = tx.query(
+            "SELECT store_key, sha256 FROM frames WHERE store_key IN ("
+            + ",".join("?" * len(part))
+            + ")",
+            part,
         )
-        if row is not None and row["store_key"] == key:
-            found[key] = row["sha256"]
+        found.update((r["store_key"], r["sha256"]) for r in rows)
     return found
 
 
 def insert(tx: Tx, entries: list[IndexEntry], stored_ms: int) -> None:
     """Insert rows; a row already there (another controller stored it first) is left alone."""
     tx.executemany(
-        "INSERT INTO frames (device_id, session, seq, capture_id, captured_at_ms, received_ms, "
-        "stored_ms, size, sha256, store_key, content_type, width, height, historical, "
-        "command_id, wake_cause, metadata) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-        "ON CONFLICT (device_id, session, seq) DO NOTHING",
+        "INSERT INTO frames (device_id, incarnation, session, seq, sha256, conflict, capture_id, "
+        "captured_at_ms, received_ms, stored_ms, size, store_key, content_type, width, height, "
+        "historical, command_id, wake_cause, metadata) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT (device_id, incarnation, session, seq, sha256) DO NOTHING",
         [
             (
                 e.device_id,
+                e.incarnation,
                 e.session,
                 e.seq,
+                e.frame.sha256.hex(),
+                int(e.conflict),
                 e.frame.capture_id,
                 e.frame.captured_at_ms or e.received_ms,
                 e.received_ms,
                 stored_ms,
                 e.frame.size,
-                e.frame.sha256.hex(),
                 e.store_key,
                 e.frame.content_type or "image/jpeg",
                 e.frame.width,
@@ -112,8 +109,9 @@ def insert(tx: Tx, entries: list[IndexEntry], stored_ms: int) -> None:
 
 
 _COLUMNS = (
-    "device_id, session, seq, capture_id, captured_at_ms, received_ms, stored_ms, size, sha256, "
-    "store_key, content_type, width, height, historical, command_id, wake_cause, metadata"
+    "device_id, incarnation, session, seq, conflict, capture_id, captured_at_ms, received_ms, "
+    "stored_ms, size, sha256, store_key, content_type, width, height, historical, command_id, "
+    "wake_cause, metadata"
 )
 
 
@@ -121,6 +119,7 @@ def to_json(row: Row) -> dict[str, Any]:
     out = dict(row)
     out["metadata"] = json.loads(row["metadata"])
     out["historical"] = bool(row["historical"])
+    out["conflict"] = bool(row["conflict"])
     out["id"] = f"{row['session']}-{row['seq']}"
     return out
 
@@ -148,15 +147,19 @@ def query(
     sql = f"SELECT {_COLUMNS} FROM frames"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY captured_at_ms DESC, session DESC, seq DESC LIMIT ? OFFSET ?"
+    sql += " ORDER BY captured_at_ms DESC, session DESC, seq DESC, stored_ms DESC LIMIT ? OFFSET ?"
     return tx.query(sql, [*params, limit, offset])
 
 
 def get(tx: Tx, device_id: str, session: int, seq: int) -> Row | None:
-    return tx.one(
-        f"SELECT {_COLUMNS} FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
+    """The frame (session, seq) of the device; of several (incarnations, conflicts), the one
+    stored last."""
+    rows = tx.query(
+        f"SELECT {_COLUMNS} FROM frames WHERE device_id = ? AND session = ? AND seq = ? "
+        "ORDER BY stored_ms DESC LIMIT 1",
         (device_id, session, seq),
     )
+    return rows[0] if rows else None
 
 
 def latest(tx: Tx, device_id: str) -> Row | None:

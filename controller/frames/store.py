@@ -41,12 +41,32 @@ Indexed = Callable[[list[str]], dict[str, str]]
 
 
 def frame_key(
-    device_id: str, session: int, seq: int, captured_at_ms: int, content_type: str
+    device_id: str,
+    session: int,
+    seq: int,
+    captured_at_ms: int,
+    content_type: str,
+    incarnation: bytes = b"",
+    conflict_sha256: bytes = b"",
 ) -> str:
-    """The store key of a frame. The same frame always gets the same key (redelivery-safe)."""
+    """The store key of a frame. The same frame always gets the same key (redelivery-safe).
+
+    ``{HHMMSS}_{session}-{seq}[_{incarnation}][_c{sha256 prefix}].{ext}``: frames of another
+    incarnation, and a conflict (same identity, other digest), never share a file with the first.
+    """
     day, hms = _utc_parts(max(captured_at_ms, 0) // 1000)
     ext = _EXTENSIONS.get(content_type, "bin")
-    return f"frames/{device_id}/{day}/{hms}_{session}-{seq}.{ext}"
+    tag = f"_{incarnation_tag(incarnation)}" if incarnation else ""
+    if conflict_sha256:
+        tag += f"_c{conflict_sha256.hex()[:16]}"
+    return f"frames/{device_id}/{day}/{hms}_{session}-{seq}{tag}.{ext}"
+
+
+def incarnation_tag(incarnation: bytes) -> str:
+    """The text form of an incarnation id (its hex; a digest of it when it is oversized)."""
+    if len(incarnation) <= 16:
+        return incarnation.hex()
+    return hashlib.sha256(incarnation).hexdigest()[:32]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -54,18 +74,6 @@ def _utc_parts(seconds: int) -> tuple[str, str]:
     # Frames of one batch share a handful of seconds: format each second once.
     when = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
     return f"{when:%Y-%m-%d}", f"{when:%H%M%S}"
-
-
-def frame_identity(key: str) -> tuple[str, int, int] | None:
-    """(device, session, seq) of a key made by ``frame_key``; None for anything else."""
-    parts = key.split("/")
-    if len(parts) != 4 or parts[0] != "frames":
-        return None
-    name = parts[3].rpartition(".")[0].partition("_")[2]
-    session, _, seq = name.partition("-")
-    if not (session.isdigit() and seq.isdigit()):
-        return None
-    return parts[1], int(session), int(seq)
 
 
 class FrameStore:

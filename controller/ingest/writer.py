@@ -21,7 +21,8 @@ from typing import Any
 
 from camfleet.controller import registry
 from camfleet.controller.frames import index as frames_index
-from camfleet.controller.frames.store import FrameStore, frame_key
+from camfleet.controller.frames.store import FrameStore, frame_key, incarnation_tag
+from camfleet.controller.ingest.diskspace import DiskGuard, RateLimitedLog, is_out_of_space
 from camfleet.controller.ingest.jobs import AfterCommit, Delivery, Job
 from camfleet.controller.metrics import Metrics, StageClock, thread_cpu_seconds
 from camfleet.controller.storage.database import Database, Tx
@@ -39,6 +40,7 @@ class StoredFrame:
     frame: frame_pb2.Frame
     store_key: str
     new: bool
+    conflict: bool = False
 
 
 @dataclass
@@ -47,10 +49,13 @@ class BatchResult:
 
     frames: list[StoredFrame] = field(default_factory=list)
 
-    def receipted(self) -> dict[str, list[tuple[int, int]]]:
-        out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    def receipted(self) -> dict[str, dict[bytes, list[tuple[int, int]]]]:
+        """{device: {incarnation: [(session, seq)]}} of the stored (or duplicate) frames."""
+        out: dict[str, dict[bytes, list[tuple[int, int]]]] = defaultdict(dict)
         for f in self.frames:
-            out[f.device_id].append((f.frame.session, f.frame.seq))
+            out[f.device_id].setdefault(f.frame.incarnation, []).append(
+                (f.frame.session, f.frame.seq)
+            )
         return out
 
 
@@ -65,8 +70,11 @@ class Writer:
         max_batch: int = 512,
         max_batch_bytes: int = 64 * 1024 * 1024,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        disk: DiskGuard | None = None,
     ) -> None:
         self.db = db
+        self.disk = disk
+        self._ratelog = RateLimitedLog(log)
         self.store = store
         self.handlers = handlers
         self.on_batch = on_batch
@@ -142,22 +150,40 @@ class Writer:
 
     def _process(self, batch: list[Job]) -> None:
         acks: list[Delivery] = []
+        if self.disk is not None and self.disk.check():
+            batch = self._refuse_frames(batch, "disk_low", acks)
         try:
             result, after = self._commit(batch)
-            acks = [d for job in batch for d in job.deliveries]
-        except Exception:
-            log.exception("batch of %d failed; applying its jobs one by one", len(batch))
+            acks += [d for job in batch for d in job.deliveries]
+        except Exception as exc:
+            if is_out_of_space(exc) and self.disk is not None:
+                self.disk.out_of_space()
+            self._ratelog(
+                "batch", logging.ERROR, "batch of %d failed; applying its jobs one by one",
+                len(batch), exc=True,
+            )  # fmt: skip
             self.metrics.inc("writer_batch_errors_total")
             result, after = BatchResult(), []
             for job in batch:
+                if job.kind is Kind.FRAME and self.disk is not None and self.disk.low:
+                    self._refuse_frames([job], "disk_low", acks)
+                    continue
                 try:
                     r, a = self._commit([job])
                 except Exception as exc:
+                    if is_out_of_space(exc) and self.disk is not None:
+                        self.disk.out_of_space()
                     self.metrics.inc("writer_job_errors_total", kind=str(job.kind))
-                    log.error("dropping %s from %s: %s", job.kind, job.device_id, exc)
-                    if job.kind not in (Kind.FRAME, Kind.CHUNK):
-                        # Not a frame: acknowledging loses nothing the device would resend.
-                        acks += job.deliveries
+                    self._ratelog(
+                        f"job-{job.kind}", logging.ERROR, "could not store %s from %s: %s",
+                        job.kind, job.device_id, exc,
+                    )  # fmt: skip
+                    if job.kind is Kind.FRAME:
+                        # Acknowledged without a receipt: the device keeps the frame and sends
+                        # it again; held, it would block the broker's window for everyone.
+                        self._refuse_frames([job], "store_error", acks)
+                    else:
+                        acks += job.deliveries  # counted in writer_job_errors_total{kind}
                     continue
                 result.frames += r.frames
                 after += a
@@ -169,7 +195,7 @@ class Writer:
             try:
                 action()
             except Exception:
-                log.exception("after-commit action failed")
+                self._ratelog("after", logging.ERROR, "after-commit action failed", exc=True)
         try:
             # Receipts are queued BEFORE the broker acks, on the same connection: if a PUBACK
             # reached the broker, the receipt before it did too. The other order loses the
@@ -177,9 +203,20 @@ class Writer:
             # spool replay).
             self.on_batch(result)
         except Exception:
-            log.exception("batch callback failed")
+            self._ratelog("on_batch", logging.ERROR, "batch callback failed", exc=True)
         acknowledge(acks)
         clock.lap("writer_receipts_and_acks")
+
+    def _refuse_frames(self, batch: list[Job], reason: str, acks: list[Delivery]) -> list[Job]:
+        """Take the frame jobs out of ``batch``: acknowledged, not stored, not receipted."""
+        kept = []
+        for job in batch:
+            if job.kind is Kind.FRAME:
+                self.metrics.inc("frames_refused_total", reason=reason)
+                acks += job.deliveries
+            else:
+                kept.append(job)
+        return kept
 
     def _commit(self, batch: list[Job]) -> tuple[BatchResult, list[AfterCommit]]:
         clock = StageClock(self.metrics)
@@ -187,28 +224,52 @@ class Writer:
         frame_jobs = [j for j in batch if j.kind is Kind.FRAME]
         new_entries: list[frames_index.IndexEntry] = []
         files: list[tuple[str, bytes]] = []
+        conflicts = 0
         if frame_jobs:
             frames = []
             for job in frame_jobs:
                 frame = job.message
                 assert isinstance(frame, frame_pb2.Frame)
-                frames.append((job, frame, (job.device_id, frame.session, frame.seq)))
+                ident = (
+                    job.device_id,
+                    incarnation_tag(frame.incarnation),
+                    frame.session,
+                    frame.seq,
+                )
+                frames.append((job, frame, ident, frame.sha256.hex()))
             with self.db.read() as tx:
-                seen = frames_index.existing(tx, [key3 for _, _, key3 in frames])
-            for job, frame, key3 in frames:
+                seen = frames_index.digests(tx, [ident for _, _, ident, _ in frames])
+            for job, frame, ident, digest in frames:
+                digests = seen.setdefault(ident, set())
+                new = digest not in digests
+                conflict = new and bool(digests)
+                digests.add(digest)
                 key = frame_key(
                     job.device_id,
                     frame.session,
                     frame.seq,
                     frame.captured_at_ms or job.received_ms,
                     frame.content_type or "image/jpeg",
+                    frame.incarnation,
+                    frame.sha256 if conflict else b"",
                 )
-                new = key3 not in seen
-                seen.add(key3)
-                result.frames.append(StoredFrame(job.device_id, frame, key, new))
+                result.frames.append(StoredFrame(job.device_id, frame, key, new, conflict))
                 if new:
                     files.append((key, frame.data))  # upb copies bytes on each access
-                    new_entries.append(frames_index.IndexEntry(*key3, key, frame, job.received_ms))
+                    new_entries.append(
+                        frames_index.IndexEntry(
+                            ident[0], ident[1], ident[2], ident[3], key, frame, job.received_ms,
+                            conflict,
+                        )
+                    )  # fmt: skip
+                if conflict:
+                    conflicts += 1
+                    self._ratelog(
+                        f"conflict-{job.device_id}", logging.WARNING,
+                        "frame %s %d-%d (incarnation %s) arrived again with another SHA-256: "
+                        "kept as a conflict (%s)", job.device_id, frame.session, frame.seq,
+                        ident[1] or "none", key,
+                    )  # fmt: skip
             clock.lap("writer_dedup")
             self.store.put_batch(files)
             clock.lap("writer_files")
@@ -226,14 +287,16 @@ class Writer:
                 if action is not None:
                     after.append(action)
             if frame_jobs:
-                for device_id in {j.device_id for j in frame_jobs}:
-                    registry.touch(tx, device_id, now)
+                for device_id, live in _live_sessions(frame_jobs).items():
+                    registry.frames_seen(tx, device_id, live, now)
                 frames_index.insert(tx, new_entries, now)
         if frame_jobs:
             self.store.committed()  # the index has the rows: the files may appear now
         clock.lap("writer_index")
         stored = sum(1 for f in result.frames if f.new)
         self.metrics.inc("frames_stored_total", stored)
+        if conflicts:
+            self.metrics.inc("frames_conflict_total", conflicts)
         self.metrics.inc("frames_duplicate_total", len(result.frames) - stored)
         self.metrics.inc(
             "frame_bytes_stored_total", sum(f.frame.size for f in result.frames if f.new)
@@ -252,6 +315,19 @@ def acknowledge(deliveries: list[Delivery]) -> None:
             batched.setdefault(many, []).append(d.mid)
     for many, mids in batched.items():
         many(mids)
+
+
+def _live_sessions(jobs: list[Job]) -> dict[str, dict[str, int]]:
+    """{device: {incarnation tag: highest session of its live (not historical) frames}}."""
+    out: dict[str, dict[str, int]] = {}
+    for job in jobs:
+        frame = job.message
+        assert isinstance(frame, frame_pb2.Frame)
+        live = out.setdefault(job.device_id, {})
+        if not frame.historical:
+            tag = incarnation_tag(frame.incarnation)
+            live[tag] = max(live.get(tag, 0), frame.session)
+    return out
 
 
 def _size(job: Job) -> int:

@@ -134,6 +134,47 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ],
     ),
     (
+        # A frame's identity is (device, incarnation, session, seq); a row is one (identity,
+        # sha256): a same-identity frame with another digest is a conflict, kept as its own row.
+        "frame incarnation and conflicts; device incarnation",
+        [
+            """CREATE TABLE frames_v2 (
+                device_id {text} NOT NULL,
+                incarnation {text} NOT NULL DEFAULT '',
+                session {bigint} NOT NULL,
+                seq {bigint} NOT NULL,
+                sha256 {text} NOT NULL,
+                conflict {bigint} NOT NULL DEFAULT 0,
+                capture_id {text} NOT NULL,
+                captured_at_ms {bigint} NOT NULL,
+                received_ms {bigint} NOT NULL,
+                stored_ms {bigint} NOT NULL,
+                size {bigint} NOT NULL,
+                store_key {text} NOT NULL,
+                content_type {text} NOT NULL,
+                width {bigint} NOT NULL DEFAULT 0,
+                height {bigint} NOT NULL DEFAULT 0,
+                historical {bigint} NOT NULL DEFAULT 0,
+                command_id {text} NOT NULL DEFAULT '',
+                wake_cause {text} NOT NULL DEFAULT '',
+                metadata {text} NOT NULL DEFAULT '{}',
+                PRIMARY KEY (device_id, incarnation, session, seq, sha256)
+            )""",
+            """INSERT INTO frames_v2 (device_id, incarnation, session, seq, sha256, conflict,
+                capture_id, captured_at_ms, received_ms, stored_ms, size, store_key, content_type,
+                width, height, historical, command_id, wake_cause, metadata)
+               SELECT device_id, '', session, seq, sha256, 0, capture_id, captured_at_ms,
+                received_ms, stored_ms, size, store_key, content_type, width, height, historical,
+                command_id, wake_cause, metadata FROM frames""",
+            "DROP TABLE frames",
+            "ALTER TABLE frames_v2 RENAME TO frames",
+            "CREATE INDEX frames_by_time ON frames (device_id, captured_at_ms)",
+            "CREATE INDEX frames_by_stored ON frames (stored_ms)",
+            "CREATE UNIQUE INDEX frames_by_key ON frames (store_key)",
+            "ALTER TABLE devices ADD COLUMN incarnation {text} NOT NULL DEFAULT ''",
+        ],
+    ),
+    (
         "API users with roles (tokens hashed)",
         [
             """CREATE TABLE api_users (

@@ -22,7 +22,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class Frame(_message.Message):
     """Topic `{root}/v1/{device}/frame`, QoS 1. One captured image whose encoded message fits the
-    max payload (default 128 KiB). (device, session, seq) identifies it for deduplication.
+    max payload (default 128 KiB). (device, incarnation, session, seq) identifies it; the receiver
+    deduplicates on that identity AND sha256 (same identity, other digest = a conflict, kept).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -63,6 +64,7 @@ class Frame(_message.Message):
     COMMAND_ID_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     UPTIME_MS_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
     capture_id: _builtins.str
     """unique per device, e.g. "<session>-<seq>" """
     session: _builtins.int
@@ -88,6 +90,8 @@ class Frame(_message.Message):
     """the image"""
     uptime_ms: _builtins.int
     """device uptime at capture, for devices without a clock"""
+    incarnation: _builtins.bytes
+    """random id (8 bytes) chosen when the device's state was created"""
     @_builtins.property
     def settings(self) -> _common_pb2.CameraSettings:
         """the settings really used"""
@@ -115,10 +119,11 @@ class Frame(_message.Message):
         command_id: _builtins.str = ...,
         data: _builtins.bytes = ...,
         uptime_ms: _builtins.int = ...,
+        incarnation: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_id", b"capture_id", "captured_at_ms", b"captured_at_ms", "command_id", b"command_id", "content_type", b"content_type", "data", b"data", "height", b"height", "historical", b"historical", "metadata", b"metadata", "seq", b"seq", "session", b"session", "settings", b"settings", "sha256", b"sha256", "size", b"size", "uptime_ms", b"uptime_ms", "wake_cause", b"wake_cause", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_id", b"capture_id", "captured_at_ms", b"captured_at_ms", "command_id", b"command_id", "content_type", b"content_type", "data", b"data", "height", b"height", "historical", b"historical", "incarnation", b"incarnation", "metadata", b"metadata", "seq", b"seq", "session", b"session", "settings", b"settings", "sha256", b"sha256", "size", b"size", "uptime_ms", b"uptime_ms", "wake_cause", b"wake_cause", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -142,6 +147,7 @@ class FrameChunk(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     HEADER_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     capture_id: _builtins.str
     session: _builtins.int
@@ -155,6 +161,8 @@ class FrameChunk(_message.Message):
     """SHA-256 of the whole frame"""
     offset: _builtins.int
     """byte offset of this chunk's data in the frame"""
+    incarnation: _builtins.bytes
+    """the frame's incarnation (as Frame.incarnation)"""
     data: _builtins.bytes
     @_builtins.property
     def header(self) -> Global___Frame:
@@ -172,11 +180,12 @@ class FrameChunk(_message.Message):
         sha256: _builtins.bytes = ...,
         header: Global___Frame | None = ...,
         offset: _builtins.int = ...,
+        incarnation: _builtins.bytes = ...,
         data: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_id", b"capture_id", "count", b"count", "data", b"data", "header", b"header", "index", b"index", "offset", b"offset", "seq", b"seq", "session", b"session", "sha256", b"sha256", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capture_id", b"capture_id", "count", b"count", "data", b"data", "header", b"header", "incarnation", b"incarnation", "index", b"index", "offset", b"offset", "seq", b"seq", "session", b"session", "sha256", b"sha256", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -191,19 +200,23 @@ class SeqRange(_message.Message):
     SESSION_FIELD_NUMBER: _builtins.int
     FIRST_SEQ_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
     session: _builtins.int
     first_seq: _builtins.int
     last_seq: _builtins.int
+    incarnation: _builtins.bytes
+    """the frames' incarnation; a device applies a range only to"""
     def __init__(
         self,
         *,
         session: _builtins.int = ...,
         first_seq: _builtins.int = ...,
         last_seq: _builtins.int = ...,
+        incarnation: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_seq", b"first_seq", "last_seq", b"last_seq", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_seq", b"first_seq", "incarnation", b"incarnation", "last_seq", b"last_seq", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from camfleet.proto.v1 import common_pb2 as camfleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61mfleet/v1/state.proto\x12\x0b\x63\x61mfleet.v1\x1a\x18\x63\x61mfleet/v1/common.proto\"\xb5\x03\n\x0b\x44\x65viceState\x12\'\n\x08presence\x18\x01 \x01(\x0e\x32\x15.camfleet.v1.Presence\x12\x0f\n\x07session\x18\x02 \x01(\r\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x18\n\x10\x66irmware_version\x18\x04 \x01(\t\x12\x10\n\x08platform\x18\x05 \x01(\t\x12\r\n\x05\x62oard\x18\x06 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12*\n\nwake_cause\x18\x08 \x01(\x0e\x32\x16.camfleet.v1.WakeCause\x12\x14\n\x0cnext_wake_ms\x18\t \x01(\x03\x12\x17\n\x0f\x64\x65sired_version\x18\n \x01(\r\x12\x10\n\x08ota_slot\x18\x0b \x01(\t\x12\x14\n\x0creset_reason\x18\x0c \x01(\t\x12\x13\n\x0bmax_payload\x18\r \x01(\r\x12\x30\n\x04info\x18\x0e \x03(\x0b\x32\".camfleet.v1.DeviceState.InfoEntry\x12\x0e\n\x06groups\x18\x0f \x03(\t\x1a+\n\tInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x0f\x43ontrollerState\x12\'\n\x08presence\x18\x01 \x01(\x0e\x32\x15.camfleet.v1.Presence\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x15\n\rstarted_at_ms\x18\x05 \x01(\x03*d\n\x08Presence\x12\x18\n\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRESENCE_ONLINE\x10\x01\x12\x14\n\x10PRESENCE_OFFLINE\x10\x02\x12\x13\n\x0fPRESENCE_ASLEEP\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61mfleet/v1/state.proto\x12\x0b\x63\x61mfleet.v1\x1a\x18\x63\x61mfleet/v1/common.proto\"\xca\x03\n\x0b\x44\x65viceState\x12\'\n\x08presence\x18\x01 \x01(\x0e\x32\x15.camfleet.v1.Presence\x12\x0f\n\x07session\x18\x02 \x01(\r\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x18\n\x10\x66irmware_version\x18\x04 \x01(\t\x12\x10\n\x08platform\x18\x05 \x01(\t\x12\r\n\x05\x62oard\x18\x06 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12*\n\nwake_cause\x18\x08 \x01(\x0e\x32\x16.camfleet.v1.WakeCause\x12\x14\n\x0cnext_wake_ms\x18\t \x01(\x03\x12\x17\n\x0f\x64\x65sired_version\x18\n \x01(\r\x12\x10\n\x08ota_slot\x18\x0b \x01(\t\x12\x14\n\x0creset_reason\x18\x0c \x01(\t\x12\x13\n\x0bmax_payload\x18\r \x01(\r\x12\x30\n\x04info\x18\x0e \x03(\x0b\x32\".camfleet.v1.DeviceState.InfoEntry\x12\x0e\n\x06groups\x18\x0f \x03(\t\x12\x13\n\x0bincarnation\x18\x10 \x01(\x0c\x1a+\n\tInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x0f\x43ontrollerState\x12\'\n\x08presence\x18\x01 \x01(\x0e\x32\x15.camfleet.v1.Presence\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x15\n\rstarted_at_ms\x18\x05 \x01(\x03*d\n\x08Presence\x12\x18\n\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRESENCE_ONLINE\x10\x01\x12\x14\n\x10PRESENCE_OFFLINE\x10\x02\x12\x13\n\x0fPRESENCE_ASLEEP\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEVICESTATE_INFOENTRY']._loaded_options = None
   _globals['_DEVICESTATE_INFOENTRY']._serialized_options = b'8\001'
-  _globals['_PRESENCE']._serialized_start=650
-  _globals['_PRESENCE']._serialized_end=750
+  _globals['_PRESENCE']._serialized_start=671
+  _globals['_PRESENCE']._serialized_end=771
   _globals['_DEVICESTATE']._serialized_start=67
-  _globals['_DEVICESTATE']._serialized_end=504
-  _globals['_DEVICESTATE_INFOENTRY']._serialized_start=461
-  _globals['_DEVICESTATE_INFOENTRY']._serialized_end=504
-  _globals['_CONTROLLERSTATE']._serialized_start=507
-  _globals['_CONTROLLERSTATE']._serialized_end=648
+  _globals['_DEVICESTATE']._serialized_end=525
+  _globals['_DEVICESTATE_INFOENTRY']._serialized_start=482
+  _globals['_DEVICESTATE_INFOENTRY']._serialized_end=525
+  _globals['_CONTROLLERSTATE']._serialized_start=528
+  _globals['_CONTROLLERSTATE']._serialized_end=669
 # @@protoc_insertion_point(module_scope)

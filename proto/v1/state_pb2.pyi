@@ -90,6 +90,7 @@ class DeviceState(_message.Message):
     MAX_PAYLOAD_FIELD_NUMBER: _builtins.int
     INFO_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
     presence: Global___Presence.ValueType
     session: _builtins.int
     timestamp_ms: _builtins.int
@@ -110,6 +111,8 @@ class DeviceState(_message.Message):
     """free text from the platform"""
     max_payload: _builtins.int
     """largest MQTT payload the device sends (chunk size bound)"""
+    incarnation: _builtins.bytes
+    """random id (8 bytes) chosen when the device's persistent"""
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """"jpeg", "deep_sleep", "ota", "psram", "chunks", ..."""
@@ -140,10 +143,11 @@ class DeviceState(_message.Message):
         max_payload: _builtins.int = ...,
         info: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         groups: _abc.Iterable[_builtins.str] | None = ...,
+        incarnation: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "capabilities", b"capabilities", "desired_version", b"desired_version", "firmware_version", b"firmware_version", "groups", b"groups", "info", b"info", "max_payload", b"max_payload", "next_wake_ms", b"next_wake_ms", "ota_slot", b"ota_slot", "platform", b"platform", "presence", b"presence", "reset_reason", b"reset_reason", "session", b"session", "timestamp_ms", b"timestamp_ms", "wake_cause", b"wake_cause"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "capabilities", b"capabilities", "desired_version", b"desired_version", "firmware_version", b"firmware_version", "groups", b"groups", "incarnation", b"incarnation", "info", b"info", "max_payload", b"max_payload", "next_wake_ms", b"next_wake_ms", "ota_slot", b"ota_slot", "platform", b"platform", "presence", b"presence", "reset_reason", b"reset_reason", "session", b"session", "timestamp_ms", b"timestamp_ms", "wake_cause", b"wake_cause"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from camfleet.controller.frames.log import FrameLog, read_segment
-from camfleet.controller.frames.store import LocalFrameStore, frame_identity, frame_key
+from camfleet.controller.frames.store import LocalFrameStore, frame_key
 
 
 def test_records_round_trip_and_a_torn_tail_ends_the_replay(tmp_path: Path) -> None:
@@ -54,7 +54,6 @@ def test_a_dead_process_log_is_replayed_for_indexed_frames_with_matching_bytes(
     subprocess.run([sys.executable, "-c", _CRASHING_WRITER, str(tmp_path)], check=True)
     keys = [frame_key("cam", 1, seq, 1_700_000_000_000 + seq, "image/jpeg") for seq in range(6)]
     blobs = [bytes([seq]) * 40_000 for seq in range(6)]
-    assert frame_identity(keys[2]) == ("cam", 1, 2)
     assert len(list((tmp_path / "frame-log").glob("*/*.seg"))) >= 2  # rotated
     # The index has frames 0..3; frame 3's row has another checksum (a torn record).
     indexed = {k: hashlib.sha256(b).hexdigest() for k, b in zip(keys[:3], blobs, strict=False)}

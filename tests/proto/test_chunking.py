@@ -93,25 +93,69 @@ def test_incomplete_frame_expires_and_is_counted() -> None:
     clock.now += 29
     assert reassembler.expire() == []
     clock.now += 2
-    assert reassembler.expire() == [("cam-1", 7, 1)]
+    assert reassembler.expire() == [("cam-1", b"", 7, 1)]
     assert reassembler.stats.expired == 1 and reassembler.stats.pending_bytes == 0
 
 
 def test_memory_is_bounded_by_evicting_the_oldest_incomplete_frame() -> None:
-    reassembler = Reassembler(max_bytes=25_000)
+    reassembler = Reassembler(max_bytes=5_000)
     first = split_frame(sample_frame(os.urandom(10_000), seq=1), 2048)
     second = split_frame(sample_frame(os.urandom(10_000), seq=2), 2048)
     third = split_frame(sample_frame(os.urandom(10_000), seq=3), 2048)
-    reassembler.add("cam-1", wire(first[0]))
-    reassembler.add("cam-1", wire(second[0]))
-    reassembler.add("cam-1", wire(third[0]))  # 30 000 > 25 000: frame 1 goes
-    assert reassembler.pending() == [("cam-1", 7, 2), ("cam-1", 7, 3)]
-    assert reassembler.stats.evicted == 1
-    assert reassembler.stats.pending_bytes <= 25_000
+    reassembler.add("cam-1", wire(first[1]))
+    reassembler.add("cam-1", wire(second[1]))
+    reassembler.add("cam-1", wire(third[1]))  # 3 x ~1.9 KB received > 5 000: frame 1 goes
+    assert reassembler.pending() == [("cam-1", b"", 7, 2), ("cam-1", b"", 7, 3)]
+    assert reassembler.stats.evicted_memory == 1
+    assert 0 < reassembler.stats.pending_bytes <= 5_000
+
+
+def test_a_claimed_size_costs_nothing_only_received_bytes_count() -> None:
+    # 1,000 first chunks each claiming 32 MiB: what is held is what arrived (~1 KB each).
+    reassembler = Reassembler()
+    for seq in range(1, 1001):
+        chunk = frame_pb2.FrameChunk(
+            session=1, seq=seq, index=1, count=2, total_size=32 * 1024 * 1024,
+            sha256=bytes(32), offset=0, data=os.urandom(1000),
+        )  # fmt: skip
+        reassembler.add(f"cam-{seq % 10}", chunk)
+    assert reassembler.stats.pending_bytes <= 1000 * 1000
+
+
+def test_one_device_cannot_hold_more_than_its_share_of_incomplete_frames() -> None:
+    reassembler = Reassembler(max_per_device=3)
+    other = split_frame(sample_frame(os.urandom(5000), seq=99), 2048)
+    reassembler.add("cam-ok", wire(other[0]))
+    for seq in range(1, 50):
+        chunks = split_frame(sample_frame(os.urandom(5000), seq=seq), 2048)
+        reassembler.add("cam-bad", wire(chunks[0]))
+    assert len([k for k in reassembler.pending() if k[0] == "cam-bad"]) == 3
+    assert reassembler.stats.evicted_device == 46
+    evicted = reassembler.take_evicted()
+    assert len(evicted) == 46 and {r for _, r in evicted} == {"device"}
+    # The well-behaved device's frame was never pushed out: it completes.
+    for c in other[1:]:
+        done = reassembler.add("cam-ok", wire(c))
+    assert done is not None and done.seq == 99
+
+
+def test_incarnations_reassemble_apart() -> None:
+    reassembler = Reassembler()
+    a = sample_frame(os.urandom(5000), seq=1)
+    b = sample_frame(os.urandom(5000), seq=1)
+    a.incarnation, b.incarnation = b"A" * 8, b"B" * 8
+    out = []
+    for ca, cb in zip(split_frame(a, 2048), split_frame(b, 2048), strict=True):
+        out += [reassembler.add("cam-1", wire(ca)), reassembler.add("cam-1", wire(cb))]
+    done = [f for f in out if f is not None]
+    assert [(f.incarnation, f.data) for f in done] == [
+        (a.incarnation, a.data),
+        (b.incarnation, b.data),
+    ]
 
 
 def test_a_frame_announcing_more_than_the_limit_is_refused() -> None:
-    reassembler = Reassembler(max_bytes=100_000)
+    reassembler = Reassembler(max_frame_bytes=100_000)
     chunk = split_frame(sample_frame(os.urandom(200_000)), 64 * 1024)[0]
     with pytest.raises(ContractError) as info:
         reassembler.add("cam-1", wire(chunk))
