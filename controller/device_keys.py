@@ -33,6 +33,13 @@ class DeviceKeys:
     def create(self, device_id: str) -> bytes:
         """A new random key for the device, replacing any previous one."""
         key = secrets.token_bytes(KEY_BYTES)
+        self.put(device_id, key)
+        return key
+
+    def put(self, device_id: str, key: bytes) -> None:
+        """Store a key the device already has (e.g. provisioned before the controller ran)."""
+        if len(key) < 16:
+            raise ValueError("a device key has at least 16 bytes")
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._path(device_id)
         tmp = path.with_suffix(".tmp")
@@ -42,7 +49,6 @@ class DeviceKeys:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        return key
 
     def delete(self, device_id: str) -> bool:
         try:

@@ -68,7 +68,7 @@ def test_rm_drops_a_connected_agent_for_good_and_re_adding_loses_no_spooled_fram
 
     ctl = prod.broker_dir.url("controller")
     rx = DeviceReceiver(prod.host, prod.port, "yard-cam", username=ctl.username,
-                        password=ctl.password).start()  # fmt: skip
+                        password=ctl.password, device_key=key).start()  # fmt: skip
     running = RunningAgent(agent_config(tmp_path, folder))
     try:
         agent = running.agent
@@ -95,6 +95,9 @@ def test_rm_drops_a_connected_agent_for_good_and_re_adding_loses_no_spooled_fram
     add = device(tmp_path, prod, "add", "yard-cam", "--group", "yard", "--board", "usb",
                  "--out", str(out), "--broker-host", "127.0.0.1")  # fmt: skip
     assert add.returncode == 0, add.stderr
+    new_key = DeviceKeys(tmp_path / "data").get("yard-cam")
+    assert new_key is not None and new_key != key  # re-enrolled: what the old key signed is void
+    rx.device_key = new_key  # the controller stand-in signs with the new key
     running = RunningAgent(agent_config(tmp_path, folder))  # the new credentials
     try:
         agent = running.agent

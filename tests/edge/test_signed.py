@@ -30,7 +30,9 @@ def test_forged_receipt_command_and_desired_are_refused(
     rx.wait_for(lambda g: (frame.session, frame.seq) in g.frames, what="frame")
     assert agent.spool.depth == 1
 
-    receipt = codec.encode(make_receipt([(frame.session, frame.seq)], int(time.time() * 1000)))
+    receipt = codec.encode(
+        make_receipt([(frame.session, frame.seq)], int(time.time() * 1000), frame.incarnation)
+    )
     shrink = codec.encode(
         A.Command(
             id="forged-1",
@@ -68,5 +70,8 @@ def test_forged_receipt_command_and_desired_are_refused(
     # The genuine, signed path works: a command is obeyed, a receipt deletes the frame.
     rx.command("real-1", capture=A.CaptureNow())
     assert rx.wait_ack("real-1").status == A.ACK_STATUS_DONE
-    rx.send(Kind.RECEIPT, make_receipt([(frame.session, frame.seq)], int(time.time() * 1000)))
+    rx.send(
+        Kind.RECEIPT,
+        make_receipt([(frame.session, frame.seq)], int(time.time() * 1000), frame.incarnation),
+    )
     assert agent.wait_until(lambda: (frame.session, frame.seq) not in agent.spool, 15)

@@ -30,7 +30,9 @@ def test_forged_receipt_command_and_desired_are_refused(mosquitto, make_device):
         assert len(spooled) == 1 and len(rx.frames) == 1  # sent, never receipted
         (stored,) = rx.frames
 
-        receipt = codec.encode(make_receipt([stored], int(time.time() * 1000)))
+        receipt = codec.encode(
+            make_receipt([stored], int(time.time() * 1000), rx.frames[stored].incarnation)
+        )
         shrink = codec.encode(
             command_pb2.Command(
                 id="forged-1",
@@ -64,8 +66,9 @@ def test_forged_receipt_command_and_desired_are_refused(mosquitto, make_device):
         assert not [a for a in rx.of("ack") if a.command_id == "forged-1"]  # nor obeyed
         assert not [r for r in rx.of("reported") if r.version == 99]  # nor applied
 
-        # The genuine, signed receipt deletes the frame; a signed command is obeyed.
-        rx.send(Kind.RECEIPT, make_receipt([stored], int(time.time() * 1000)))
+        # The genuine path works: the stand-in's signed receipts delete the frames it stores
+        # this wake (the replayed one included); a signed command is obeyed.
+        rx.receipts = True
         rx.command("real-1", capture=command_pb2.CaptureNow(count=1))
         rx.send(Kind.DESIRED, b"", retain=True)  # clear the forged retained desired
         woke = dev.run_wake()

@@ -12,7 +12,7 @@ from camfleet.proto.v1 import command_pb2, config_pb2
 
 KEY = bytes(range(32))
 MESSAGES = {
-    Kind.RECEIPT: make_receipt([(3, 1), (3, 2), (4, 7)], 1_700_000_000_000),
+    Kind.RECEIPT: make_receipt([(3, 1), (3, 2), (4, 7)], 1_700_000_000_000, b"incarn08"),
     Kind.CMD: command_pb2.Command(id="c-1", expires_at_ms=5, capture=command_pb2.CaptureNow()),
     Kind.DESIRED: config_pb2.Desired(
         version=7, config=config_pb2.DeviceConfig(spool_max_frames=12)
