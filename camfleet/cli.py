@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "broker": ("camfleet.broker_cli", "broker", "Run a local mosquitto with camfleet's config."),
     "device": ("camfleet.device_cli", "device", "Enrol and revoke devices (prod broker)."),
     "users": ("camfleet.users_cli", "users", "Manage the controller API's users and roles."),
+    "provision": ("camfleet.provision_cli", "provision", "Enrol and flash an ESP32 over USB."),
     "proto": ("camfleet.proto.cli", "proto", "Decode and inspect camfleet MQTT payloads."),
 }
 
