@@ -39,7 +39,7 @@ def broker() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("var/broker"),
     show_default=True,
-    help="Directory for the config, persistence and log.",
+    help="Directory for the config, persistence and log (mosquitto.log, rotated at 10 MB, 3 kept).",
 )
 @click.option(
     "--embedded", is_flag=True, help="Use the built-in pure-Python broker (amqtt), not mosquitto."
@@ -64,7 +64,7 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
     elif embedded:
         server = EmbeddedBroker(port or 1883)
     else:
-        server = Mosquitto(data, port or 1883)
+        server = Mosquitto(data, port or 1883, log_file=data / "mosquitto.log")
     try:
         server.start()
     except RuntimeError as exc:

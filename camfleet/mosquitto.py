@@ -9,6 +9,8 @@ write the files).
 from __future__ import annotations
 
 import getpass
+import logging
+import logging.handlers
 import os
 import shutil
 import signal
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -44,6 +47,11 @@ class Mosquitto:
 
     ``start()`` returns once mosquitto logs that it is running; ``stop()`` is a clean shutdown
     (it saves persistent sessions), ``kill()`` is SIGKILL (it loses what was not autosaved).
+
+    mosquitto logs to its stderr, read here: the last 2,000 lines are kept in ``log`` and, when
+    ``log_file`` is given, every line is also appended to that file, rotated at
+    ``log_max_bytes`` with ``log_backups`` older files (``mosquitto.log.1`` ...), so a broker
+    that runs for months keeps its history on disk in bounded space.
     """
 
     def __init__(
@@ -52,6 +60,9 @@ class Mosquitto:
         port: int | None = None,
         extra_config: str = "",
         executable: str = "mosquitto",
+        log_file: Path | None = None,
+        log_max_bytes: int = 10_000_000,
+        log_backups: int = 3,
     ) -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port()
@@ -60,6 +71,10 @@ class Mosquitto:
         self.executable = executable
         self.proc: subprocess.Popen[str] | None = None
         self.log: deque[str] = deque(maxlen=2000)
+        self.log_file = log_file
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
+        self._log_cond = threading.Condition()
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
 
@@ -117,11 +132,31 @@ class Mosquitto:
 
     def _read_log(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            self.log.append(line.rstrip())
-            if READY_MARKER in line and "version" in line:
-                self._ready.set()
+        sink = None
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            sink = logging.handlers.RotatingFileHandler(
+                self.log_file, maxBytes=self.log_max_bytes, backupCount=self.log_backups
+            )
+        try:
+            for line in proc.stderr:
+                line = line.rstrip()
+                if sink is not None:
+                    sink.emit(logging.makeLogRecord({"msg": line}))
+                with self._log_cond:
+                    self.log.append(line)
+                    self._log_cond.notify_all()
+                if READY_MARKER in line and "version" in line:
+                    self._ready.set()
+        finally:
+            if sink is not None:
+                sink.close()
         self._ready.set()  # process ended: wake start() so it reports the failure
+
+    def wait_log(self, predicate: Callable[[list[str]], bool], timeout: float = 10.0) -> bool:
+        """Wait until ``predicate`` holds for the kept log lines (woken by each new line)."""
+        with self._log_cond:
+            return self._log_cond.wait_for(lambda: predicate(list(self.log)), timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Clean shutdown (SIGTERM): persistent sessions and retained messages are saved."""

@@ -34,6 +34,12 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("jpeg_prefix", str, "Prefix of the retained latest-JPEG topics."),
     ("telemetry_history", int, "Telemetry rows kept per device."),
     ("event_history", int, "Event rows kept per device."),
+    ("command_history", int, "Finished commands kept per device (0 = no count limit)."),
+    (
+        "command_history_days",
+        float,
+        "Finished commands kept at most this many days (0 = no age limit).",
+    ),
     ("command_resend_s", float, "Republish a queued command whose PUBACK did not come by then."),
     ("tick_s", float, "Period of the scheduler / expiry / reassembly tick."),
     ("batch_max", int, "Most jobs per group commit."),

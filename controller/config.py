@@ -58,6 +58,10 @@ class ControllerConfig:
     chunk_timeout_s: float = 120.0
     telemetry_history: int = 1000
     event_history: int = 1000
+    #: Finished commands kept: the newest ``command_history`` per device, none older than
+    #: ``command_history_days`` (0 = no limit of that kind); pending ones are always kept.
+    command_history: int = 1000
+    command_history_days: float = 30.0
     command_expiry_s: float = 86400.0
     command_resend_s: float = 30.0
     tick_s: float = 1.0

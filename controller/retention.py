@@ -1,5 +1,5 @@
-"""Retention: per device (or per group, or a default) by age, count and bytes, plus a disk budget
-for the whole store.
+"""Retention: frames per device (or per group, or a default) by age, count and bytes, plus a disk
+budget for the whole store; and finished commands by age and count per device.
 
 Works from the index only: a frame is a candidate only once its index row exists, so a file
 being written (not yet indexed) is never deleted. Rows are deleted and committed first, then the
@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from camfleet.controller import registry
+from camfleet.controller.commands import FINAL
 from camfleet.controller.config import ControllerConfig, RetentionPolicy
 from camfleet.controller.frames.store import FrameStore
 from camfleet.controller.metrics import Metrics
@@ -132,3 +133,42 @@ class Retention:
                         over.append(r)
                 out.append(("bytes", over))
         return out
+
+    def trim_commands(self) -> int:
+        """Delete finished commands older than ``command_history_days`` or beyond the newest
+        ``command_history`` of their device; return how many went.
+
+        A command still pending (queued, sent, accepted) is never deleted, whatever its age:
+        its row is the outbox the controller publishes from and the target of the device's ack.
+        """
+        days, keep = self.config.command_history_days, self.config.command_history
+        final = ", ".join(f"'{s}'" for s in FINAL)  # constants of commands.py, not user input
+        deleted = 0
+        with self.db.transaction() as tx:
+            if days > 0:
+                cutoff = self.clock_ms() - int(days * 86400 * 1000)
+                deleted += tx.execute(
+                    f"DELETE FROM commands WHERE created_ms < ? AND status IN ({final})",
+                    (cutoff,),
+                )
+            if keep > 0:
+                for row in tx.query("SELECT DISTINCT device_id FROM commands"):
+                    device_id = row["device_id"]
+                    # The newest ``keep`` rows of the device stay, finished or not (ties on
+                    # created_ms broken by id); the walk follows the (device_id, created_ms)
+                    # index, so it costs ``keep`` steps however long the history.
+                    edge = tx.one(
+                        "SELECT created_ms, id FROM commands WHERE device_id = ? "
+                        "ORDER BY created_ms DESC, id DESC LIMIT 1 OFFSET ?",
+                        (device_id, keep - 1),
+                    )
+                    if edge is not None:
+                        deleted += tx.execute(
+                            "DELETE FROM commands WHERE device_id = ? AND (created_ms < ? "
+                            f"OR (created_ms = ? AND id < ?)) AND status IN ({final})",
+                            (device_id, edge["created_ms"], edge["created_ms"], edge["id"]),
+                        )
+        if deleted:
+            self.metrics.inc("commands_deleted_total", deleted)
+            log.info("retention deleted %d finished commands", deleted)
+        return deleted

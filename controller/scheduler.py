@@ -177,7 +177,10 @@ class Scheduler:
             row = tx.one("SELECT * FROM schedules WHERE id = ?", (schedule_id,))
             if row is None:
                 raise KeyError(schedule_id)
-            nxt = next_slot(row["kind"], row["spec"], row["start_ms"], self.clock_ms())
+            # Never re-open a slot that already fired: a controller whose clock is behind the one
+            # that fired it would otherwise hand the same slot (and command ids) out again.
+            after = max(self.clock_ms(), row["last_slot_ms"] or 0)
+            nxt = next_slot(row["kind"], row["spec"], row["start_ms"], after)
             tx.execute(
                 "UPDATE schedules SET enabled = ?, next_slot_ms = ? WHERE id = ?",
                 (int(enabled), nxt, schedule_id),

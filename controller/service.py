@@ -134,6 +134,8 @@ class Controller:
         )
         self.desired.schedule_layer = self.scheduler.schedule_layer
         self.retention = Retention(self.db, self.store, config, self.metrics)
+        self._telemetry = registry.History("telemetry", config.telemetry_history)
+        self._events = registry.History("events", config.event_history)
         self.home_assistant = (
             HomeAssistant(publish, config.jpeg_prefix, config.ha_prefix)
             if config.home_assistant
@@ -227,6 +229,7 @@ class Controller:
                 last_retention = time.monotonic()
                 try:
                     self.retention.run()
+                    self.retention.trim_commands()
                 except Exception:
                     log.exception("retention failed")
 
@@ -312,16 +315,12 @@ class Controller:
 
     def _apply_telemetry(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Telemetry)
-        registry.add_telemetry(
-            tx, job.device_id, job.message, job.received_ms, self.config.telemetry_history
-        )
+        registry.add_telemetry(tx, job.device_id, job.message, job.received_ms, self._telemetry)
         return None
 
     def _apply_event(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Event)
-        registry.add_event(
-            tx, job.device_id, job.message, job.received_ms, self.config.event_history
-        )
+        registry.add_event(tx, job.device_id, job.message, job.received_ms, self._events)
         return None
 
     def _on_batch(self, result: BatchResult) -> None:
@@ -384,6 +383,7 @@ class Controller:
         m.describe("schedule_fired_total", "Schedule slots fired.")
         m.describe("schedule_missed_total", "Schedule slots skipped under the missed-slot policy.")
         m.describe("retention_deleted_total", "Frames deleted by retention, by reason.")
+        m.describe("commands_deleted_total", "Finished commands deleted by retention.")
         m.gauge("writer_queue_depth", "Jobs waiting for the writer.", lambda: self.writer.depth())
         m.gauge(
             "decode_queue_depth", "Frames waiting for the decoder.", lambda: self.dispatcher.depth()

@@ -3,6 +3,12 @@
 Every command is acked with its id (done / failed / expired / rejected + reason). A payload that
 does not decode or has no id cannot be acked: it becomes a ``command_rejected`` event. Nothing a
 command carries may end the wake: a handler's exception is acked FAILED.
+
+A repeated id (a QoS 1 redelivery, or the controller publishing again what it has no ack for) is
+not run again but acked again with the status it got (docs/protocol.md): the first ack may be
+what was lost. Recent ids and their last status live in RTC memory as ``[id, status]`` pairs;
+status 0 means no final ack was sent yet (a capture still queued in this wake), and the repeat
+is then acked ACCEPTED.
 """
 
 import time
@@ -27,9 +33,17 @@ def handle(node, payload):
         node.event("command_rejected", "command without id", S.SEV_WARNING)
         return
     recent = node.rtc.setdefault("cmds", [])
-    if cid in recent:
-        return  # redelivered after a reset: already handled
-    recent.append(cid)
+    # firmware before 2026-11 kept bare ids: still recognise them after an OTA update
+    recent[:] = [e if isinstance(e, list) else [e, 0] for e in recent]
+    for entry in recent:
+        if entry[0] == cid:
+            status = entry[1]
+            if status:
+                node.ack(cid, status, "repeated command id: not run again")
+            else:
+                node.ack(cid, S.ACK_ACCEPTED, "repeated command id: in progress")
+            return
+    recent.append([cid, 0])
     del recent[:-RECENT_COMMANDS]
     action = None
     for name in S.COMMAND_ACTIONS:
@@ -49,6 +63,14 @@ def handle(node, payload):
         _ACTIONS[action](node, cid, body)
     except Exception as e:
         node.ack(cid, S.ACK_FAILED, "%s: %s" % (action, e))
+
+
+def acked(node, cid, status):
+    """Remember the status a recent command was acked with (for a repeat of its id)."""
+    for entry in node.rtc.get("cmds", ()):
+        if entry[0] == cid:
+            entry[1] = status
+            return
 
 
 def _capture(node, cid, body):

@@ -40,7 +40,10 @@ if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
     from typing import Any  # noqa: F401  (used in type comments)
 
 PLATFORM = "esp32"
-CAPABILITIES = ("jpeg", "deep_sleep", "ota", "psram", "chunks", "spool", "ext0_wake")
+CAPABILITIES = (
+    "jpeg", "deep_sleep", "ota", "psram", "chunks", "spool",
+    "ext0_wake", "ext1_wake", "touch_wake", "ulp_wake",
+)  # fmt: skip
 WIFI_TIMEOUT_MS = 15000
 MQTT_TIMEOUT_MS = 8000
 WDT_TIMEOUT_MS = 30000
@@ -51,6 +54,11 @@ MAX_RECEIPT_BYTES = 1024
 
 class Node:
     def __init__(self):
+        # Collect after every 16 KB allocated: the wake's long-lived objects then stay packed
+        # at the bottom of the heap instead of being scattered up to the high-water mark of
+        # its garbage, which leaves no contiguous block for a frame (a UXGA JPEG is one
+        # allocation of up to 384,000 bytes, made by the camera driver).
+        gc.threshold(16 * 1024)
         self.t0 = time.ticks_ms()
         self.store = Store()
         st = self.store
@@ -59,10 +67,11 @@ class Node:
         self.root = st.text("root", "camfleet")
         self.groups = [g for g in st.text("groups", "").split(",") if g]
         self.rtc = wake.load_rtc()
-        self.wake_cause = wake.cause(self.rtc)
+        self.wake_cause, self.reset_reason = wake.classify(self.rtc)
         if self.rtc is None:
             self.rtc = {}
         self.rtc["cam"] = 0
+        self.rtc.pop("rb", None)  # the mark of a requested restart is read once
         raw = st.blob("cfg")
         self.cfg_error = ""
         try:
@@ -166,7 +175,7 @@ class Node:
             self.topics["state"], self.state_msg(S.PRESENCE_OFFLINE), retain=True, qos=1
         )
         try:
-            c.connect(clean_session=False, timeout_ms=MQTT_TIMEOUT_MS)
+            session_present = c.connect(clean_session=False, timeout_ms=MQTT_TIMEOUT_MS)
         except OSError as e:
             self.log("broker unreachable: %s" % e)
             c.close()
@@ -175,7 +184,21 @@ class Node:
         base = "%s/v1/%s/" % (self.root, self.device_id)
         subs = [base + k for k in ("cmd", "receipt", "desired", "ota/block")]
         subs += ["%s/v1/_group/%s/cmd" % (self.root, g) for g in self.groups]
-        c.subscribe(subs, qos=1)
+        # The broker keeps a persistent session's subscriptions: when it still has ours (CONNACK
+        # session present) and they are the ones this wake wants (same list as the last SUBACK,
+        # remembered in RTC memory), SUBSCRIBE again would only cost a round trip of radio time
+        # and grow mosquitto's heap at every wake. A broker that lost the session, a power cut
+        # (RTC memory gone) or a changed group list subscribes again.
+        mark = _hex(hashlib.sha256("\n".join(subs).encode()).digest()[:8])
+        if session_present and self.rtc.get("subs") == mark:
+            return True
+        self.rtc.pop("subs", None)
+        try:
+            c.subscribe(subs, qos=1)
+        except OSError as e:
+            self.lost(e)
+            return False
+        self.rtc["subs"] = mark
         return True
 
     @property
@@ -215,7 +238,7 @@ class Node:
             "next_wake_ms": next_wake_ms,
             "desired_version": self.desired_version,
             "ota_slot": self.slot,
-            "reset_reason": wake.NAMES.get(self.wake_cause, ""),
+            "reset_reason": self.reset_reason,
             "max_payload": self.cfg.get("max_payload", 131072),
             "info": self.info(),
             "groups": self.groups,
@@ -272,6 +295,7 @@ class Node:
         if capture_ids:
             msg["capture_ids"] = capture_ids
         self.publish("ack", pb.encode(S.ACK, msg))
+        commands.acked(self, command_id, status)
 
     def telemetry(self):
         t = {
@@ -406,6 +430,9 @@ class Node:
             camctl.validate(c.get("camera", {}))
         except ValueError as e:
             return str(e)
+        problem = wake.check_sources(c.get("sleep") or {}, camctl.used_pins(self.camera.profile))
+        if problem:
+            return problem
         mp = c.get("max_payload", 131072)
         if mp < 4096:
             return "max_payload %d below 4096" % mp
@@ -502,25 +529,50 @@ class Node:
                 else:
                     self.ack(cid, S.ACK_FAILED, "camera: %s" % self.camera.status, ids)
 
+    def camera_shot(self, settings):
+        """Apply ``settings`` (starting the sensor if needed) and take one frame: (jpeg, used).
+        A start sets the brownout marker in RTC memory, so a supply that dips under the
+        sensor's inrush is recognised at the next boot."""
+        if self.camera.needs_start(settings):
+            self.rtc["cam"] = 1
+            wake.save_rtc(self.rtc)
+            try:
+                used = self.camera.apply(settings)
+            finally:
+                self.rtc["cam"] = 0
+                wake.save_rtc(self.rtc)
+        else:
+            used = self.camera.apply(settings)
+        return self.camera.capture(), used
+
     def capture_one(self, overrides, metadata, cid):
         """Capture, hash and spool one frame; returns its (session, seq) or None."""
-        if not self.camera.on:
-            self.rtc["cam"] = 1
-            wake.save_rtc(self.rtc)  # a brownout during init is recognised at the next boot
-            started = self.camera.start()
-            self.rtc["cam"] = 0
-            wake.save_rtc(self.rtc)
-            if not started:
+        settings = cfgmod.merge(self.cfg.get("camera", {}), overrides)
+        self.make_room()
+        jpeg = None
+        for attempt in (1, 2):
+            try:
+                jpeg, used = self.camera_shot(settings)
+                break
+            except camctl.SettingsError as e:
+                self.camera.status = "settings rejected: %s" % e
                 self.event("camera_error", self.camera.status, S.SEV_ERROR)
                 return None
-        self.make_room()
-        settings = cfgmod.merge(self.cfg.get("camera", {}), overrides)
-        try:
-            used = self.camera.apply(settings)
-            jpeg = self.camera.capture(settings.get("warmup_frames", 1) if self.seq == 0 else 0)
-        except Exception as e:
-            self.camera.status = "capture_failed: %s" % e
-            self.event("camera_error", self.camera.status, S.SEV_ERROR)
+            except Exception as e:  # no frame (False), init failure, sensor not answering
+                if self.camera.on:  # else start() already said why: init_failed: ...
+                    self.camera.status = "capture_failed: %s" % e
+                self.event(
+                    "camera_error",
+                    "%s (attempt %d of 2%s)"
+                    % (
+                        self.camera.status,
+                        attempt,
+                        ", restarting the camera" if attempt == 1 else "",
+                    ),
+                    S.SEV_ERROR,
+                )
+                self.camera.stop()  # a second try starts the sensor afresh
+        if jpeg is None:
             return None
         self.seq += 1
         meta = {
@@ -696,6 +748,8 @@ class Node:
         else:
             self.rtc["ileft"] = left
         self.rtc["awake"] = self.uptime_ms()
+        if self.reboot_after is not None:
+            self.rtc["rb"] = 1  # machine.reset() reports HARD_RESET, like a panic: mark ours
         wake.save_rtc(self.rtc)
         if self.online:
             now = wake.now_ms()
@@ -705,17 +759,10 @@ class Node:
         if self.reboot_after is not None:
             time.sleep_ms(self.reboot_after)
             machine.reset()
-        sleep_cfg = self.cfg.get("sleep") or {}
-        if "ext0_pin" in sleep_cfg:
-            esp32.wake_on_ext0(
-                machine.Pin(sleep_cfg["ext0_pin"], machine.Pin.IN), sleep_cfg.get("ext0_level", 1)
-            )
-        if sleep_cfg.get("ext1_pins"):
-            pins = [machine.Pin(p, machine.Pin.IN) for p in sleep_cfg["ext1_pins"]]
-            esp32.wake_on_ext1(
-                pins,
-                esp32.WAKEUP_ANY_HIGH if sleep_cfg.get("ext1_level", 1) else esp32.WAKEUP_ALL_LOW,
-            )
+        try:
+            wake.arm(self.cfg.get("sleep") or {})
+        except Exception as e:  # a config stored before pins were checked: sleep on the timer
+            self.log("wake source not armed: %s" % e)
         self.log("sleep %d ms (%s), awake %d ms" % (ms, due, self.uptime_ms()))
         machine.deepsleep(ms)
 

@@ -175,6 +175,11 @@ SLEEP_POLICY = (
     (6, "ext0_level", "u", O),
     (7, "ext1_pins", "u", R),
     (8, "ext1_level", "u", O),
+    (9, "touch_pin", "u", O),
+    (10, "touch_threshold", "u", O),
+    (11, "ulp_pin", "u", O),
+    (12, "ulp_pulses", "u", O),
+    (13, "ulp_period_ms", "u", O),
 )
 
 FIRMWARE_TARGET = ((1, "version", "S", P), (2, "artifact_id", "S", P), (3, "sha256", "B", P))

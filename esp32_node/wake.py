@@ -21,6 +21,10 @@ from schemas import (
     WAKE_WATCHDOG,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
+    from typing import Any  # noqa: F401  (used in type comments)
+
 _MAGIC = "cf1"
 
 NAMES = {
@@ -54,29 +58,50 @@ def save_rtc(d):
     machine.RTC().memory(json.dumps(d).encode())
 
 
-def cause(rtc):
-    """WakeCause of this boot. A power-on reset with RTC memory intact and the camera-on marker
-    set is a brownout: the ESP32 port reports both as PWRON_RESET, but only a brownout keeps RTC
-    memory."""
+def classify(rtc):
+    """(WakeCause, reset reason text) of this boot, for every reset cause the ESP32 port reports
+    (v1.22 modmachine.c):
+
+    - DEEPSLEEP_RESET: by ``wake_reason()``: EXT0, EXT1, TOUCHPAD, ULP; the timer otherwise.
+    - WDT_RESET (interrupt, task or RTC watchdog): WATCHDOG.
+    - SOFT_RESET (``machine.soft_reset()``, Ctrl-D): SOFT_RESET.
+    - HARD_RESET: ``machine.reset()`` (esp_restart), a panic or an exception reset. The node
+      sets ``rb`` in RTC memory before it resets itself (reboot command, OTA switch): that is a
+      requested restart (SOFT_RESET: no capture). Without the mark it was a panic: POWER_ON.
+    - PWRON_RESET: power-on or brownout (the port reports both alike). A brownout keeps RTC
+      memory and finds the "camera starting" mark set; a power cut clears RTC memory.
+    - 0 (SDIO or unknown reset): treated as a power-on.
+    """
     rc = machine.reset_cause()
     if rc == machine.DEEPSLEEP_RESET:
         wr = machine.wake_reason()
         if wr == machine.EXT0_WAKE:
-            return WAKE_EXT0
+            return WAKE_EXT0, "ext0"
         if wr == machine.EXT1_WAKE:
-            return WAKE_EXT1
+            return WAKE_EXT1, "ext1"
         if wr == machine.TOUCHPAD_WAKE:
-            return WAKE_TOUCH
+            return WAKE_TOUCH, "touch"
         if wr == machine.ULP_WAKE:
-            return WAKE_ULP
-        return WAKE_TIMER
+            return WAKE_ULP, "ulp"
+        return WAKE_TIMER, "timer"
     if rc == machine.WDT_RESET:
-        return WAKE_WATCHDOG
+        return WAKE_WATCHDOG, "watchdog"
     if rc == machine.SOFT_RESET:
-        return WAKE_SOFT_RESET
+        return WAKE_SOFT_RESET, "soft_reset"
+    if rc == machine.HARD_RESET:
+        if rtc is not None and rtc.get("rb"):
+            return WAKE_SOFT_RESET, "reboot"
+        return WAKE_POWER_ON, "panic"
     if rtc is not None and rtc.get("cam"):
-        return WAKE_BROWNOUT
-    return WAKE_POWER_ON
+        return WAKE_BROWNOUT, "brownout"
+    if rc == machine.PWRON_RESET:
+        return WAKE_POWER_ON, "power_on"
+    return WAKE_POWER_ON, "unknown_reset"
+
+
+def cause(rtc):
+    """WakeCause of this boot (see classify)."""
+    return classify(rtc)[0]
 
 
 # Ports whose epoch is 2000-01-01 (older ESP32 builds) need this added to get Unix time.
@@ -147,3 +172,73 @@ def interval_left(rtc, cause, interval_s):
             return None
         return rtc["ileft"] - rtc.get("slept", 0)
     return rtc["ileft"]
+
+
+# GPIOs that can wake the chip from deep sleep (v1.22 modesp32.h RTC_VALID_EXT_PINS, ESP32)
+RTC_GPIOS = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+# machine_touchpad.c: the GPIO of each touch pad T0..T9
+TOUCH_GPIOS = (4, 0, 2, 15, 13, 12, 14, 27, 33, 32)
+
+
+def check_sources(sleep, camera_pins):
+    """Why the wake sources of a SleepPolicy cannot be armed on this board, or None. Checked
+    when a config is applied: on the chip, a bad pin only fails at deep sleep (ValueError in
+    esp32.wake_on_*), after the config was already accepted."""
+    import ulp_pir
+
+    def pin_problem(what, pin, allowed):
+        if pin not in allowed:
+            return "%s: GPIO %d cannot do this (allowed: %s)" % (
+                what,
+                pin,
+                ", ".join(str(p) for p in sorted(allowed)),
+            )
+        if pin in camera_pins:
+            return "%s: GPIO %d is wired to the camera" % (what, pin)
+        return None
+
+    checks = []  # type: list[Any]
+    if "ext0_pin" in sleep:
+        checks.append(("sleep.ext0_pin", sleep["ext0_pin"], RTC_GPIOS))
+    for p in sleep.get("ext1_pins") or []:
+        checks.append(("sleep.ext1_pins", p, RTC_GPIOS))
+    if "touch_pin" in sleep:
+        checks.append(("sleep.touch_pin", sleep["touch_pin"], TOUCH_GPIOS))
+        if not 0 < sleep.get("touch_threshold", 0) <= 0xFFFF:
+            return "sleep.touch_threshold must be 1..65535 with a touch_pin"
+    if "ulp_pin" in sleep:
+        checks.append(("sleep.ulp_pin", sleep["ulp_pin"], tuple(ulp_pir.PINS)))
+        if not 0 < sleep.get("ulp_pulses", 1) <= 0xFFFF:
+            return "sleep.ulp_pulses must be 1..65535"
+        if not 10 <= sleep.get("ulp_period_ms", 20) <= 60000:
+            return "sleep.ulp_period_ms must be 10..60000"
+    for what, pin, allowed in checks:
+        problem = pin_problem(what, pin, allowed)
+        if problem:
+            return problem
+    if "ext0_pin" in sleep and ("touch_pin" in sleep or "ulp_pin" in sleep):
+        # modesp32.c: ext0 and the touch/ULP wakes share RTC IO resources ("no resources")
+        return "sleep.ext0_pin cannot be combined with a touch or ULP wake: use ext1_pins"
+    return None
+
+
+def arm(sleep):
+    """Arm every wake source the SleepPolicy names (validated by check_sources)."""
+    import esp32
+
+    if "ext0_pin" in sleep:
+        esp32.wake_on_ext0(
+            machine.Pin(sleep["ext0_pin"], machine.Pin.IN), sleep.get("ext0_level", 1)
+        )
+    if sleep.get("ext1_pins"):
+        pins = [machine.Pin(p, machine.Pin.IN) for p in sleep["ext1_pins"]]
+        level = esp32.WAKEUP_ANY_HIGH if sleep.get("ext1_level", 1) else esp32.WAKEUP_ALL_LOW
+        esp32.wake_on_ext1(pins, level)
+    if "touch_pin" in sleep:
+        pad = machine.TouchPad(machine.Pin(sleep["touch_pin"]))
+        pad.config(sleep["touch_threshold"])
+        esp32.wake_on_touch(True)
+    if "ulp_pin" in sleep:
+        import ulp_pir
+
+        ulp_pir.arm(sleep["ulp_pin"], sleep.get("ulp_pulses", 1), sleep.get("ulp_period_ms", 20))

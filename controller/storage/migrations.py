@@ -175,6 +175,12 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ],
     ),
     (
+        # A birth re-publishes the device's commands still "sent": found through this index it
+        # costs what is pending, not the device's whole command history (commands_by_device).
+        "commands by device and status",
+        ["CREATE INDEX commands_by_device_status ON commands (device_id, status)"],
+    ),
+    (
         "API users with roles (tokens hashed)",
         [
             """CREATE TABLE api_users (

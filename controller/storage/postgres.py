@@ -29,6 +29,10 @@ class PostgresDatabase(Database):
         # end it (Database.transaction does both).
         return psycopg.connect(self.dsn, autocommit=False)
 
+    def _reusable(self, conn: Any) -> bool:
+        # A connection the server dropped is "broken": rolling it back may not even raise.
+        return not conn.broken and super()._reusable(conn)
+
     def ddl(self, sql: str) -> str:
         for neutral, concrete in _TYPES.items():
             sql = sql.replace(neutral, concrete)

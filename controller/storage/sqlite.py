@@ -11,6 +11,8 @@ from typing import Any
 
 from camfleet.controller.storage.database import Database
 
+#: Bytes the WAL file is truncated to after a checkpoint (see docs/controller.md, Storage).
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _TYPES = {"{blob}": "BLOB", "{bigint}": "INTEGER", "{text}": "TEXT", "{real}": "REAL"}
 
 
@@ -30,6 +32,10 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # The WAL is checkpointed every 1000 pages (~4 MB, SQLite's default) and then reused
+        # from its start, but never shrinks: after a spike (a long reader holding back a
+        # checkpoint) it would keep its peak size on the SD card. Truncate it back to this.
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         return _Autocommitless(conn)
 
     def _begin(self, cursor: Any, write: bool) -> None:

@@ -6,7 +6,9 @@ encoded here (quality honoured). Mapping: brightness -100..100 -> ``luma`` 0..10
 ``constrast`` (sic, MaixPy's spelling) 0..100; saturation -> ``saturation`` 0..100;
 exposure_us -> ``exposure`` (0 = automatic: ``exp_mode(0)``); analogue_gain -> ``gain`` (x1024
 fixed point, automatic at 0); white_balance auto -> ``awb_mode(0)``; hflip -> ``hmirror``;
-vflip -> ``vflip``; crop -> ``set_windowing([x, y, w, h])``; warmup_frames -> ``skip_frames``.
+vflip -> ``vflip``; crop -> ``set_windowing([x, y, w, h])`` (and ``[0, 0, width, height]`` again
+when a later capture has no crop: the window stays until reset); warmup_frames ->
+``skip_frames``. luma/constrast/saturation are set on every capture, 0 included.
 Options: ``fps`` (30 or 60, default 30), ``device`` (default the first camera).
 """
 
@@ -57,6 +59,7 @@ class MaixCamera(Camera):
         self.maix: Any = None
         self.cam: Any = None
         self.size: tuple[int, int] | None = None
+        self.window: list[int] | None = None  # the sensor window in force (None = whole frame)
         self.fps = int(self.options.get("fps", 30))
         self.encoder = jpeg.available_encoder(str(self.options.get("encoder", "auto")))
 
@@ -79,6 +82,7 @@ class MaixCamera(Camera):
         except (RuntimeError, ValueError) as exc:
             raise CameraError(f"maix: cannot open camera at {size[0]}x{size[1]}: {exc}") from None
         self.size = size
+        self.window = None  # a new Camera starts unwindowed
 
     def close(self) -> None:
         if self.cam is not None:
@@ -125,16 +129,21 @@ class MaixCamera(Camera):
             if settings.analogue_gain:
                 cam.gain(int(settings.analogue_gain * 1024))
             cam.awb_mode(0)
+            w, h = size
             if settings.HasField("crop_w"):
-                w, h = size
-                cam.set_windowing(
-                    [
-                        int(settings.crop_x * w),
-                        int(settings.crop_y * h),
-                        int(settings.crop_w * w),
-                        int(settings.crop_h * h),
-                    ]
-                )
+                window = [
+                    int(settings.crop_x * w),
+                    int(settings.crop_y * h),
+                    int(settings.crop_w * w),
+                    int(settings.crop_h * h),
+                ]
+            else:
+                window = None
+            if window != self.window:
+                # the sensor keeps its window until told otherwise: a capture without a crop
+                # after one with a crop must set the whole frame back
+                cam.set_windowing(window if window is not None else [0, 0, w, h])
+                self.window = window
             if settings.warmup_frames:
                 cam.skip_frames(settings.warmup_frames)
             img = cam.read()

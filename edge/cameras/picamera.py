@@ -7,13 +7,26 @@ effect -> ``image_effect`` / ``color_effects``; crop -> ``zoom``; jpeg_quality -
 ``quality``. Backend extras ``exposure_mode``, ``meter_mode``, ``awb_mode`` and ``image_effect``
 pass through by name. ``PiCameraError`` and its family become CameraError (the message kept);
 ``PiCameraValueError`` from a setting becomes SettingsError (a rejected ack).
-Options: ``camera_num`` (default 0), ``thumbnail`` ([w, h, quality] or none).
+Options: ``camera_num`` (default 0), ``thumbnail`` ([w, h, quality] or none), ``settle_s``
+(default 2.0).
+
+Exposure settles after the camera opens: without a preview running, the first frames are dark
+while the gains climb, which is why the picamera documentation's recipes wait 2 s after opening.
+The backend waits what is left of ``settle_s`` since the camera opened before its first capture
+(none when a preview runs).
+
+Works with picamera 1.13 and with the early API, chosen by what the library offers: ``PiCamera``
+with or without ``camera_num``, ``iso`` or ``ISO``, ``zoom`` or ``crop``, exceptions in
+``picamera.exc`` or in ``picamera`` itself; ``color_effects`` (the grayscale, sepia and tint
+effects) and ``exif_tags`` only where they exist.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
+import time
 from typing import Any
 
 from camfleet.edge.cameras.base import Camera, CameraError, Capabilities, Capture
@@ -66,26 +79,50 @@ SETTINGS = frozenset(
 
 class PiCameraCamera(Camera):
     platform = "picamera"
+    clock = staticmethod(time.monotonic)  # tests replace both with a simulated clock
+    sleep = staticmethod(time.sleep)
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
         self.cam: Any = None
         self.module: Any = None
+        self.errors: Any = None  # picamera.exc, or picamera itself in the early API
         self._stack = contextlib.ExitStack()
+        self.settle_s = float(self.options.get("settle_s", 2.0))
+        self._opened_at: float | None = None
+        self._settled = False
 
     def open(self) -> None:
         self.module = require("picamera", INSTALL)
+        self.errors = getattr(self.module, "exc", self.module)
+        camera_num = int(self.options.get("camera_num", 0))
+        kwargs = {}
+        if "camera_num" in inspect.signature(self.module.PiCamera).parameters:
+            kwargs["camera_num"] = camera_num
+        elif camera_num:
+            raise CameraError("picamera: this picamera release drives one camera (no camera_num)")
         try:
             # PiCamera is a context manager: the stack closes it even if open fails half way.
-            self.cam = self._stack.enter_context(
-                self.module.PiCamera(camera_num=int(self.options.get("camera_num", 0)))
-            )
-        except self.module.exc.PiCameraError as exc:
+            self.cam = self._stack.enter_context(self.module.PiCamera(**kwargs))
+        except self.errors.PiCameraError as exc:
             raise CameraError(f"picamera: cannot open camera: {exc}") from None
+        self._opened_at = self.clock()
+        self._settled = False
 
     def close(self) -> None:
         self._stack.close()
         self.cam = None
+
+    def _settle(self) -> None:
+        """Before the first capture: the rest of ``settle_s`` since open, unless a preview runs
+        (it has been exposing frames all along)."""
+        if self._settled or self._opened_at is None:
+            return
+        if getattr(self.cam, "preview", None) is None:
+            left = self.settle_s - (self.clock() - self._opened_at)
+            if left > 0:
+                self.sleep(left)
+        self._settled = True
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -108,17 +145,21 @@ class PiCameraCamera(Camera):
         cam.contrast = s.contrast
         cam.saturation = s.saturation
         cam.sharpness = s.sharpness
-        cam.iso = s.iso
+        setattr(cam, "iso" if hasattr(cam, "iso") else "ISO", s.iso)
         cam.shutter_speed = s.exposure_us
         cam.awb_mode = AWB.get(s.white_balance, "auto")
         image_effect, color_effects = EFFECTS.get(s.effect, ("none", None))
         cam.image_effect = image_effect
-        cam.color_effects = color_effects
-        cam.zoom = (
+        if hasattr(cam, "color_effects"):
+            cam.color_effects = color_effects
+        elif color_effects is not None:
+            raise SettingsError("picamera: this release has no color_effects for that effect")
+        roi = (
             (s.crop_x, s.crop_y, s.crop_w, s.crop_h)
             if s.HasField("crop_w")
             else (0.0, 0.0, 1.0, 1.0)
         )
+        setattr(cam, "zoom" if hasattr(cam, "zoom") else "crop", roi)
         for key in PASS_THROUGH:
             if key in s.backend:
                 setattr(cam, key, s.backend[key])
@@ -126,7 +167,7 @@ class PiCameraCamera(Camera):
     def capture(self, settings: common_pb2.CameraSettings) -> Capture:
         if self.cam is None:
             raise CameraError("picamera camera is not open")
-        exc_mod = self.module.exc
+        exc_mod = self.errors
         quality = settings.jpeg_quality if settings.HasField("jpeg_quality") else 85
         try:
             self._apply(settings)
@@ -136,8 +177,10 @@ class PiCameraCamera(Camera):
             raise CameraError(f"picamera: {exc}") from None
         thumb = self.options.get("thumbnail")
         stream = io.BytesIO()
+        self._settle()
         try:
-            self.cam.exif_tags["IFD0.Software"] = "camfleet"
+            if hasattr(self.cam, "exif_tags"):
+                self.cam.exif_tags["IFD0.Software"] = "camfleet"
             self.cam.capture(
                 stream, "jpeg", quality=quality, thumbnail=tuple(thumb) if thumb else None
             )
@@ -149,8 +192,7 @@ class PiCameraCamera(Camera):
         used = common_pb2.CameraSettings()
         used.CopyFrom(settings)
         used.width, used.height, used.jpeg_quality = width, height, quality
-        meta = {
-            "exposure_speed_us": str(self.cam.exposure_speed),
-            "awb_mode": str(self.cam.awb_mode),
-        }
+        meta = {"awb_mode": str(self.cam.awb_mode)}
+        if hasattr(self.cam, "exposure_speed"):
+            meta["exposure_speed_us"] = str(self.cam.exposure_speed)
         return Capture(stream.getvalue(), width, height, used, meta)

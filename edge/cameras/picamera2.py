@@ -8,11 +8,23 @@ saturation, sharpness -100..100 -> 0..2 around the neutral 1; crop -> ScalerCrop
 pixels; jpeg_quality -> ``options["quality"]``. Values are checked against the ranges the camera
 advertises in ``camera_controls`` before they are set. Frames carry ExposureTime, AnalogueGain,
 ColourTemperature and Lux from the request metadata. Options: ``camera_num`` (default 0),
-``lores`` ([w, h] of a low-resolution stream, default none), ``buffer_count``.
+``buffer_count``. Only the ``main`` stream is configured (a ``lores`` stream nothing reads
+would only cost ISP time and memory).
+
+Works with the 2022 preview release and with today's, chosen by what the object offers, never
+by version: controls from ``camera_controls`` or ``list_controls()`` (libcamera ControlId ->
+ControlInfo objects); the sensor size from ``camera_properties`` or ``sensor_resolution``;
+configurations from ``create_still_configuration`` or the ``still_configuration()`` method; the
+event loop started with ``start_preview()`` (a NULL preview) once, before the first start, since
+the 2022 release runs none of its own (today's ``start()`` would start the same one); JPEG from
+``request.save(name, file, format="jpeg")`` when ``save`` takes a format, else from
+``make_image`` through Pillow (the 2022 ``save(name, filename)`` takes the format from the file
+name); ``close()`` or ``close_camera()``.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 from typing import Any
 
@@ -67,7 +79,10 @@ class Picamera2Camera(Camera):
         self.cam: Any = None
         self.libcamera: Any = None
         self._configured: tuple[Any, ...] | None = None
+        self._loop = False  # an event loop (NULL preview) runs for this camera
         self.sensor_size = (4056, 3040)
+        self.controls_info: dict[str, tuple[Any, Any, Any]] = {}
+        self.properties: dict[str, Any] = {}
 
     def open(self) -> None:
         module = require("picamera2", INSTALL)
@@ -76,23 +91,27 @@ class Picamera2Camera(Camera):
             self.cam = module.Picamera2(camera_num=int(self.options.get("camera_num", 0)))
         except (RuntimeError, IndexError, OSError) as exc:
             raise CameraError(f"picamera2: cannot open camera: {exc}") from None
-        size = self.cam.camera_properties.get("PixelArraySize")
+        self._loop = False
+        self.properties = dict(getattr(self.cam, "camera_properties", None) or {})
+        size = self.properties.get("PixelArraySize") or getattr(self.cam, "sensor_resolution", None)
         if size:
             self.sensor_size = (int(size[0]), int(size[1]))
+        self.controls_info = _control_ranges(self.cam)
 
     def close(self) -> None:
         if self.cam is not None:
             try:
                 self.cam.stop()
             finally:
-                self.cam.close()
+                closer = getattr(self.cam, "close", None) or self.cam.close_camera
+                closer()
                 self.cam = None
                 self._configured = None
 
     def capabilities(self) -> Capabilities:
         info = {"camera_backend": "picamera2"}
         if self.cam is not None:
-            info["sensor"] = str(self.cam.camera_properties.get("Model", ""))
+            info["sensor"] = str(self.properties.get("Model", ""))
         return Capabilities(
             platform=self.platform,
             settings=SETTINGS,
@@ -110,7 +129,7 @@ class Picamera2Camera(Camera):
             raise SettingsError("picamera2 has no such white balance mode")
         if self.cam is not None:
             for name, value in self._controls(settings).items():
-                limits = self.cam.camera_controls.get(name)
+                limits = self.controls_info.get(name)
                 if limits is None:
                     raise SettingsError(f"this camera has no {name} control")
                 low, high = limits[0], limits[1]
@@ -163,18 +182,20 @@ class Picamera2Camera(Camera):
         try:
             if self._configured != (size, hflip, vflip):
                 self.cam.stop()
-                lores = self.options.get("lores")
-                # Newer releases: create_still_configuration(); older ones: still_configuration().
+                # Today: create_still_configuration(); 2022: still_configuration() (today that
+                # name is a configuration object, not a method).
                 factory = getattr(self.cam, "create_still_configuration", None)
                 if factory is None:
                     factory = self.cam.still_configuration
                 config = factory(
                     main={"size": size},
-                    lores={"size": tuple(lores)} if lores else None,
                     transform=self.libcamera.Transform(hflip=int(hflip), vflip=int(vflip)),
                     buffer_count=int(self.options.get("buffer_count", 1)),
                 )
                 self.cam.configure(config)
+                if not self._loop and hasattr(self.cam, "start_preview"):
+                    self.cam.start_preview()  # NULL preview: the loop that feeds requests
+                    self._loop = True
                 self.cam.start()
                 self._configured = (size, hflip, vflip)
             controls = self._controls(settings)
@@ -187,7 +208,11 @@ class Picamera2Camera(Camera):
             request = self.cam.capture_request()
             try:
                 out = io.BytesIO()
-                request.save("main", out, format="jpeg")
+                if "format" in inspect.signature(request.save).parameters:
+                    request.save("main", out, format="jpeg")
+                else:  # 2022: save(name, filename) needs a file name to pick the format
+                    image = request.make_image("main")
+                    image.convert("RGB").save(out, "JPEG", quality=quality)
                 metadata = request.get_metadata()
             finally:
                 request.release()
@@ -202,6 +227,22 @@ class Picamera2Camera(Camera):
             used.analogue_gain = float(metadata["AnalogueGain"])
         meta = {k: str(metadata[k]) for k in METADATA_KEYS if k in metadata}
         return Capture(out.getvalue(), size[0], size[1], used, meta)
+
+
+def _control_ranges(cam: Any) -> dict[str, tuple[Any, Any, Any]]:
+    """{control name: (min, max, default)} from ``camera_controls`` (today) or from
+    ``list_controls()`` (2022: libcamera ControlId -> ControlInfo objects)."""
+    table = getattr(cam, "camera_controls", None)
+    if table is None:
+        table = cam.list_controls()
+    out: dict[str, tuple[Any, Any, Any]] = {}
+    for key, info in table.items():
+        name = key if isinstance(key, str) else key.name
+        if isinstance(info, tuple):
+            out[name] = info
+        else:
+            out[name] = (info.min, info.max, info.default)
+    return out
 
 
 def _parse(text: str) -> Any:

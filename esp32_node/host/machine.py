@@ -3,6 +3,12 @@
 ``deepsleep``/``reset`` end the process after recording why in the simulated flash, so the
 harness starts main.py again on the same "flash" (as the chip would); the harness, not this
 module, decides how long a sleep lasts (compressed time) and what wakes the node.
+
+As on the v1.22 ESP32 port: ``reset()`` is esp_restart(), which the next boot reports as
+HARD_RESET (only ``soft_reset()`` gives SOFT_RESET); ``unique_id()`` is the 6-byte base MAC;
+``Pin`` accepts only GPIOs the ESP32 has; ``TouchPad`` only the ten touch GPIOs. ``SoftI2C``
+talks to the devices of ``<state>/i2c.json`` (``{"52": {"48": 99}}``: address -> register ->
+value), where a board's PMU lives; ``hardware.json`` names what the board has.
 """
 
 import os
@@ -35,6 +41,8 @@ _RESET_CODES = {
     "brownout": PWRON_RESET,  # the ESP32 port reports a brownout as a power-on reset
     "deepsleep": DEEPSLEEP_RESET,
     "soft": SOFT_RESET,
+    "hard": HARD_RESET,  # machine.reset() / esp_restart()
+    "panic": HARD_RESET,  # a Guru Meditation reboots the same way
     "watchdog": WDT_RESET,
 }
 _RTC_MAX = 2048  # MICROPY_HW_RTC_USER_MEM_MAX on the ESP32 port
@@ -52,10 +60,9 @@ def wake_reason():
 
 
 def unique_id():
-    return bytes(
-        _flash.read_json("identity.json", {}).get("mac", "24:0a:c4:00:00:01").replace(":", "")[:12],
-        "ascii",
-    )
+    # esp_efuse_mac_get_default: the 6 raw bytes of the base MAC (not text)
+    mac = _flash.read_json("identity.json", {}).get("mac", "24:0a:c4:00:00:01")
+    return bytes(int(x, 16) for x in mac.split(":"))
 
 
 def freq(hz=None):
@@ -73,7 +80,7 @@ def lightsleep(time_ms=0):
 
 
 def reset():
-    _flash.go_down("soft")
+    _flash.go_down("hard")
 
 
 def soft_reset():
@@ -96,6 +103,8 @@ class Pin:
     IRQ_FALLING = 2
 
     def __init__(self, id, mode=-1, pull=-1, value=None):
+        if not isinstance(id, int) or id not in _GPIOS:
+            raise ValueError("invalid pin")
         self.id = id
         self._value = 0 if value is None else value
 
@@ -113,6 +122,84 @@ class Pin:
 
     def off(self):
         self._value = 0
+
+
+# GPIOs of the ESP32 (20 and 24 and 28..31 do not exist)
+_GPIOS = tuple(range(0, 20)) + (21, 22, 23, 25, 26, 27) + tuple(range(32, 40))
+# machine_touchpad.c: the GPIO of each touch pad T0..T9
+TOUCH_GPIOS = (4, 0, 2, 15, 13, 12, 14, 27, 33, 32)
+
+
+class TouchPad:
+    def __init__(self, pin):
+        gpio = pin.id if isinstance(pin, Pin) else pin
+        if gpio not in TOUCH_GPIOS:
+            raise ValueError("invalid pin for touchpad")
+        self.gpio = gpio
+        self.threshold = 0
+
+    def config(self, value):
+        if not 0 <= value <= 0xFFFF:  # uint16_t in touch_pad_config
+            raise ValueError("Touch pad error")
+        self.threshold = value
+        wired = _flash.read_json("touch.json", {})
+        wired[str(self.gpio)] = value
+        _flash.write_json("touch.json", wired)  # what deep sleep arms (esp32.wake_on_touch)
+
+    def read(self):
+        # untouched pads read high; a finger pulls the count down (the harness sets it)
+        return int(_flash.fault_value("touch_%d" % self.gpio, 1000))
+
+
+class SoftI2C:
+    """Bit-banged I2C: reads and writes registers of the devices listed in i2c.json; any other
+    address does not ACK (OSError ENODEV, as the port's)."""
+
+    def __init__(self, scl, sda, freq=400000, timeout=50000):
+        self.scl = scl
+        self.sda = sda
+
+    def _dev(self, addr):
+        devices = _flash.read_json("i2c.json", {})
+        if str(addr) not in devices:
+            raise OSError(19)  # MP_ENODEV: no ACK
+        return devices
+
+    def readfrom_mem(self, addr, memaddr, nbytes):
+        regs = self._dev(addr)[str(addr)]
+        return bytes(regs.get(str(memaddr + i), 0) & 0xFF for i in range(nbytes))
+
+    def writeto_mem(self, addr, memaddr, buf):
+        devices = self._dev(addr)
+        for i, b in enumerate(buf):
+            devices[str(addr)][str(memaddr + i)] = b
+        _flash.write_json("i2c.json", devices)
+
+
+class _Mem32:
+    """machine.mem32 over the two regions the node touches: RTC IO registers (mux of an RTC
+    GPIO) and RTC slow memory (the ULP program's data). Anything else is refused here; on the
+    chip a stray address is a crash."""
+
+    _REGIONS = ((0x3FF48400, 0x3FF48800), (0x50000000, 0x50002000))
+
+    def __init__(self):
+        self.words = {}
+
+    def _check(self, addr):
+        if addr % 4 or not any(lo <= addr < hi for lo, hi in self._REGIONS):
+            raise ValueError("host mem32: address 0x%x is not simulated" % addr)
+
+    def __getitem__(self, addr):
+        self._check(addr)
+        return self.words.get(addr, 0)
+
+    def __setitem__(self, addr, value):
+        self._check(addr)
+        self.words[addr] = value & 0xFFFFFFFF
+
+
+mem32 = _Mem32()
 
 
 class RTC:

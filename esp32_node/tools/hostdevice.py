@@ -161,6 +161,7 @@ class HostDevice:
         from deep sleep (ignored after a reset or power-on). ``script`` replaces main.py."""
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("the device is already awake")
+        self._check_wake_source(cause)
         (self.dir / "wake.json").write_text(json.dumps({"cause": cause}))
         env = dict(os.environ)
         env["MICROPYPATH"] = node_path()
@@ -179,6 +180,21 @@ class HostDevice:
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         return self.proc
+
+    def _check_wake_source(self, cause: str) -> None:
+        """A chip only wakes by a source its last deep sleep armed: a touch wake needs a pad
+        with a threshold, a ULP wake a running program (the timer is always armed)."""
+        down_path = self.dir / "boot.json"
+        if cause == "timer" or not down_path.exists():
+            return
+        down = json.loads(down_path.read_text())
+        if down.get("cause") != "deepsleep":
+            return  # a reset or power-on: the cause is not a wake source
+        armed = down.get("armed", {})
+        if not armed.get(cause):
+            raise RuntimeError(
+                f"the chip cannot wake by {cause}: its last deep sleep armed {armed}"
+            )
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None

@@ -93,6 +93,11 @@ class SleepPolicy(_message.Message):
     EXT0_LEVEL_FIELD_NUMBER: _builtins.int
     EXT1_PINS_FIELD_NUMBER: _builtins.int
     EXT1_LEVEL_FIELD_NUMBER: _builtins.int
+    TOUCH_PIN_FIELD_NUMBER: _builtins.int
+    TOUCH_THRESHOLD_FIELD_NUMBER: _builtins.int
+    ULP_PIN_FIELD_NUMBER: _builtins.int
+    ULP_PULSES_FIELD_NUMBER: _builtins.int
+    ULP_PERIOD_MS_FIELD_NUMBER: _builtins.int
     deep_sleep: _builtins.bool
     """false = stay connected (mains power)"""
     awake_window_s: _builtins.int
@@ -107,6 +112,16 @@ class SleepPolicy(_message.Message):
     """0 or 1"""
     ext1_level: _builtins.int
     """0 = all low, 1 = any high"""
+    touch_pin: _builtins.int
+    """touch-pad GPIO that wakes the node (ESP32: T0..T9)"""
+    touch_threshold: _builtins.int
+    """wake when the pad reads below this (finger = lower)"""
+    ulp_pin: _builtins.int
+    """RTC GPIO the ULP program counts pulses on (PIR)"""
+    ulp_pulses: _builtins.int
+    """wake after this many rising edges (default 1)"""
+    ulp_period_ms: _builtins.int
+    """ULP sampling period (default 20 ms)"""
     @_builtins.property
     def ext1_pins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -120,10 +135,15 @@ class SleepPolicy(_message.Message):
         ext0_level: _builtins.int | None = ...,
         ext1_pins: _abc.Iterable[_builtins.int] | None = ...,
         ext1_level: _builtins.int | None = ...,
+        touch_pin: _builtins.int | None = ...,
+        touch_threshold: _builtins.int | None = ...,
+        ulp_pin: _builtins.int | None = ...,
+        ulp_pulses: _builtins.int | None = ...,
+        ulp_period_ms: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_awake_window_s", b"_awake_window_s", "_deep_sleep", b"_deep_sleep", "_ext0_level", b"_ext0_level", "_ext0_pin", b"_ext0_pin", "_ext1_level", b"_ext1_level", "_low_battery_mv", b"_low_battery_mv", "_max_sleep_s", b"_max_sleep_s", "awake_window_s", b"awake_window_s", "deep_sleep", b"deep_sleep", "ext0_level", b"ext0_level", "ext0_pin", b"ext0_pin", "ext1_level", b"ext1_level", "low_battery_mv", b"low_battery_mv", "max_sleep_s", b"max_sleep_s"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_awake_window_s", b"_awake_window_s", "_deep_sleep", b"_deep_sleep", "_ext0_level", b"_ext0_level", "_ext0_pin", b"_ext0_pin", "_ext1_level", b"_ext1_level", "_low_battery_mv", b"_low_battery_mv", "_max_sleep_s", b"_max_sleep_s", "_touch_pin", b"_touch_pin", "_touch_threshold", b"_touch_threshold", "_ulp_period_ms", b"_ulp_period_ms", "_ulp_pin", b"_ulp_pin", "_ulp_pulses", b"_ulp_pulses", "awake_window_s", b"awake_window_s", "deep_sleep", b"deep_sleep", "ext0_level", b"ext0_level", "ext0_pin", b"ext0_pin", "ext1_level", b"ext1_level", "low_battery_mv", b"low_battery_mv", "max_sleep_s", b"max_sleep_s", "touch_pin", b"touch_pin", "touch_threshold", b"touch_threshold", "ulp_period_ms", b"ulp_period_ms", "ulp_pin", b"ulp_pin", "ulp_pulses", b"ulp_pulses"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_awake_window_s", b"_awake_window_s", "_deep_sleep", b"_deep_sleep", "_ext0_level", b"_ext0_level", "_ext0_pin", b"_ext0_pin", "_ext1_level", b"_ext1_level", "_low_battery_mv", b"_low_battery_mv", "_max_sleep_s", b"_max_sleep_s", "awake_window_s", b"awake_window_s", "deep_sleep", b"deep_sleep", "ext0_level", b"ext0_level", "ext0_pin", b"ext0_pin", "ext1_level", b"ext1_level", "ext1_pins", b"ext1_pins", "low_battery_mv", b"low_battery_mv", "max_sleep_s", b"max_sleep_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_awake_window_s", b"_awake_window_s", "_deep_sleep", b"_deep_sleep", "_ext0_level", b"_ext0_level", "_ext0_pin", b"_ext0_pin", "_ext1_level", b"_ext1_level", "_low_battery_mv", b"_low_battery_mv", "_max_sleep_s", b"_max_sleep_s", "_touch_pin", b"_touch_pin", "_touch_threshold", b"_touch_threshold", "_ulp_period_ms", b"_ulp_period_ms", "_ulp_pin", b"_ulp_pin", "_ulp_pulses", b"_ulp_pulses", "awake_window_s", b"awake_window_s", "deep_sleep", b"deep_sleep", "ext0_level", b"ext0_level", "ext0_pin", b"ext0_pin", "ext1_level", b"ext1_level", "ext1_pins", b"ext1_pins", "low_battery_mv", b"low_battery_mv", "max_sleep_s", b"max_sleep_s", "touch_pin", b"touch_pin", "touch_threshold", b"touch_threshold", "ulp_period_ms", b"ulp_period_ms", "ulp_pin", b"ulp_pin", "ulp_pulses", b"ulp_pulses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__awake_window_s: _TypeAlias = _typing.Literal["awake_window_s"]  # noqa: Y015
     _WhichOneofArgType__awake_window_s: _TypeAlias = _typing.Literal["_awake_window_s", b"_awake_window_s"]  # noqa: Y015
@@ -139,6 +159,16 @@ class SleepPolicy(_message.Message):
     _WhichOneofArgType__low_battery_mv: _TypeAlias = _typing.Literal["_low_battery_mv", b"_low_battery_mv"]  # noqa: Y015
     _WhichOneofReturnType__max_sleep_s: _TypeAlias = _typing.Literal["max_sleep_s"]  # noqa: Y015
     _WhichOneofArgType__max_sleep_s: _TypeAlias = _typing.Literal["_max_sleep_s", b"_max_sleep_s"]  # noqa: Y015
+    _WhichOneofReturnType__touch_pin: _TypeAlias = _typing.Literal["touch_pin"]  # noqa: Y015
+    _WhichOneofArgType__touch_pin: _TypeAlias = _typing.Literal["_touch_pin", b"_touch_pin"]  # noqa: Y015
+    _WhichOneofReturnType__touch_threshold: _TypeAlias = _typing.Literal["touch_threshold"]  # noqa: Y015
+    _WhichOneofArgType__touch_threshold: _TypeAlias = _typing.Literal["_touch_threshold", b"_touch_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__ulp_period_ms: _TypeAlias = _typing.Literal["ulp_period_ms"]  # noqa: Y015
+    _WhichOneofArgType__ulp_period_ms: _TypeAlias = _typing.Literal["_ulp_period_ms", b"_ulp_period_ms"]  # noqa: Y015
+    _WhichOneofReturnType__ulp_pin: _TypeAlias = _typing.Literal["ulp_pin"]  # noqa: Y015
+    _WhichOneofArgType__ulp_pin: _TypeAlias = _typing.Literal["_ulp_pin", b"_ulp_pin"]  # noqa: Y015
+    _WhichOneofReturnType__ulp_pulses: _TypeAlias = _typing.Literal["ulp_pulses"]  # noqa: Y015
+    _WhichOneofArgType__ulp_pulses: _TypeAlias = _typing.Literal["_ulp_pulses", b"_ulp_pulses"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__awake_window_s) -> _WhichOneofReturnType__awake_window_s | None: ...
     @_typing.overload
@@ -153,6 +183,16 @@ class SleepPolicy(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__low_battery_mv) -> _WhichOneofReturnType__low_battery_mv | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_sleep_s) -> _WhichOneofReturnType__max_sleep_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__touch_pin) -> _WhichOneofReturnType__touch_pin | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__touch_threshold) -> _WhichOneofReturnType__touch_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ulp_period_ms) -> _WhichOneofReturnType__ulp_period_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ulp_pin) -> _WhichOneofReturnType__ulp_pin | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ulp_pulses) -> _WhichOneofReturnType__ulp_pulses | None: ...
 
 Global___SleepPolicy: _TypeAlias = SleepPolicy  # noqa: Y015
 

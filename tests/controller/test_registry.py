@@ -40,12 +40,16 @@ def test_telemetry_and_event_history_stay_bounded_and_keep_the_newest(database) 
 
     keep = 5
     online = state_pb2.DeviceState(presence=state_pb2.PRESENCE_ONLINE, session=1)
+    telemetry = registry.History("telemetry", keep)
+    events = registry.History("events", keep)
     with database.transaction() as tx:
         registry.apply_state(tx, "cam", online, 1)
         for i in range(1, 31):
-            registry.add_telemetry(tx, "cam", telemetry_pb2.Telemetry(uptime_ms=i), 100 + i, keep)
-            registry.add_event(tx, "cam", telemetry_pb2.Event(type=f"e{i}"), 100 + i, keep)
-        registry.add_telemetry(tx, "other", telemetry_pb2.Telemetry(uptime_ms=1), 500, keep)
+            registry.add_telemetry(
+                tx, "cam", telemetry_pb2.Telemetry(uptime_ms=i), 100 + i, telemetry
+            )
+            registry.add_event(tx, "cam", telemetry_pb2.Event(type=f"e{i}"), 100 + i, events)
+        registry.add_telemetry(tx, "other", telemetry_pb2.Telemetry(uptime_ms=1), 500, telemetry)
         counts = {
             table: tx.scalar(f"SELECT COUNT(*) FROM {table} WHERE device_id = 'cam'")
             for table in ("telemetry", "events")
@@ -53,7 +57,7 @@ def test_telemetry_and_event_history_stay_bounded_and_keep_the_newest(database) 
         newest_event = tx.scalar("SELECT MAX(received_ms) FROM events WHERE device_id = 'cam'")
         oldest_event = tx.scalar("SELECT MIN(received_ms) FROM events WHERE device_id = 'cam'")
         others = tx.scalar("SELECT COUNT(*) FROM telemetry WHERE device_id = 'other'")
-    # Trimmed now and then: never more than twice `keep`, never fewer than `keep`.
+    # Trimmed now and then (every keep // 8 inserts): never fewer than `keep`, never many more.
     assert all(keep <= n <= 2 * keep for n in counts.values()), counts
     assert newest_event == 130 and oldest_event > 100 + 30 - 2 * keep
     assert others == 1  # one device's trim leaves the others alone

@@ -49,3 +49,39 @@ def test_retention_by_age_count_budget_spares_unindexed(
     assert ctl.retention.run() == {"disk_budget": 3}
     assert unindexed.exists()
     assert ctl.metrics.get("retention_deleted_total", reason="age") == 3
+
+
+def test_finished_commands_are_bounded_by_count_and_age_pending_ones_are_kept(
+    controllers, devices
+) -> None:  # type: ignore[no-untyped-def]
+    ctl = controllers(retention_interval_s=3600, command_history=3, command_history_days=10)
+    now = int(time.time() * 1000)
+    clock = iter(range(now, now + 1000))  # distinct creation times, in creation order
+    ctl.commands.clock_ms = lambda: next(clock)
+    acker = devices("cmdret-a")  # acks every command: they end "done"
+    silent = devices("cmdret-b", auto_ack=False)  # never acks: they stay pending ("sent")
+    done = [ctl.commands.create("reannounce", device_id=acker.device_id)[0]["id"] for _ in range(5)]
+    pending = [
+        ctl.commands.create("reannounce", device_id=silent.device_id)[0]["id"] for _ in range(5)
+    ]
+    waiter = Waiter(ctl)
+
+    def statuses() -> dict[str, str]:
+        with ctl.db.read() as tx:
+            return {r["id"]: r["status"] for r in tx.query("SELECT id, status FROM commands")}
+
+    assert waiter.wait_for(
+        lambda: (
+            [statuses().get(i) for i in done] == ["done"] * 5
+            and [statuses().get(i) for i in pending] == ["sent"] * 5
+        ),
+        20,
+    )
+    # Count: the device's newest 3 stay; of the older ones only the finished go.
+    assert ctl.retention.trim_commands() == 2
+    assert set(statuses()) == set(done[2:]) | set(pending)
+    # Age: 11 days later every finished command is gone, the pending ones are still there.
+    ctl.retention.clock_ms = lambda: now + 11 * 86400 * 1000
+    assert ctl.retention.trim_commands() == 3
+    assert set(statuses()) == set(pending)
+    assert ctl.metrics.get("commands_deleted_total") == 5

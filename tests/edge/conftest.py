@@ -92,9 +92,7 @@ FAKES = Path(__file__).resolve().parents[1] / "fakes"
 VENDOR_MODULES = ("picamera2", "libcamera", "picamera", "maix")
 
 
-@pytest.fixture
-def vendor_fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Put the vendor conformance fakes (tests/fakes) first on sys.path for this test."""
+def _fakes_on_path(monkeypatch: pytest.MonkeyPatch, *dirs: Path) -> Iterator[Path]:
     import sys
 
     def forget() -> None:
@@ -103,6 +101,20 @@ def vendor_fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
                 del sys.modules[name]
 
     forget()
-    monkeypatch.syspath_prepend(str(FAKES))
-    yield FAKES
+    for d in reversed(dirs):  # the first directory ends up first on sys.path
+        monkeypatch.syspath_prepend(str(d))
+    yield dirs[0]
     forget()
+
+
+@pytest.fixture
+def vendor_fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Put the vendor conformance fakes of today's releases (tests/fakes) first on sys.path."""
+    yield from _fakes_on_path(monkeypatch, FAKES)
+
+
+@pytest.fixture
+def vendor_fakes_2022(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The 2022-era fakes (tests/fakes/era2022) first, today's for the modules that era does not
+    replace (libcamera, maix)."""
+    yield from _fakes_on_path(monkeypatch, FAKES / "era2022", FAKES)

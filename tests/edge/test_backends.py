@@ -85,25 +85,85 @@ def test_picamera2_maps_settings_to_configuration_and_controls(vendor_fakes):
     assert fake.closed
 
 
-def test_picamera2_older_release_without_create_configuration(vendor_fakes, monkeypatch):
+def test_picamera2_2022_release_by_capability(vendor_fakes_2022):
+    """The 2022 README's API: list_controls(), still_configuration(), no event loop until
+    start_preview(), save(name, filename), close_camera()."""
     import picamera2
 
-    monkeypatch.setattr(picamera2, "Picamera2", picamera2.LegacyPicamera2)
+    assert not hasattr(picamera2.Picamera2, "camera_controls")  # the 2022 fake, not today's
+    picamera2.Picamera2.calls.clear()
     cam = cameras.create("picamera2")
     with cam:
-        cap = cam.capture(S(width=320, height=240, vflip=True))
+        settings = S(width=320, height=240, vflip=True, jpeg_quality=60, brightness=50)
+        cam.validate(settings)
+        cap = cam.capture(settings)
         assert jpeg_size(cap.jpeg) == (320, 240)
         fake = picamera2.Picamera2.instances[-1]
+        names = [c[0] for c in fake.calls]
+        assert names.index("start_preview") < names.index("start")  # the loop before frames
         configure = [c for c in fake.calls if c[0] == "configure"][-1][1]
         assert configure["transform"].vflip == 1 and configure["main"]["size"] == (320, 240)
+        assert configure["use_case"] == "still" and configure["lores"] is None
+        assert fake.controls["Brightness"] == 0.5 and fake.open_requests == 0
+        assert cap.metadata["Lux"] == "312.5"
+        # limits come from list_controls(): still checked before anything is set
+        with pytest.raises(SettingsError, match=r"AnalogueGain=30\.0 is outside"):
+            cam.validate(S(analogue_gain=30.0))
+        cam.capture(S(width=640, height=480))  # reconfigure: the loop is not started twice
+        assert [c[0] for c in fake.calls].count("start_preview") == 1
+    assert fake.closed
+
+
+def test_picamera2_today_starts_one_event_loop_and_no_lores(vendor_fakes):
+    import picamera2
+
+    # "lores" configured a stream nothing read; the option is gone and no longer adds one
+    cam = cameras.create("picamera2", {"lores": [160, 120]})
+    with cam:
+        cam.capture(S(width=320, height=240))
+        cam.capture(S(width=640, height=480))
+        fake = picamera2.Picamera2.instances[-1]
+        assert [c[0] for c in fake.calls].count("start_preview") == 1
+        configs = [c[1] for c in fake.calls if c[0] == "configure"]
+        assert len(configs) == 2 and all(c["lores"] is None for c in configs)
 
 
 # --- picamera (legacy) -------------------------------------------------------------------------
 
 
-def test_picamera_maps_settings_and_errors(vendor_fakes):
+class SimClock:
+    """One clock for the backend and the fake camera: sleeping moves it, no real time passes."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 3))
+        self.now += seconds
+
+
+@pytest.fixture
+def sim_clock(monkeypatch):
+    from camfleet.edge.cameras.picamera import PiCameraCamera
+
+    clock = SimClock()
+    monkeypatch.setattr(PiCameraCamera, "clock", staticmethod(clock), raising=False)
+    monkeypatch.setattr(PiCameraCamera, "sleep", staticmethod(clock.sleep), raising=False)
+    return clock
+
+
+def _use_clock(monkeypatch, picamera_module, clock: SimClock) -> None:
+    monkeypatch.setattr(picamera_module.PiCamera, "clock", staticmethod(clock))
+
+
+def test_picamera_maps_settings_and_errors(vendor_fakes, sim_clock, monkeypatch):
     import picamera
 
+    _use_clock(monkeypatch, picamera, sim_clock)
     picamera.PiCamera.calls.clear()
     cam = cameras.create("picamera")
     cam.open()
@@ -126,8 +186,11 @@ def test_picamera_maps_settings_and_errors(vendor_fakes):
     assert sets["contrast"] == 30 and sets["iso"] == 400 and sets["awb_mode"] == "sunlight"
     assert sets["color_effects"] == (128, 128) and sets["exposure_mode"] == "night"
     assert sets["rotation"] == 90 and sets["vflip"] is True
-    assert ("capture", "jpeg", 60, None) in picamera.PiCamera.calls
+    # no preview: the first capture waited for the gains to settle (2 s after opening), once
+    assert ("capture", "jpeg", 60, None, 2.0) in picamera.PiCamera.calls
+    assert sim_clock.slept == [2.0]
     assert jpeg_size(cap.jpeg) == (768, 1024) == (cap.width, cap.height)
+    assert Image.open(io.BytesIO(cap.jpeg)).getpixel((0, 0))[1] > 60  # not the dark frame
     bad = S()
     bad.backend["exposure_mode"] = "moonlight"
     with pytest.raises(SettingsError, match="Invalid exposure mode"):
@@ -139,6 +202,34 @@ def test_picamera_maps_settings_and_errors(vendor_fakes):
     assert picamera.PiCamera.calls[-1] == ("close",)
     with pytest.raises(CameraError, match="not open"):
         cam.capture(S())
+    assert sim_clock.slept == [2.0]  # later captures did not wait again
+
+
+def test_picamera_early_api_by_capability(vendor_fakes_2022, sim_clock, monkeypatch):
+    """The early picamera API: PiCamera() without arguments, ISO, crop, exceptions in the
+    picamera namespace, no color_effects or exif_tags."""
+    import picamera
+
+    assert not hasattr(picamera, "exc")  # the early fake, not 1.13's
+    _use_clock(monkeypatch, picamera, sim_clock)
+    picamera.PiCamera.calls.clear()
+    cam = cameras.create("picamera", {"settle_s": 2.0})
+    with cam:
+        sim_clock.now += 0.5  # half a second passes before the first capture
+        cap = cam.capture(S(width=640, height=480, iso=200, crop_x=0.25, crop_y=0.25,
+                            crop_w=0.5, crop_h=0.5))  # fmt: skip
+        sets = {c[1]: c[2] for c in picamera.PiCamera.calls if c[0] == "set"}
+        assert sets["ISO"] == 200 and sets["crop"] == (0.25, 0.25, 0.5, 0.5)
+        assert sim_clock.slept == [1.5]  # the rest of the settle time
+        assert jpeg_size(cap.jpeg) == (640, 480)
+        assert Image.open(io.BytesIO(cap.jpeg)).getpixel((0, 0))[1] > 60
+        with pytest.raises(SettingsError, match="no color_effects"):
+            cam.capture(S(effect=common_pb2.EFFECT_SEPIA))
+        with pytest.raises(SettingsError, match="Invalid ISO"):
+            cam.capture(S(iso=1600))  # the early range stops at 800
+    assert picamera.PiCamera.calls[0] == ("__init__",)
+    with pytest.raises(CameraError, match="one camera"):
+        cameras.create("picamera", {"camera_num": 1}).open()
 
 
 # --- maix --------------------------------------------------------------------------------------
@@ -179,6 +270,16 @@ def test_maix_maps_settings(vendor_fakes):
             ("set_windowing", [0, 0, 160, 120]),
         ]:
             assert call in calls, call
+        # no crop any more: the sensor window goes back to the whole frame; luma, constrast and
+        # saturation at the ends of their range (0 included) are set, not skipped
+        maix_camera.calls.clear()
+        cam.capture(S(width=320, height=240, brightness=-100, saturation=-100))
+        assert ("set_windowing", [0, 0, 320, 240]) in maix_camera.calls
+        for call in [("luma", 0), ("constrast", 50), ("saturation", 0)]:
+            assert call in maix_camera.calls, call
+        maix_camera.calls.clear()
+        cam.capture(S(width=320, height=240))
+        assert not any(c[0] == "set_windowing" for c in maix_camera.calls)  # nothing changed
         with pytest.raises(SettingsError, match="white_balance auto only"):
             cam.validate(S(white_balance=common_pb2.WHITE_BALANCE_CLOUDY))
         with pytest.raises(SettingsError, match="largest is 2560x1440"):
@@ -187,10 +288,12 @@ def test_maix_maps_settings(vendor_fakes):
 
 
 def test_agent_with_fake_picamera_reports_camera_failure(
-    vendor_fakes, shared_mosquitto, tmp_path, device_id, run_agent, receiver_for
-):
+    vendor_fakes, sim_clock, monkeypatch, shared_mosquitto, tmp_path, device_id, run_agent,
+    receiver_for,
+):  # fmt: skip
     import picamera
 
+    _use_clock(monkeypatch, picamera, sim_clock)  # the settle wait costs no real time
     rx = receiver_for(shared_mosquitto, device_id)
     cfg = agent_config(
         tmp_path,

@@ -21,13 +21,13 @@ def dev(tmp_path: Path) -> HostDevice:
     return d
 
 
-def _run(dev: HostDevice, phase: str):
+def _run(dev: HostDevice, phase: str, cause: str = "ext1"):
     # the script takes the phase as its last argument: a wrapper file per phase keeps it simple
-    wrapper = dev.dir / f"probe_{phase}.py"
+    wrapper = dev.dir / "fs" / f"probe_{phase}.py"  # not next to camera/: a namespace package
     wrapper.write_text(
         f"import sys\nsys.argv.append({phase!r})\nexec(open({str(SCRIPT)!r}).read())\n"
     )
-    return dev.run_wake("ext1", script=wrapper)
+    return dev.run_wake(cause, script=wrapper)
 
 
 def test_nvs_rtc_and_partitions_across_deep_sleep_and_power_cut(dev: HostDevice):
@@ -37,7 +37,7 @@ def test_nvs_rtc_and_partitions_across_deep_sleep_and_power_cut(dev: HostDevice)
     after_sleep = _result(_run(dev, "read"))
     assert after_sleep["reset_cause"] == 4 and after_sleep["wake_reason"] == 3  # DEEPSLEEP, EXT1
     assert after_sleep["kept"] == 42
-    assert after_sleep["missing_errno"] == 2  # the uncommitted key is gone: ENOENT
+    assert after_sleep["missing_errno"] == -4354  # the uncommitted key is gone: NVS_NOT_FOUND
     assert after_sleep["rtc"] == "rtc-data"
     assert (after_sleep["block2"], after_sleep["block3"]) == (0xAB, 0xFF)
     assert after_sleep["ota_1"] == [0x1C0000, 0x1A0000, "ota_1"]
@@ -54,3 +54,52 @@ def _result(wake) -> dict:
     line = next((x for x in wake.output.splitlines() if x.startswith("RESULT ")), None)
     assert line is not None, wake.output
     return json.loads(line[len("RESULT ") :])
+
+
+def test_host_modules_reject_what_the_real_ones_reject(tmp_path: Path):
+    d = HostDevice(tmp_path / "strict", "strict")
+    # one 640x480 frame of 70,000 bytes: larger than any buffer below VGA's 61,440
+    d.provision(broker_host="127.0.0.1", broker_port=1, jpegs=[b"\xff\xd8" + b"\0" * 70_000])
+    out = _result(_run(d, "strict", cause="timer"))
+    assert out["ext0_gpio16"] == ["ValueError", "invalid pin"]  # not an RTC GPIO
+    assert out["ext1_gpio5"] == ["ValueError", "invalid pin"]
+    assert out["touch_with_ext0"] == ["ValueError", "no resources"]
+    assert out["ulp_with_ext0"] == ["ValueError", "no resources"]
+    assert out["touchpad_gpio5"] == ["ValueError", "invalid pin for touchpad"]
+    assert out["pin_20"] == ["ValueError", "invalid pin"]  # the ESP32 has no GPIO 20
+    assert out["partial_sector"] == ["OSError", -0x104, "ESP_ERR_INVALID_SIZE"]
+    assert out["nor_write"] == 0x03  # 0x0f & 0xf3
+    assert out["set_boot_garbage"] == ["OSError", -0x1503, "ESP_ERR_OTA_VALIDATE_FAILED"]
+    assert out["ulp_bad_magic"] == ["OSError", 95]  # ESP_ERR_NOT_SUPPORTED -> EOPNOTSUPP
+    assert out["unique_id"] == [0x24, 0x0A, 0xC4, 0x00, 0x00, 0x01]  # 6 raw bytes
+    assert out["capture_before_init"] is False and out["framesize_before_init"] is False
+    assert out["init_positional"][0] == "TypeError"
+    assert out["init_unknown_kw"] == ["TypeError", "unexpected keyword argument 'framesize_max'"]
+    assert out["init_dram_uxga"] == ["OSError", "Camera Init Failed"]  # DRAM holds up to CIF
+    assert out["init_defaults"] == ["OSError", "Camera Init Failed"]  # VGA, DRAM by default
+    defaults = out["defaults"]
+    assert (defaults["framesize"], defaults["xclk_freq"], defaults["quality"]) == (
+        8,  # FRAME_VGA
+        10_000_000,
+        12,
+    )
+    assert (defaults["fb_size"], defaults["fb_location"]) == (1, 0)  # one buffer, PSRAM asked
+    assert out["second_init"] == ["OSError", "Camera Init Failed"]
+    assert out["ovf"] is False  # FB-OVF: the frame does not fit the VGA buffer
+
+
+def test_set_boot_accepts_a_valid_image_only(tmp_path: Path):
+    from camfleet.esp32_node.tools.images import make_app_image
+
+    d = HostDevice(tmp_path / "boot", "boot")
+    d.provision(broker_host="127.0.0.1", broker_port=1, jpegs=[b"\xff\xd8\xff\xd9"])
+    image = bytearray(make_app_image("2.0.0"))
+    (d.dir / "flash" / "ota_1.bin").write_bytes(bytes(image))
+    script = d.dir / "boot_check.py"
+    script.write_text(
+        "import esp32\nesp32.Partition('ota_1').set_boot()\nprint('RESULT {\"ok\": 1}')\n"
+    )
+    assert _result(d.run_wake(script=script)) == {"ok": 1}
+    image[len(image) // 2] ^= 0x01  # one bit flipped in a segment: checksum and hash differ
+    (d.dir / "flash" / "ota_1.bin").write_bytes(bytes(image))
+    assert "ESP_ERR_OTA_VALIDATE_FAILED" in d.run_wake(script=script).output

@@ -65,7 +65,7 @@ def test_image_delivered_across_a_power_cut_and_a_corrupted_block(
 
     woke = dev.run_wake()  # power-on: resumes, downloads the rest, verifies, reboots
 
-    assert woke.ended == "soft", woke.output
+    assert woke.ended == "hard", woke.output
     # resumed, not restarted: the rest plus the corrupted block again (and a few in flight)
     assert img.served - served_before < img.total_blocks - done + 20
     assert not img.corrupt_once  # block 300 was sent corrupted once ...
@@ -122,7 +122,7 @@ def test_image_failing_its_health_check_is_rolled_back_and_reported(
     rx = receiver_for(mosquitto, dev)
     dev.run_wake()
     _offer(rx, img, "1.2.0")
-    assert dev.run_wake().ended == "soft"  # downloaded, verified, set_boot, reset
+    assert dev.run_wake().ended == "hard"  # downloaded, verified, set_boot, reset
 
     dev.set_fault("wifi", 1)  # the new image cannot reach the network: no health check
     woke = dev.run_wake()
@@ -155,7 +155,7 @@ def test_download_paused_by_the_wake_budget_resumes_after_deep_sleep(
     _offer(rx, img, "1.3.0")
 
     endings = []
-    while not endings or endings[-1] != "soft":
+    while not endings or endings[-1] != "hard":
         assert len(endings) < 40, "OTA never completed"
         endings.append(dev.run_wake().ended)
 
@@ -184,7 +184,7 @@ def test_a_node_holding_every_block_verifies_even_when_its_wake_budget_is_spent(
     _offer(rx, img, "1.4.0")
 
     endings = []
-    while not endings or endings[-1] != "soft":
+    while not endings or endings[-1] != "hard":
         assert len(endings) < 3 * img.total_blocks, "OTA never completed"
         endings.append(dev.run_wake().ended)
 

@@ -4,10 +4,14 @@ PiCameraValueError; a closed camera raises PiCameraClosed; PiCamera is a context
 ``capture(output, format, use_video_port, resize, splitter_port, bayer, **options)`` writes a
 real JPEG (quality 1..100, thumbnail). ``PiCamera.calls`` records attribute sets and calls.
 ``PiCamera.fail_next_capture`` makes the next capture raise PiCameraRuntimeError (a timeout, as
-the real camera does when the ribbon is loose)."""
+the real camera does when the ribbon is loose). A capture within 2 s of opening without a
+preview running comes out dark (the gains have not settled; the documentation's recipes wait
+2 s); ``PiCamera.clock`` is the time source (tests replace it). The early API (``PiCamera()``,
+``ISO``, ``crop``) has its own fake in tests/fakes/era2022/picamera."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from PIL import Image
@@ -81,6 +85,7 @@ def _range(name: str, value: Any, low: int, high: int) -> int:
 class PiCamera:
     calls: list[tuple[Any, ...]] = []
     fail_next_capture = False
+    clock = staticmethod(time.monotonic)
 
     def __init__(
         self,
@@ -97,6 +102,7 @@ class PiCamera:
         if camera_num != 0:
             raise PiCameraError("Camera is not enabled. Try running 'sudo raspi-config'")
         object.__setattr__(self, "_closed", False)
+        object.__setattr__(self, "_opened_at", PiCamera.clock())
         object.__setattr__(
             self,
             "_values",
@@ -149,6 +155,8 @@ class PiCamera:
             return values[name]
         if name == "exposure_speed":
             return values["shutter_speed"] or 33000
+        if name == "preview":
+            return None  # no preview is ever started by camfleet
         raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -220,6 +228,8 @@ class PiCamera:
         size = resize or values["resolution"]
         if values["rotation"] in (90, 270):
             size = (size[1], size[0])
-        image = Image.new("RGB", size, (values["brightness"] * 2, 80, 60))
+        open_for = PiCamera.clock() - object.__getattribute__(self, "_opened_at")
+        level = values["brightness"] * 2 if open_for >= 2.0 else 8  # unsettled: a dark frame
+        image = Image.new("RGB", size, (level, 80, 60))
         image.save(output, "JPEG", quality=quality)
-        PiCamera.calls.append(("capture", format, quality, thumbnail))
+        PiCamera.calls.append(("capture", format, quality, thumbnail, round(open_for, 3)))

@@ -1,4 +1,8 @@
-"""Conformance fake of picamera2 (Raspberry Pi "The Picamera2 Library" manual, 2023 edition).
+"""Conformance fake of picamera2 as released today (0.3.x; "The Picamera2 Library" manual).
+
+The 2022 preview release differs (no ``camera_controls``, ``*_configuration()`` methods, no event
+loop until ``start_preview()``, ``save(name, filename)``): that era has its own fake in
+``tests/fakes/era2022/picamera2``.
 
 Same API surface the agent may use: Picamera2(camera_num), camera_properties, camera_controls
 ({name: (min, max, default)}), sensor_modes, still/preview configurations (attribute and
@@ -93,6 +97,7 @@ class Picamera2:
         self.controls: dict[str, Any] = {}
         self.config: CameraConfiguration | None = None
         self.started = False
+        self.event_loop = False
         self.closed = False
         self.open_requests = 0
         self.still_configuration: Any = Picamera2.create_still_configuration(self)
@@ -145,12 +150,21 @@ class Picamera2:
         self.config = camera_config or self.preview_configuration
         self.calls.append(("configure", dict(self.config)))
 
-    def start(self, config: Any = None, show_preview: bool = False) -> None:
+    def start_preview(self, preview: Any = None, **kwargs: Any) -> None:
+        self._alive()
+        if self.event_loop:
+            raise RuntimeError("An event loop is already running")
+        self.event_loop = True  # None/False: the NULL preview, which only runs the loop
+        self.calls.append(("start_preview", preview))
+
+    def start(self, config: Any = None, show_preview: bool | None = False) -> None:
         self._alive()
         if config is not None:
             self.configure(config)
         if self.config is None:
             raise RuntimeError("Camera has not been configured")
+        if show_preview is not None and not self.event_loop:
+            self.start_preview(show_preview)  # today's start() runs a NULL preview itself
         self.started = True
         self.calls.append(("start",))
 
@@ -248,18 +262,3 @@ class Picamera2:
         import numpy as np
 
         return np.asarray(self.capture_image(name))
-
-
-class LegacyPicamera2(Picamera2):
-    """picamera2 before 0.3 (2022): ``still_configuration(...)`` and
-    ``preview_configuration(...)`` were methods; ``create_*_configuration`` did not exist."""
-
-    def __init__(self, camera_num: int = 0, tuning: Any = None) -> None:
-        super().__init__(camera_num, tuning)
-        self.still_configuration = lambda **kw: Picamera2.create_still_configuration(self, **kw)
-        self.preview_configuration = lambda **kw: Picamera2.create_preview_configuration(self, **kw)
-
-    def __getattribute__(self, name: str) -> Any:
-        if name in ("create_still_configuration", "create_preview_configuration"):
-            raise AttributeError(name)
-        return object.__getattribute__(self, name)

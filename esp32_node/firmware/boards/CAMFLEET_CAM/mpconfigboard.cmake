@@ -1,5 +1,7 @@
-# camfleet ESP32-CAM board: ESP32_GENERIC with SPIRAM and without BLE (IRAM), our partition table, rollback, the
-# camera user C module (passed as USER_C_MODULES) and the node frozen in. build.sh copies
+# camfleet ESP32-CAM board: ESP32_GENERIC's base settings + SPIRAM, without boards/sdkconfig.ble
+# (mpconfigboard.h turns Bluetooth off to match), our partition table and rollback
+# (sdkconfig.camfleet), the camera user C module (passed as USER_C_MODULES by build.sh) and the
+# whole node application frozen in (manifest.py, main.py included). build.sh copies
 # sdkconfig.camfleet and manifest.py into this directory.
 set(IDF_TARGET esp32)
 set(SDKCONFIG_DEFAULTS

@@ -1,0 +1,507 @@
+"""Mutation testing of the durability core: plant one small bug at a time, run the tests that
+should catch it, count the bugs they miss.
+
+Why not mutmut or cosmic-ray: the tests that guard these files run the code in other processes
+(the controller as a subprocess, the ESP32 node under the MicroPython unix port), which mutmut's
+in-process trampolines do not reach, and both tools run far more mutants (and the whole test
+command each) than 2 shared cores allow. This driver rewrites the source file itself, in a
+scratch copy of the working tree, so every process sees the bug, and runs only the tests listed
+for that file (``-x``: the first failure kills the mutant).
+
+Mutants (generated from the AST, each one change in one function):
+  compare   ``<``/``<=``, ``>``/``>=``, ``==``/``!=``, ``in``/``not in``, ``is``/``is not``
+  bool      ``and``/``or``; ``not x`` -> ``x``
+  number    an integer constant n -> n + 1 (0 -> 1, 1 -> 2, ...); ``True``/``False`` swapped
+  arith     ``+``/``-`` (also ``+=``/``-=``)
+  drop      a call statement (``os.fdatasync(fd)``, ``store.committed()``) becomes ``pass``
+Not mutated: strings, docstrings, default argument values, and calls to the logger or the
+metrics (what they do is not durability). A killed mutant made a listed test fail or time out.
+
+Usage: scripts/mutate [--list] [--module NAME ...] [--timeout-factor F]
+The latest score and every survivor are in docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = REPO / ".venv" / "bin" / "python"
+#: The packages setup.py maps onto camfleet.*: linked inside the copy's camfleet/ so that the
+#: copy imports itself, never the editable install of the working tree.
+AREAS = ("proto", "controller", "edge", "esp32_node", "broker_config")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A file of the durability core, the functions to mutate (all when empty) and its tests."""
+
+    path: str
+    tests: tuple[str, ...]
+    functions: tuple[str, ...] = ()
+
+
+CONTROLLER_INGEST = (
+    "tests/controller/test_ingest_order.py",
+    "tests/controller/test_ingest_durability.py",
+    "tests/esp32/test_controller_sessions.py",
+)
+FRAME_LOG = ("tests/controller/test_frame_log_io.py", "tests/controller/test_frame_log.py")
+TARGETS: dict[str, Target] = {
+    "receipts": Target(
+        "proto/receipts.py",
+        ("tests/proto/test_receipts.py",),
+    ),
+    "codec": Target(
+        "proto/codec.py",
+        ("tests/proto/test_codec_bounds.py", "tests/proto/test_codec.py"),
+    ),
+    "chunking": Target(
+        "proto/chunking.py",
+        ("tests/proto/test_chunking_bounds.py", "tests/proto/test_chunking.py"),
+    ),
+    "frame_log": Target(
+        "controller/frames/log.py",
+        (*FRAME_LOG, CONTROLLER_INGEST[0]),
+        # everything but the constructor's constants (names, modes, the starting sentinels)
+        (
+            "FrameLog.append",
+            "FrameLog.read",
+            "FrameLog._pwrite_direct",
+            "FrameLog._rotate",
+            "FrameLog.delete",
+            "FrameLog.close",
+            "FrameLog.close_and_remove",
+            "abandoned",
+            "_segments",
+            "read_segment",
+            "read_at",
+            "_pwritev_all",
+            "_fsync_dir",
+        ),
+    ),
+    "frame_store": Target(
+        "controller/frames/store.py",
+        (*FRAME_LOG, *CONTROLLER_INGEST[:2]),
+        # the durable path and the replay; not directory placement hints or orphan clean-up
+        (
+            "frame_key",
+            "frame_identity",
+            "LocalFrameStore.put_batch",
+            "LocalFrameStore.committed",
+            "LocalFrameStore._abandon_staged",
+            "LocalFrameStore._materialize_loop",
+            "LocalFrameStore._read_records",
+            "LocalFrameStore._forget",
+            "LocalFrameStore._delete_finished_segments",
+            "LocalFrameStore._write_files",
+            "LocalFrameStore.recover",
+            "LocalFrameStore.flush",
+            "LocalFrameStore.close",
+            "LocalFrameStore._write_one",
+            "LocalFrameStore._sync",
+            "LocalFrameStore.get",
+            "LocalFrameStore.delete",
+        ),
+    ),
+    "frames_index": Target(
+        "controller/frames/index.py",
+        CONTROLLER_INGEST,
+        ("exists", "existing", "sha256_of_keys", "insert"),
+    ),
+    "writer": Target("controller/ingest/writer.py", CONTROLLER_INGEST),
+    "jobs": Target("controller/ingest/jobs.py", CONTROLLER_INGEST),
+    "scheduler": Target(
+        "controller/scheduler.py",
+        ("tests/controller/test_scheduler_race.py", "tests/controller/test_scheduler.py"),
+        ("Scheduler._fire", "Scheduler.set_enabled", "Scheduler.tick"),
+    ),
+    "edge_spool": Target(
+        "edge/spool.py",
+        ("tests/edge/test_spool_sync.py", "tests/edge/test_spool.py", "tests/edge/test_sigkill.py"),
+    ),
+    "edge_sender": Target(
+        "edge/sender.py",
+        ("tests/edge/test_outage.py",),
+    ),
+    "esp32_spool": Target(
+        "esp32_node/spool.py",
+        (
+            "tests/esp32/test_spool_flash.py",
+            "tests/esp32/test_spool_receipts.py",
+            "tests/esp32/test_durability.py",
+        ),
+    ),
+    "esp32_commands": Target(
+        "esp32_node/commands.py",
+        ("tests/esp32/test_command_repeat.py", "tests/esp32/test_cycle.py"),
+    ),
+}
+
+_SWAP_CMP = {
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+}
+_QUIET_CALLS = ("log", "logging", "metrics", "clock")  # receivers whose calls are not mutated
+
+
+@dataclass(frozen=True)
+class Mutant:
+    module: str
+    number: int
+    line: int
+    function: str
+    kind: str
+    before: str
+    after: str
+    start: tuple[int, int]
+    end: tuple[int, int]
+
+
+def _receiver(call: ast.Call) -> str:
+    f = call.func
+    while isinstance(f, ast.Attribute):
+        if isinstance(f.value, ast.Name):
+            return f.value.id
+        if isinstance(f.value, ast.Attribute) and f.value.attr in _QUIET_CALLS:
+            return f.value.attr
+        f = f.value
+    return f.id if isinstance(f, ast.Name) else ""
+
+
+def _quiet(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and _receiver(node) in _QUIET_CALLS
+
+
+class _Finder(ast.NodeVisitor):
+    """Collect (node, replacement) pairs inside the wanted functions."""
+
+    def __init__(self, functions: tuple[str, ...]) -> None:
+        self.functions = functions
+        self.stack: list[str] = []
+        self.found: list[tuple[str, str, ast.AST, ast.AST | None]] = []
+        self.skip: set[int] = set()
+
+    def _scope(self) -> str:
+        return ".".join(self.stack)
+
+    def _wanted(self) -> bool:
+        if not self.stack:
+            return False
+        name = self._scope()
+        return not self.functions or any(
+            name == f or name.startswith(f + ".") for f in self.functions
+        )
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.stack.append(node.name)
+        for stmt in node.body:
+            self.visit(stmt)
+        self.stack.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for default in [*node.args.defaults, *node.args.kw_defaults]:
+            if default is not None:
+                for sub in ast.walk(default):
+                    self.skip.add(id(sub))
+        self.stack.append(node.name)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]  # the docstring
+        for stmt in body:
+            self.visit(stmt)
+        self.stack.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def _add(self, kind: str, node: ast.AST, new: ast.AST | None) -> None:
+        if self._wanted() and id(node) not in self.skip:
+            self.found.append((self._scope(), kind, node, new))
+
+    def visit_Call(self, node: ast.Call) -> None:
+        if _quiet(node):
+            return  # nothing inside a log or metrics call is mutated
+        self.generic_visit(node)
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        if isinstance(node.value, ast.Call) and not _quiet(node.value):
+            self._add("drop", node, ast.Pass())
+        self.generic_visit(node)
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        for i, op in enumerate(node.ops):
+            swap = _SWAP_CMP.get(type(op))
+            if swap is not None:
+                new = ast.Compare(
+                    left=node.left,
+                    ops=[*node.ops[:i], swap(), *node.ops[i + 1 :]],
+                    comparators=node.comparators,
+                )
+                self._add("compare", node, new)
+        self.generic_visit(node)
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> None:
+        other = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        self._add("bool", node, ast.BoolOp(op=other, values=node.values))
+        self.generic_visit(node)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> None:
+        if isinstance(node.op, ast.Not):
+            self._add("bool", node, node.operand)
+        self.generic_visit(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, ast.Add | ast.Sub) and not _is_str(node):
+            op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+            self._add("arith", node, ast.BinOp(left=node.left, op=op, right=node.right))
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.op, ast.Add | ast.Sub) and not _is_str(node.value):
+            op = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+            self._add("arith", node, ast.AugAssign(target=node.target, op=op, value=node.value))
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, bool):
+            self._add("number", node, ast.Constant(not node.value))
+        elif isinstance(node.value, int):
+            self._add("number", node, ast.Constant(node.value + 1))
+
+
+def _is_str(node: ast.AST) -> bool:
+    # string building ("%s" % x, "a" + b) is not arithmetic
+    return any(isinstance(n, ast.Constant) and isinstance(n.value, str) for n in ast.walk(node))
+
+
+def mutants(module: str, target: Target, root: Path = REPO) -> list[Mutant]:
+    source = (root / target.path).read_text()
+    tree = ast.parse(source)
+    finder = _Finder(target.functions)
+    finder.visit(tree)
+    lines = source.splitlines()
+    out = []
+    for scope, kind, node, new in finder.found:
+        assert new is not None
+        start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
+        end = (node.end_lineno, node.end_col_offset)  # type: ignore[attr-defined]
+        before = _segment(lines, start, end)
+        # an expression goes in brackets so that it binds as the original did
+        after = f"({ast.unparse(new)})" if isinstance(new, ast.expr) else ast.unparse(new)
+        out.append(Mutant(module, len(out) + 1, start[0], scope, kind, before, after, start, end))
+    return out
+
+
+def _segment(lines: list[str], start: tuple[int, int], end: tuple[int, int]) -> str:
+    if start[0] == end[0]:
+        return lines[start[0] - 1][start[1] : end[1]]
+    parts = [lines[start[0] - 1][start[1] :], *lines[start[0] : end[0] - 1]]
+    return "\n".join([*parts, lines[end[0] - 1][: end[1]]])
+
+
+def apply(source: str, m: Mutant) -> str:
+    """The source with the mutant's span replaced (one line; multi-line spans sit in brackets)."""
+    lines = source.splitlines(keepends=True)
+    (l1, c1), (l2, c2) = m.start, m.end
+    head = lines[l1 - 1][:c1]
+    tail = lines[l2 - 1][c2:]
+    return "".join([*lines[: l1 - 1], head + m.after + tail, *lines[l2:]])
+
+
+# --- the scratch copy --------------------------------------------------------------------------
+
+
+def make_copy(dest: Path) -> None:
+    """A copy of the working tree (tracked and new files) that imports itself as camfleet.*."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for name in files:
+        if not name:
+            continue
+        rel = name.decode()
+        src = REPO / rel
+        if not src.is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / rel)
+    for area in AREAS:
+        os.symlink(dest / area, dest / "camfleet" / area)
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
+    """'pass', 'fail' or 'timeout', and the seconds it took."""
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    started = time.monotonic()
+    cmd = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    # its own process group: a timeout or a stopped run ends the tests' brokers and controllers
+    proc = subprocess.Popen(
+        cmd,
+        cwd=copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - started
+    finally:
+        _end_group(proc)  # also what the tests left running (a broker, a controller)
+    return ("pass" if code == 0 else "fail"), time.monotonic() - started
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def check_copy_imports_itself(copy: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(copy))
+    out = subprocess.run(
+        [str(PYTHON), "-c", "import camfleet.proto.codec as c; print(c.__file__)"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(out).resolve().is_relative_to(copy.resolve()):
+        raise SystemExit(f"the copy imports {out}, not its own files")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through the finally that puts the original file back
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--module", action="append", choices=sorted(TARGETS), help="repeatable")
+    ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
+    ap.add_argument("--only", type=int, action="append", help="mutant numbers (with --module)")
+    ap.add_argument("--timeout-factor", type=float, default=3.0)
+    ap.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        help="at most this many mutants per module, evenly spread over the file (0: all)",
+    )
+    ap.add_argument(
+        "--copy",
+        type=Path,
+        default=Path(os.environ.get("TMPDIR", "/tmp")) / ("camfleet-mutate-" + REPO.name),
+    )
+    ap.add_argument("--results", type=Path, default=None, help="JSON lines written here")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    modules = args.module or sorted(TARGETS)
+    if args.list:
+        for name in modules:
+            for m in mutants(name, TARGETS[name]):
+                print(
+                    f"{name} #{m.number} {TARGETS[name].path}:{m.line} {m.function} [{m.kind}] "
+                    f"{m.before!r} -> {m.after!r}"
+                )
+        return 0
+    copy = args.copy
+    make_copy(copy)
+    check_copy_imports_itself(copy)
+    results = args.results or copy.parent / f"{copy.name}-results.jsonl"
+    totals: dict[str, list[int]] = {}
+    survivors: list[Mutant] = []
+    with results.open("a") as out:
+        for name in modules:
+            target = TARGETS[name]
+            path = copy / target.path
+            original = path.read_text()
+            status, base = run_tests(copy, target.tests, 1800)
+            if status != "pass":
+                print(f"{name}: its tests fail without any mutant ({status}); skipped", flush=True)
+                continue
+            timeout = max(30.0, base * args.timeout_factor)
+            found = mutants(name, target, copy)
+            total = len(found)
+            if args.only:
+                found = [m for m in found if m.number in args.only]
+            elif args.sample and total > args.sample:
+                found = [found[i * total // args.sample] for i in range(args.sample)]
+            killed = 0
+            print(f"{name}: {len(found)} of {total} mutants, tests take {base:.1f} s", flush=True)
+            for m in found:
+                path.write_text(apply(original, m))
+                try:
+                    compile(path.read_text(), str(path), "exec")
+                    outcome, took = run_tests(copy, target.tests, timeout)
+                except SyntaxError:
+                    outcome, took = "invalid", 0.0
+                finally:
+                    path.write_text(original)
+                if outcome == "invalid":
+                    continue
+                dead = outcome != "pass"
+                killed += dead
+                if not dead:
+                    survivors.append(m)
+                out.write(
+                    json.dumps(
+                        {
+                            **asdict(m),
+                            "outcome": outcome,
+                            "seconds": round(took, 1),
+                            "date": time.strftime("%Y-%m-%d"),
+                        }
+                    )
+                    + "\n"
+                )
+                out.flush()
+                print(
+                    f"  #{m.number} {'killed' if dead else 'SURVIVED'} ({outcome}, {took:.1f} s) "
+                    f"{target.path}:{m.line} [{m.kind}] {m.before!r} -> {m.after!r}",
+                    flush=True,
+                )
+            totals[name] = [killed, len(found)]
+    print("\nmodule            killed / mutants")
+    for name, (k, n) in totals.items():
+        print(f"  {name:15} {k:4} / {n:<4} {100 * k / max(n, 1):5.1f} %")
+    k = sum(v[0] for v in totals.values())
+    n = sum(v[1] for v in totals.values())
+    print(f"  {'total':15} {k:4} / {n:<4} {100 * k / max(n, 1):5.1f} %")
+    if survivors:
+        print("\nsurvivors:")
+        for m in survivors:
+            print(
+                f"  {m.module} #{m.number} {TARGETS[m.module].path}:{m.line} {m.function} "
+                f"[{m.kind}] {m.before!r} -> {m.after!r}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""A receipt deletes from the node's flash spool exactly the frames its ranges cover: range
+edges (first, last, one frame), gaps between ranges, and sessions."""
+
+from __future__ import annotations
+
+from camfleet.proto import codec
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1 import config_pb2, frame_pb2
+
+
+def _spooled(dev) -> set[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    return {(int(n[:10]), int(n[11:21])) for n in dev.spool_files()}
+
+
+def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
+    mosquitto, make_device, receiver_for
+):
+    """Catches an off-by-one at either end of a range (``<`` for ``<=``), a range applied to
+    another session's frames, and a receipt that deletes past its last range."""
+    cfg = config_pb2.DeviceConfig()
+    cfg.sleep.awake_window_s = 1  # unreceipted frames keep a wake up this long
+    cfg.camera.width, cfg.camera.height = 640, 480
+    dev = make_device(mosquitto, config=codec.encode(cfg))
+    rx = receiver_for(mosquitto, dev)
+    rx.receipts = False  # this test writes the receipts itself
+    assert dev.run_wake().ended == "deepsleep"  # power-on: frame 1-1
+    for _ in range(2):  # motion wakes: a burst of 3 each (sessions 2 and 3)
+        assert dev.run_wake("ext0").ended == "deepsleep"
+    spooled = _spooled(dev)
+    assert spooled == {(1, 1), (2, 1), (2, 2), (2, 3), (3, 1), (3, 2), (3, 3)}
+    receipt = frame_pb2.Receipt(
+        stored=[
+            frame_pb2.SeqRange(session=1, first_seq=2, last_seq=5),  # starts after 1-1
+            frame_pb2.SeqRange(session=2, first_seq=1, last_seq=2),  # 1..2 of 1..3
+            frame_pb2.SeqRange(session=3, first_seq=1, last_seq=1),  # one frame
+            frame_pb2.SeqRange(session=3, first_seq=3, last_seq=3),  # ... a gap, the last one
+            frame_pb2.SeqRange(session=9, first_seq=1, last_seq=100),  # nothing of ours
+        ]
+    )
+    # queued in the node's persistent session while it sleeps; handled first thing next wake
+    rx.client.publish(rx.topic(Kind.RECEIPT), codec.encode(receipt), qos=1).wait_for_publish(5)
+
+    woke = dev.run_wake()  # timer: no capture of its own
+
+    assert woke.ended == "deepsleep", woke.output
+    left = _spooled(dev)
+    assert left - {k for k in left if k[0] == 4} == {(1, 1), (2, 3), (3, 2)}

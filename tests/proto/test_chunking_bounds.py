@@ -1,0 +1,211 @@
+"""Chunking at its edges: the size limit is inclusive, chunks are as full as the limit allows,
+and a header that leaves no room for data is refused exactly where it stops fitting."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import pytest
+
+from camfleet.proto import codec
+from camfleet.proto.chunking import MIN_MAX_PAYLOAD, Reassembler, needs_chunking, split_frame
+from camfleet.proto.errors import ContractError, Reason
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1 import frame_pb2
+from tests.proto.samples import sample_frame
+
+
+def test_a_frame_exactly_at_the_limit_is_not_chunked() -> None:
+    """Catches ``>=`` for ``>``: a frame of exactly max_payload bytes travels whole."""
+    frame = sample_frame(os.urandom(3000))
+    size = frame.ByteSize()
+    assert not needs_chunking(frame, size)
+    assert needs_chunking(frame, size - 1)
+
+
+@pytest.mark.parametrize("max_payload", [MIN_MAX_PAYLOAD, 4096, 64 * 1024])
+def test_chunks_fit_and_are_as_full_as_the_limit_allows(max_payload: int) -> None:
+    """Catches chunks sized with the header's overhead after the first one (more chunks than
+    needed) or with too little room, and chunks that do not add up to the frame."""
+    frame = sample_frame(os.urandom(300_000), metadata={f"k{i}": "v" * 20 for i in range(8)})
+    chunks = split_frame(frame, max_payload)
+    sizes = [len(codec.encode(c)) for c in chunks]
+    assert max(sizes) <= max_payload
+    # every chunk but the last is within the worst-case varint slack of the limit
+    assert min(sizes[1:-1]) >= max_payload - 32, sizes[:4]
+    assert b"".join(c.data for c in chunks) == frame.data
+    assert [c.offset for c in chunks] == [
+        sum(len(c.data) for c in chunks[:i]) for i in range(len(chunks))
+    ]
+    assert {(c.count, c.total_size, c.sha256) for c in chunks} == {
+        (len(chunks), len(frame.data), hashlib.sha256(frame.data).digest())
+    }
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+
+
+def test_a_header_that_leaves_no_room_is_refused_exactly_where_it_stops_fitting() -> None:
+    """Catches the room check moved by one (``<=``, ``< 2``) or weakened (``and``): at the
+    smallest limit that fits, the first chunk carries one byte of data; one byte less raises."""
+    frame = sample_frame(os.urandom(5000), metadata={"note": "n" * 1500})
+    smallest = None
+    for max_payload in range(MIN_MAX_PAYLOAD, 4096):
+        try:
+            chunks = split_frame(frame, max_payload)
+        except ValueError as exc:
+            assert "no room for data" in str(exc)
+            continue
+        smallest = max_payload
+        break
+    assert smallest is not None and smallest > MIN_MAX_PAYLOAD
+    assert len(chunks[0].data) == 1
+    assert all(len(codec.encode(c)) <= smallest for c in chunks)
+    assert b"".join(c.data for c in chunks) == frame.data
+
+
+def _wire(chunk: frame_pb2.FrameChunk) -> frame_pb2.FrameChunk:
+    decoded = codec.decode(Kind.CHUNK, codec.encode(chunk)).message
+    assert isinstance(decoded, frame_pb2.FrameChunk)
+    return decoded
+
+
+def test_counters_start_at_zero() -> None:
+    assert dataclasses.asdict(Reassembler().stats) == {
+        "completed": 0,
+        "duplicates": 0,
+        "expired": 0,
+        "evicted": 0,
+        "mismatched": 0,
+        "checksum_failed": 0,
+        "pending_frames": 0,
+        "pending_bytes": 0,
+    }
+
+
+@pytest.mark.parametrize("edge", ["starts_in_last_byte", "ends_in_first_byte"])
+def test_a_chunk_overlapping_another_by_one_byte_is_refused_once(edge: str) -> None:
+    """Catches the overlap test moved by one at either end (``<=``) or computing the other
+    chunk's end wrongly (``offset - length``): a forged chunk sharing one byte with a received
+    one would overwrite it. Chunks that only touch (the normal case) are not overlaps."""
+    frame = sample_frame(os.urandom(6000))
+    chunks = split_frame(frame, 2048)
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(chunks[1]))
+    forged = frame_pb2.FrameChunk()
+    forged.CopyFrom(chunks[2])
+    forged.index = len(chunks) - 1
+    forged.data = forged.data[:10]
+    one = chunks[1]
+    if edge == "starts_in_last_byte":
+        forged.offset = one.offset + len(one.data) - 1
+    else:
+        forged.offset = one.offset - len(forged.data) + 1
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", _wire(forged))
+    assert info.value.reason is Reason.CHUNK_MISMATCH
+    assert reassembler.stats.mismatched == 1
+    results = [reassembler.add("cam-1", _wire(c)) for c in chunks if c.index != 1]
+    assert results[-1] == frame
+
+
+def test_a_chunk_disagreeing_on_the_frame_is_counted_once() -> None:
+    chunks = split_frame(sample_frame(os.urandom(6000)), 2048)
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(chunks[0]))
+    liar = frame_pb2.FrameChunk()
+    liar.CopyFrom(chunks[1])
+    liar.count += 1
+    with pytest.raises(ContractError):
+        reassembler.add("cam-1", _wire(liar))
+    assert reassembler.stats.mismatched == 1
+
+
+def test_adding_a_chunk_expires_frames_that_waited_too_long() -> None:
+    """Catches ``add`` no longer expiring on its own: a receiver that only calls ``add`` would
+    hold incomplete frames (and their memory) for ever."""
+    now = [1000.0]
+    reassembler = Reassembler(timeout_s=30, clock=lambda: now[0])
+    old = split_frame(sample_frame(os.urandom(6000), seq=1), 2048)
+    reassembler.add("cam-1", _wire(old[0]))
+    now[0] += 31
+    reassembler.add("cam-1", _wire(split_frame(sample_frame(os.urandom(6000), seq=2), 2048)[0]))
+    assert reassembler.pending() == [("cam-1", 7, 2)]
+    assert reassembler.stats.expired == 1
+
+
+def test_frame_and_memory_limits_are_inclusive() -> None:
+    """Catches ``>=`` for ``>`` in the per-frame limit and in the eviction test: a frame of
+    exactly ``max_frame_bytes``, and partial frames filling exactly ``max_bytes``, are kept."""
+    exact = sample_frame(os.urandom(10_000), seq=1)
+    reassembler = Reassembler(max_bytes=20_000, max_frame_bytes=10_000)
+    assert [reassembler.add("cam-1", _wire(c)) for c in split_frame(exact, 2048)][-1] == exact
+    over = split_frame(sample_frame(os.urandom(10_001), seq=2), 2048)[0]
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", _wire(over))
+    assert "cam-1 7-2: frame of 10001 bytes exceeds the reassembly limit 10000" in str(info.value)
+    halves = [split_frame(sample_frame(os.urandom(10_000), seq=s), 2048)[0] for s in (3, 4, 5)]
+    reassembler.add("cam-1", _wire(halves[0]))
+    reassembler.add("cam-1", _wire(halves[1]))  # 20 000 of 20 000: both kept
+    assert reassembler.pending() == [("cam-1", 7, 3), ("cam-1", 7, 4)]
+    assert reassembler.stats.evicted == 0
+    reassembler.add("cam-1", _wire(halves[2]))
+    assert reassembler.pending() == [("cam-1", 7, 4), ("cam-1", 7, 5)]
+    assert reassembler.stats.evicted == 1
+
+
+def test_chunks_that_leave_a_gap_fail_with_the_frame_named_and_counted_once() -> None:
+    """Catches the size check or its counter going wrong: two chunks that claim a 300-byte frame
+    but hold 150 bytes between them never make a frame."""
+    data = os.urandom(300)
+    sha = hashlib.sha256(data).digest()
+    header = frame_pb2.Frame(session=7, seq=1)
+    parts = [
+        frame_pb2.FrameChunk(session=7, seq=1, index=0, count=2, total_size=300, sha256=sha,
+                             offset=0, data=data[:100], header=header),
+        frame_pb2.FrameChunk(session=7, seq=1, index=1, count=2, total_size=300, sha256=sha,
+                             offset=250, data=data[250:]),
+    ]  # fmt: skip
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(parts[0]))
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", _wire(parts[1]))
+    assert info.value.reason is Reason.CHECKSUM_MISMATCH
+    assert "cam-1 7-1: chunks hold 150 bytes, total_size says 300" in str(info.value)
+    assert reassembler.stats.checksum_failed == 1 and reassembler.pending() == []
+
+
+def test_a_bad_sha256_names_the_frame() -> None:
+    chunks = split_frame(sample_frame(os.urandom(3000)), 2048)
+    chunks[1].data = bytes(b ^ 1 for b in chunks[1].data)
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(chunks[0]))
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", _wire(chunks[1]))
+    assert "cam-1 7-1: SHA-256 of the chunks differs" in str(info.value)
+
+
+def test_completed_frames_remembered_are_the_newest_and_bounded() -> None:
+    """Catches the memory of completed frames being unbounded, one short, or dropping the newest
+    instead of the oldest (a late duplicate of a recent frame would start a new partial)."""
+    frames = [sample_frame(os.urandom(3000), seq=s) for s in (1, 2, 3)]
+    split = [split_frame(f, 2048) for f in frames]
+    reassembler = Reassembler(remember_completed=2)
+    for chunks in split:
+        for c in chunks:
+            reassembler.add("cam-1", _wire(c))
+    assert reassembler.add("cam-1", _wire(split[1][1])) is None  # remembered: a duplicate
+    assert reassembler.add("cam-1", _wire(split[2][1])) is None
+    assert reassembler.stats.duplicates == 2 and reassembler.pending() == []
+    assert reassembler.add("cam-1", _wire(split[0][1])) is None  # forgotten: a new partial
+    assert reassembler.pending() == [("cam-1", 7, 1)]
+
+
+def test_a_frame_expires_at_exactly_its_timeout() -> None:
+    now = [1000.0]
+    reassembler = Reassembler(timeout_s=30, clock=lambda: now[0])
+    reassembler.add("cam-1", _wire(split_frame(sample_frame(os.urandom(3000)), 2048)[0]))
+    now[0] += 29.5
+    assert reassembler.expire() == []
+    now[0] += 0.5
+    assert reassembler.expire() == [("cam-1", 7, 1)]
