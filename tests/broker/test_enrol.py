@@ -6,33 +6,20 @@ import stat
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from camfleet.broker_config.profiles import ConfiguredMosquitto, init_broker, url_with_password
+from camfleet.broker_config.profiles import ConfiguredMosquitto, url_with_password
 from camfleet.controller.device_keys import DeviceKeys
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
 from camfleet.enrol import add_device
 from camfleet.esp32_node.tools.provision import read_nvs_image
-from camfleet.mosquitto import free_port
 from camfleet.testing.device_receiver import DeviceReceiver
 from tests.broker.peer import Peer
 from tests.edge.conftest import RunningAgent
-
-
-@pytest.fixture
-def prod(tmp_path: Path) -> Iterator[ConfiguredMosquitto]:
-    init_broker(
-        tmp_path / "broker", "prod", port=free_port(), tls_port=free_port(), websockets="off"
-    )
-    broker = ConfiguredMosquitto(tmp_path / "broker")
-    broker.start()
-    yield broker
-    broker.kill()
 
 
 def device(
