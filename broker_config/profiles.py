@@ -50,6 +50,9 @@ class Settings:
     tls_port: int | None = None
     websockets_port: int | None = None
     hosts: list[str] = dataclasses.field(default_factory=list)
+    #: Written for a container that mounts the directory here (docker-compose.yml); None: for
+    #: this machine.
+    container: str | None = None
     jpeg_prefix: str = "camfleet/jpeg"
     ha_prefix: str = "homeassistant"
 
@@ -122,8 +125,14 @@ def init_broker(
     hosts: tuple[str, ...] = (),
     root: str = DEFAULT_ROOT,
     force: bool = False,
+    container: str | None = None,
 ) -> list[str]:
-    """Write the configuration; return what to tell the user, one line each."""
+    """Write the configuration; return what to tell the user, one line each.
+
+    ``container``: the path where a container (the eclipse-mosquitto image of
+    docker-compose.yml) mounts the directory; the config then names files there, the image's
+    plugin, and a plain listener on the container's network instead of loopback.
+    """
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}: use dev or prod")
     validate_root(root)
@@ -135,27 +144,37 @@ def init_broker(
         )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
-    settings = Settings(profile=profile, root=root, port=port)
+    settings = Settings(profile=profile, root=root, port=port, container=container)
+    # Where mosquitto sees the directory, and where its plain listener binds.
+    seen = Path(container) if container else folder
+    plain = f"listener {port}" if container else f"listener {port} 127.0.0.1"
     header = [
         f"# camfleet broker, {profile.upper()} profile, written by `camfleet broker init`.",
         "# Files named here must be readable (dynamic-security.json, data/ writable) by the",
         "# user mosquitto runs as (as root it switches to `mosquitto` unless `user` is set).",
     ]
-    body = [base_config(profile), f"persistence_location {folder}/data/", "log_dest stderr"]
+    body = [base_config(profile), f"persistence_location {seen}/data/", "log_dest stderr"]
     notes = [f"{profile} broker configuration written to {folder}/mosquitto.conf"]
     if profile == "dev":
-        body += [PLAIN_MARK, f"listener {port} 127.0.0.1"]
+        body += [PLAIN_MARK, plain]
         notes.append("DEV profile: anonymous clients allowed, loopback only; never expose it")
     else:
-        body += _prod(folder, settings, tls_port, websockets, websockets_port, hosts, notes)
+        body += _prod(
+            folder, seen, plain, settings, tls_port, websockets, websockets_port, hosts, notes
+        )
     (folder / "mosquitto.conf").write_text("\n".join([*header, *body, ""]))
     (folder / SETTINGS).write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
-    notes.append(f"run it: camfleet broker run --config {folder}")
+    if container:
+        notes.append(f"run it: docker compose up (it mounts {folder} at {container})")
+    else:
+        notes.append(f"run it: camfleet broker run --config {folder}")
     return notes
 
 
 def _prod(
     folder: Path,
+    seen: Path,
+    plain: str,
     settings: Settings,
     tls_port: int,
     websockets: str,
@@ -163,8 +182,9 @@ def _prod(
     hosts: tuple[str, ...],
     notes: list[str],
 ) -> list[str]:
-    plugin = find_plugin()
-    names = list(dict.fromkeys(["localhost", "127.0.0.1", socket.gethostname(), *hosts]))
+    plugin = CONTAINER_PLUGIN if settings.container else find_plugin()
+    extra = ["mosquitto"] if settings.container else []  # the compose service's name
+    names = list(dict.fromkeys(["localhost", "127.0.0.1", socket.gethostname(), *extra, *hosts]))
     tls = folder / "tls"
     tls.mkdir(exist_ok=True)
     pki.make_ca(tls)
@@ -176,16 +196,16 @@ def _prod(
     settings.tls_port = tls_port
     settings.hosts = names
     tls_lines = [
-        f"cafile {tls}/ca.pem",
-        f"certfile {tls}/server.pem",
-        f"keyfile {tls}/server.key",
+        f"cafile {seen}/tls/ca.pem",
+        f"certfile {seen}/tls/server.pem",
+        f"keyfile {seen}/tls/server.key",
         "tls_version tlsv1.2",
     ]
     lines = [
         f"plugin {plugin}",
-        f"plugin_opt_config_file {folder}/dynamic-security.json",
+        f"plugin_opt_config_file {seen}/dynamic-security.json",
         PLAIN_MARK,
-        f"listener {settings.port} 127.0.0.1",
+        plain,
         "max_connections 100",
         "# MQTT over TLS for devices, dashboards and Home Assistant on other machines.",
         f"listener {tls_port}",
@@ -193,7 +213,8 @@ def _prod(
         *tls_lines,
     ]
     if websockets == "auto":
-        websockets = "on" if websockets_supported() else "off"
+        # The eclipse-mosquitto image serves websockets; this machine's mosquitto is asked.
+        websockets = "on" if settings.container or websockets_supported() else "off"
         if websockets == "off":
             notes.append(
                 "websockets: this mosquitto does not serve them; no websockets listener written"
@@ -284,6 +305,11 @@ class ConfiguredMosquitto(Mosquitto):
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
         self.broker_dir = BrokerDir.open(folder)
+        if self.broker_dir.settings.container:
+            raise UserError(
+                f"{self.broker_dir.path} was written for a container (--container "
+                f"{self.broker_dir.settings.container}): run it with docker compose"
+            )
         super().__init__(self.broker_dir.path, port or self.broker_dir.settings.port)
 
     @property

@@ -128,6 +128,13 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
 )
 @click.option("--root", default="camfleet", show_default=True, help="Topic root.")
 @click.option("--force", is_flag=True, help="Overwrite an existing configuration.")
+@click.option(
+    "--container",
+    default=None,
+    metavar="PATH",
+    help="Write it for a container that mounts DIRECTORY at PATH (docker-compose.yml uses "
+    "/camfleet-broker): the image's plugin, paths under PATH, plain listener on its network.",
+)
 def init(
     directory: Path,
     profile: str,
@@ -138,10 +145,20 @@ def init(
     hosts: tuple[str, ...],
     root: str,
     force: bool,
+    container: str | None,
 ) -> None:
     """Write a complete mosquitto configuration into DIRECTORY."""
     for line in init_broker(
-        directory, profile, port, tls_port, websockets, websockets_port, hosts, root, force
+        directory,
+        profile,
+        port,
+        tls_port,
+        websockets,
+        websockets_port,
+        hosts,
+        root,
+        force,
+        container,
     ):
         click.echo(line)
 
