@@ -96,7 +96,9 @@ sp.add(1, 2, header, data)
 add_log = flash.log
 flash.log = []
 after_add = bytes(flash.data)
-deleted = sp.apply_receipt([{"session": 1, "first_seq": 2, "last_seq": 2}])
+deleted = sp.apply_receipt(
+    [{"session": 1, "first_seq": 2, "last_seq": 2, "incarnation": b"inc"}], b"inc", 1, [(1, 2)]
+)
 os.chdir("/")
 os.umount("/flash")
 result = {
