@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -81,6 +82,13 @@ def sim() -> None:
     help="A controller's data directory: each node gets its own key there and then acts only "
     "on receipts, commands and desired config that controller signs.",
 )
+@click.option(
+    "--enrol-on",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A prod `camfleet broker init` directory: each node is enrolled there (its own "
+    "identity, key and TLS settings, as `camfleet device add`); needs --keys-in.",
+)
 def esp32(
     count: int,
     broker: str,
@@ -93,6 +101,7 @@ def esp32(
     wakes: int,
     as_json: bool,
     keys_in: Path | None,
+    enrol_on: Path | None,
 ) -> None:
     """Run COUNT simulated ESP32-CAM nodes (real node code, MicroPython) until stopped."""
     from camfleet.esp32_node.tools.hostdevice import MICROPYTHON
@@ -107,6 +116,11 @@ def esp32(
     if state_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="camfleet-sim-")
         state_dir = Path(tmp.name)
+    enrol = None
+    if enrol_on is not None:
+        if keys_in is None:
+            raise UserError("--enrol-on needs --keys-in (the controller's data directory)")
+        enrol = _enroller(enrol_on, keys_in, state_dir / "enrolment", url.host)
     fleet = Fleet(
         url,
         state_dir,
@@ -115,7 +129,8 @@ def esp32(
         interval_s=interval,
         time_scale=time_scale,
         max_payload=max_payload,
-        keys_in=keys_in,
+        keys_in=None if enrol is not None else keys_in,
+        enrol=enrol,
         fresh=not keep,
     )
 
@@ -139,3 +154,18 @@ def esp32(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def _enroller(
+    broker_dir: Path, data: Path, out: Path, host: str
+) -> Callable[[str], dict[str, int | bytes | str]]:
+    from camfleet.broker_config.profiles import BrokerDir
+    from camfleet.enrol import add_device, esp32_settings
+
+    broker = BrokerDir.open(broker_dir)
+
+    def enrol(device_id: str) -> dict[str, int | bytes | str]:
+        e = add_device(broker, data, device_id, (), "esp32-cam", out, host)
+        return esp32_settings(broker, device_id, (), "esp32-cam", e.password, e.key, host, ("", ""))
+
+    return enrol

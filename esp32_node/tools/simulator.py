@@ -70,11 +70,14 @@ class Fleet:
         time_scale: float = 0.01,
         max_payload: int = 128 * 1024,
         keys_in: Path | None = None,
+        enrol: Callable[[str], dict[str, int | bytes | str]] | None = None,
         fresh: bool = True,
     ) -> None:
         """``keys_in``: a controller's data directory; each node gets its own key there (as
         ``camfleet device add`` does) and then acts only on what that controller signs.
-        Without it the nodes have no key and check nothing (a development fleet)."""
+        Without it the nodes have no key and check nothing (a development fleet).
+        ``enrol(device_id)``: NVS settings of the node's own enrolment (identity, TLS, key),
+        written over the shared ones (camfleet.enrol, for a prod broker)."""
         self.broker = broker
         self.time_scale = time_scale
         self.stop_event = threading.Event()
@@ -90,13 +93,14 @@ class Fleet:
         for i, dev in enumerate(self.devices):
             if fresh or not (dev.dir / "nvs").exists():
                 hmac_key = keys.create(dev.device_id) if keys is not None else b""
+                own = enrol(dev.device_id) if enrol is not None else {}
                 dev.provision(
                     broker_host=broker.host,
                     broker_port=broker.port,
                     jpegs=scene_jpegs(i),
                     hmac_key=hmac_key,
                     config=node_config(interval_s, max_payload),
-                    extra_nvs=extra,
+                    extra_nvs={**extra, **own},
                 )
 
     def run(self, on_wake: Callable[[WakeReport], None], max_wakes: int = 0) -> None:
