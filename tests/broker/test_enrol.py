@@ -15,7 +15,7 @@ from camfleet.broker_config.profiles import ConfiguredMosquitto, url_with_passwo
 from camfleet.controller.device_keys import DeviceKeys
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
-from camfleet.enrol import add_device
+from camfleet.enrol import add_device, remove_device
 from camfleet.esp32_node.tools.provision import read_nvs_image
 from camfleet.testing.device_receiver import DeviceReceiver
 from tests.broker.peer import Peer
@@ -157,3 +157,16 @@ def test_the_controller_signs_what_an_enrolled_agent_acts_on(
         agent.stop()
         agent.close()
         ctl.stop()
+
+
+def test_enrolment_and_revocation_survive_a_broker_restart(
+    tmp_path: Path, prod: ConfiguredMosquitto
+) -> None:
+    """The plugin saves its JSON file (it must stay writable by the broker's user)."""
+    out = tmp_path / "devices"
+    kept = add_device(prod.broker_dir, tmp_path / "data", "kept-cam", (), "esp32-cam", out)
+    gone = add_device(prod.broker_dir, tmp_path / "data", "gone-cam", (), "esp32-cam", out)
+    assert remove_device(prod.broker_dir, tmp_path / "data", "gone-cam")
+    prod.restart()
+    assert Peer(prod.port, "kept-cam", kept.password, "kept-cam").connect()
+    assert not Peer(prod.port, "gone-cam", gone.password, "gone-cam").connect()
