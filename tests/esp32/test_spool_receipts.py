@@ -20,6 +20,7 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
     cfg = config_pb2.DeviceConfig()
     cfg.sleep.awake_window_s = 1  # unreceipted frames keep a wake up this long
     cfg.camera.width, cfg.camera.height = 640, 480
+    cfg.sleep.ext0_pin = 13  # the PIR: a chip wakes by ext0 only when ext0 was armed
     dev = make_device(mosquitto, config=codec.encode(cfg))
     rx = receiver_for(mosquitto, dev)
     rx.receipts = False  # this test writes the receipts itself
