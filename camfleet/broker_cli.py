@@ -67,7 +67,7 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
         server = Mosquitto(data, port or 1883, log_file=data / "mosquitto.log")
     try:
         server.start()
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # its first line names the cause (mosquitto's own words)
         raise UserError(str(exc).splitlines()[0]) from None
     click.echo(f"broker listening on {server.url} (Ctrl-C to stop)")
     if isinstance(server, ConfiguredMosquitto):

@@ -28,12 +28,17 @@ from camfleet.controller.ingest.jobs import AfterCommit, Job
 from camfleet.controller.ingest.writer import BatchResult, Writer
 from camfleet.controller.integrations import HomeAssistant
 from camfleet.controller.metrics import Metrics
+from camfleet.controller.ota.artifacts import ArtifactStore
+from camfleet.controller.ota.delivery import BlockServer
+from camfleet.controller.ota.images import ota_slot_size
+from camfleet.controller.ota.rollouts import Rollouts
 from camfleet.controller.retention import Retention
 from camfleet.controller.scheduler import Scheduler
 from camfleet.controller.signing import Signer
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
 from camfleet.controller.users import Users
+from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
 from camfleet.proto.errors import ContractError
@@ -73,6 +78,15 @@ def _segment_bytes(data: Path) -> int:
     return max(mib, min(64 * mib, free // 16 // mib * mib))
 
 
+def _public_key(path: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read ota_public_key {path}: {exc}") from None
+
+
 class Controller:
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
@@ -81,7 +95,7 @@ class Controller:
         self.data = Path(config.data)
         self.data.mkdir(parents=True, exist_ok=True)
         self.instance_id = _read_or_create(self.data / "instance-id", lambda: secrets.token_hex(4))
-        #: True when this start generated the API token (the CLI then prints it once).
+        #: True when this start generated the API token (the CLI says so, and where it is).
         self.token_generated = not config.token and not (self.data / "api-token").exists()
         self.token = config.token or _read_or_create(
             self.data / "api-token", lambda: secrets.token_urlsafe(24)
@@ -133,6 +147,19 @@ class Controller:
             misfire_grace_s=config.misfire_grace_s,
         )
         self.desired.schedule_layer = self.scheduler.schedule_layer
+        self.artifacts = ArtifactStore(
+            self.db, self.data / "ota", _public_key(config.ota_public_key), ota_slot_size()
+        )
+        self.blocks = BlockServer(
+            self.artifacts,
+            publish,
+            self.metrics,
+            root,
+            max_transfers=config.ota_max_transfers,
+            blocks_per_s=config.ota_blocks_per_s,
+        )
+        self.rollouts = Rollouts(self.db, self.artifacts, self.commands, root)
+        self.blocks.on_served = self.rollouts.on_served
         self.retention = Retention(self.db, self.store, config, self.metrics)
         self._telemetry = registry.History("telemetry", config.telemetry_history)
         self._events = registry.History("events", config.event_history)
@@ -148,7 +175,7 @@ class Controller:
                 Kind.STATE: self._apply_state,
                 Kind.TELEMETRY: self._apply_telemetry,
                 Kind.EVENT: self._apply_event,
-                Kind.ACK: self.commands.apply_ack,
+                Kind.ACK: self._apply_ack,
                 Kind.REPORTED: self.desired.apply_reported,
             },
             self._on_batch,
@@ -163,6 +190,7 @@ class Controller:
             chunk_timeout_s=config.chunk_timeout_s,
             chunk_sets_per_device=config.chunk_sets_per_device,
             decode_thread=config.decode_thread,
+            ota_requests=self.blocks.submit,
             on_controller_state=self._on_controller_state,
         )
         self.births = BirthWorker(self._after_births)
@@ -183,6 +211,7 @@ class Controller:
     def start(self, http: bool = True) -> None:
         self.births.start()
         self.writer.start()
+        self.blocks.start()
         self.dispatcher.start()
         if http and self.config.http:
             from camfleet.controller.api.server import HttpServer
@@ -201,6 +230,7 @@ class Controller:
             self._http.stop()  # type: ignore[attr-defined]
         self.channel.stop()
         self.dispatcher.stop()
+        self.blocks.stop()
         self.writer.stop()
         self.births.stop()
         self._ticker.join(5)
@@ -220,6 +250,7 @@ class Controller:
                 ("reassembly", self.dispatcher.expire),
                 ("scheduler", self.scheduler.tick),
                 ("commands", self.commands.flush),
+                ("rollouts", self.rollouts.tick),
             ):
                 try:
                     step()
@@ -321,7 +352,12 @@ class Controller:
     def _apply_event(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Event)
         registry.add_event(tx, job.device_id, job.message, job.received_ms, self._events)
-        return None
+        return self.rollouts.apply_event(tx, job)
+
+    def _apply_ack(self, tx: Tx, job: Job) -> AfterCommit | None:
+        after = self.commands.apply_ack(tx, job)
+        self.rollouts.apply_ack(tx, job)
+        return after
 
     def _on_batch(self, result: BatchResult) -> None:
         now = now_ms()
@@ -384,6 +420,17 @@ class Controller:
         m.describe("schedule_missed_total", "Schedule slots skipped under the missed-slot policy.")
         m.describe("retention_deleted_total", "Frames deleted by retention, by reason.")
         m.describe("commands_deleted_total", "Finished commands deleted by retention.")
+        m.describe("ota_blocks_served_total", "OTA blocks published to devices.")
+        m.describe(
+            "ota_requests_dropped_total",
+            "OTA block requests not answered (queue_full, unknown_artifact, max_transfers).",
+        )
+        m.describe("ota_artifact_mismatch_total", "Artifacts whose file no longer matches.")
+        m.gauge(
+            "ota_active_transfers",
+            "Devices being served OTA blocks.",
+            lambda: float(self.blocks.active_transfers()),
+        )
         m.gauge("writer_queue_depth", "Jobs waiting for the writer.", lambda: self.writer.depth())
         m.gauge(
             "decode_queue_depth", "Frames waiting for the decoder.", lambda: self.dispatcher.depth()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Security
 from pydantic import BaseModel, Field
 
-from camfleet.controller.api.deps import OPERATOR, bad_request, ctl, page, require_token
+from camfleet.controller.api.deps import WRITE, bad_request, ctl, not_found, page, require_token
 from camfleet.controller.users import User
 from camfleet.errors import UserError
 from camfleet.proto.errors import ContractError
@@ -28,9 +28,9 @@ class CommandBody(BaseModel):
     )
 
 
-@router.post("/commands", status_code=201, **OPERATOR)
+@router.post("/commands", status_code=201, **WRITE)
 def create_command(
-    request: Request, body: CommandBody, user: Annotated[User, Depends(require_token)]
+    request: Request, body: CommandBody, user: Annotated[User, Security(require_token)]
 ) -> Any:
     """One command per target device; each waits in its device's session if it sleeps."""
     if body.action == "ota_offer" and not user.may("admin"):
@@ -54,7 +54,7 @@ def list_commands(
     return page([c.commands.to_json(r) for r in rows])
 
 
-@router.get("/commands/{command_id}")
+@router.get("/commands/{command_id}", responses=not_found("command"))
 def get_command(request: Request, command_id: str) -> Any:
     c = ctl(request)
     with c.db.read() as tx:
