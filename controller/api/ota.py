@@ -7,7 +7,16 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from camfleet.controller.api.deps import ADMIN, bad_request, ctl, device_id_or_404, page
+from camfleet.controller.api.deps import (
+    ADMIN,
+    BAD_DEVICE_ID,
+    admin,
+    bad_request,
+    ctl,
+    device_id_or_404,
+    not_found,
+    page,
+)
 from camfleet.controller.ota import rollouts as ro
 from camfleet.controller.ota.artifacts import NotFound, set_device_key
 from camfleet.errors import UserError
@@ -41,7 +50,7 @@ def list_artifacts(request: Request) -> Any:
     return page(ctl(request).artifacts.list())
 
 
-@router.delete("/artifacts/{artifact_id}", **ADMIN)
+@router.delete("/artifacts/{artifact_id}", **admin(not_found("artifact")))
 def remove_artifact(request: Request, artifact_id: str) -> Any:
     try:
         ctl(request).artifacts.remove(artifact_id)
@@ -56,7 +65,7 @@ class DeviceKeyBody(BaseModel):
     hmac_key_hex: str = Field(description="The device's HMAC key (NVS hmac_key), hex")
 
 
-@router.put("/device-keys/{device_id}", **ADMIN)
+@router.put("/device-keys/{device_id}", **admin(BAD_DEVICE_ID))
 def put_device_key(request: Request, device_id: str, body: DeviceKeyBody) -> Any:
     device_id_or_404(device_id)
     try:
@@ -113,7 +122,7 @@ def list_rollouts(request: Request) -> Any:
     return page(ctl(request).rollouts.list())
 
 
-@router.get("/rollouts/{rollout_id}")
+@router.get("/rollouts/{rollout_id}", responses=not_found("rollout"))
 def rollout_status(request: Request, rollout_id: str, since_ms: int = 0) -> Any:
     c = ctl(request)
     try:
@@ -122,7 +131,7 @@ def rollout_status(request: Request, rollout_id: str, since_ms: int = 0) -> Any:
         raise HTTPException(404, str(exc)) from None
 
 
-@router.post("/rollouts/{rollout_id}/{action}", **ADMIN)
+@router.post("/rollouts/{rollout_id}/{action}", **admin(not_found("rollout or action")))
 def control_rollout(request: Request, rollout_id: str, action: str) -> Any:
     c = ctl(request)
     if action not in ("pause", "resume", "abort"):

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from camfleet.controller.api.deps import ADMIN, bad_request, ctl, page
+from camfleet.controller.api.deps import ADMIN, admin, bad_request, ctl, not_found, page
 from camfleet.controller.users import ROLES
 from camfleet.errors import UserError
 
@@ -34,7 +34,7 @@ def add_user(request: Request, body: NewUser) -> Any:
     return {"name": body.name, "role": body.role, "token": token}
 
 
-@router.delete("/users/{name}", status_code=204, **ADMIN)
+@router.delete("/users/{name}", status_code=204, **admin(not_found("user")))
 def remove_user(request: Request, name: str) -> None:
     if not ctl(request).users.remove(name):
         raise HTTPException(404, f"no user {name!r}")

@@ -77,7 +77,7 @@ def test_users_cli_tokens_are_stored_hashed_and_removal_is_immediate(controllers
     listed = run("users", "ls")
     assert listed.stdout.splitlines()[1].split()[:2] == ["bob", "viewer"]
 
-    refused = run("capture", "some-cam", token=token)
+    refused = run("capture", "some-cam", "--allow-unknown", token=token)
     assert refused.exit_code != 0
     assert refused.stderr.strip().splitlines() == [
         "camfleet: error: user 'bob' is a viewer; this needs operator (HTTP 403)"
@@ -87,7 +87,7 @@ def test_users_cli_tokens_are_stored_hashed_and_removal_is_immediate(controllers
     again = run("users", "add", "bob", "--role", "admin")
     assert again.exit_code != 0 and "exists" in again.stderr
     assert run("users", "rm", "bob").exit_code == 0
-    gone = run("capture", "some-cam", token=token)
+    gone = run("capture", "some-cam", "--allow-unknown", token=token)
     assert "refused the token" in gone.stderr
 
 
