@@ -139,12 +139,13 @@ class SecureDemo:
 
     def enrol(self, device_id: str) -> tuple[str, bytes]:
         """Enrol an edge agent: its broker URL (TLS, own identity) and its key."""
+        from camfleet.controller.device_keys import registry_keys
         from camfleet.enrol import add_device
 
-        e = add_device(
-            self.dir, self.data / "controller", device_id, ("demo",), "usb",
-            self.data / "devices", "127.0.0.1",
-        )  # fmt: skip
+        with registry_keys(self.data / "controller") as keys:
+            e = add_device(
+                self.dir, keys, device_id, ("demo",), "usb", self.data / "devices", "127.0.0.1"
+            )
         return f"mqtts://{device_id}:{e.password}@127.0.0.1:{self.dir.settings.tls_port}", e.key
 
 

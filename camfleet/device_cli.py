@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from camfleet.broker_config.profiles import BrokerDir
+from camfleet.controller.device_keys import registry_keys
 from camfleet.enrol import BOARDS, add_device, remove_device
 
 broker_option = click.option(
@@ -24,7 +25,15 @@ data_option = click.option(
     envvar="CAMFLEET_DATA",
     default=Path("camfleet-data"),
     show_default=True,
-    help="The controller's data directory (device keys live there) [env CAMFLEET_DATA].",
+    help="The controller's data directory (its registry keeps the device keys) "
+    "[env CAMFLEET_DATA].",
+)
+database_option = click.option(
+    "--database",
+    envvar="CAMFLEET_DATABASE",
+    default="",
+    help="The controller's registry URL when it is not the SQLite file in --data "
+    "(e.g. postgresql://...) [env CAMFLEET_DATABASE].",
 )
 
 
@@ -51,6 +60,7 @@ def device() -> None:
 @click.option("--wifi-pass", envvar="CAMFLEET_WIFI_PASS", default="", help="ESP32: Wi-Fi password.")
 @broker_option
 @data_option
+@database_option
 def add(
     device_id: str,
     groups: tuple[str, ...],
@@ -61,19 +71,15 @@ def add(
     wifi_pass: str,
     broker_config: Path,
     data: Path,
+    database: str,
 ) -> None:
     """Enrol DEVICE_ID (again: new password and key, the old ones stop working)."""
-    e = add_device(
-        BrokerDir.open(broker_config),
-        data,
-        device_id,
-        groups,
-        board,
-        out,
-        broker_host,
-        (wifi_ssid, wifi_pass),
-    )
-    click.echo(f"enrolled {e.device_id} ({e.board}): broker identity, key in {data}/device-keys")
+    broker = BrokerDir.open(broker_config)
+    with registry_keys(data, database) as keys:
+        e = add_device(
+            broker, keys, device_id, groups, board, out, broker_host, (wifi_ssid, wifi_pass)
+        )
+    click.echo(f"enrolled {e.device_id} ({e.board}): broker identity, key in the registry")
     for f in e.files:
         click.echo(f"  {f}")
 
@@ -82,9 +88,13 @@ def add(
 @click.argument("device_id")
 @broker_option
 @data_option
-def rm(device_id: str, broker_config: Path, data: Path) -> None:
+@database_option
+def rm(device_id: str, broker_config: Path, data: Path, database: str) -> None:
     """Revoke DEVICE_ID: its identity is deleted and its connection dropped at once."""
-    if remove_device(BrokerDir.open(broker_config), data, device_id):
+    broker = BrokerDir.open(broker_config)
+    with registry_keys(data, database) as keys:
+        known = remove_device(broker, keys, device_id)
+    if known:
         click.echo(f"revoked {device_id}: identity deleted, connection dropped, key deleted")
     else:
         click.echo(f"{device_id} had no broker identity; its key (if any) is deleted")

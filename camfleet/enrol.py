@@ -2,7 +2,7 @@
 
 Enrolling a device means, in this order: a broker identity in the dynamic-security plugin (a
 random password, its client id pinned, a role naming only its own topics), a per-device secret
-key in the controller's data directory (what the controller signs with), and the device's
+key in the controller's registry (what the controller signs with), and the device's
 configuration (edge.toml for Linux boards; the NVS settings, CSV and image for ESP32 boards) in
 an output folder readable only by the caller. Revocation deletes the identity (the plugin drops
 the live connection at once) and the key.
@@ -78,7 +78,7 @@ def _write_private(path: Path, data: bytes) -> Path:
 
 def add_device(
     broker: BrokerDir,
-    data_dir: Path,
+    keys: DeviceKeys,
     device_id: str,
     groups: tuple[str, ...],
     board: str,
@@ -106,7 +106,7 @@ def add_device(
                 device_id, password, client_id_for(device_id, board), groups, root
             )
         )
-    key = DeviceKeys(data_dir).create(device_id)
+    key = keys.create(device_id)
     host = broker_host or _default_host(broker)
     folder = _private_dir(out / device_id)
     if is_esp32(board):
@@ -116,7 +116,7 @@ def add_device(
     return Enrolment(device_id, board, password, key, files)
 
 
-def remove_device(broker: BrokerDir, data_dir: Path, device_id: str) -> bool:
+def remove_device(broker: BrokerDir, keys: DeviceKeys, device_id: str) -> bool:
     """Revoke: True if the broker knew the identity."""
     device_id = checked_device_id(device_id)
     with DynsecAdmin(broker.url("admin")) as admin:
@@ -129,7 +129,7 @@ def remove_device(broker: BrokerDir, data_dir: Path, device_id: str) -> bool:
         else:
             known = True
         admin.run(dynsec.remove_device_commands(device_id)[1:], ignore=("not found",))
-    DeviceKeys(data_dir).delete(device_id)
+    keys.delete(device_id)
     return known
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import click
 
 from camfleet.broker_config.profiles import BrokerDir
-from camfleet.device_cli import broker_option, data_option
+from camfleet.controller.device_keys import registry_keys
+from camfleet.device_cli import broker_option, data_option, database_option
 from camfleet.enrol import BOARDS, add_device, checked_device_id, is_esp32
 from camfleet.errors import UserError
 
@@ -95,6 +96,7 @@ def check_firmware(path: Path, ota_size: int) -> bytes:
 @click.option("--wifi-pass", envvar="CAMFLEET_WIFI_PASS", default="", help="Wi-Fi password.")
 @broker_option
 @data_option
+@database_option
 def esp32(
     port: str,
     device_id: str,
@@ -107,6 +109,7 @@ def esp32(
     wifi_pass: str,
     broker_config: Path,
     data: Path,
+    database: str,
 ) -> None:
     """Enrol DEVICE_ID and flash it: firmware, partition table, otadata, NVS; then verify."""
     from camfleet.esp32_node.tools import partitions
@@ -121,9 +124,10 @@ def esp32(
     click.echo(f"[1/4] checking {port}")
     esptool(port, "chip-id")
     click.echo(f"[2/4] enrolling {device_id}")
-    enrolment = add_device(
-        broker, data, device_id, groups, board, out, broker_host, (wifi_ssid, wifi_pass)
-    )
+    with registry_keys(data, database) as keys:
+        enrolment = add_device(
+            broker, keys, device_id, groups, board, out, broker_host, (wifi_ssid, wifi_pass)
+        )
     folder = out / enrolment.device_id
     writes = [(by_name["nvs"].offset, folder / "nvs.bin")]
     if app is not None:

@@ -128,7 +128,8 @@ class Controller:
             receive_maximum=config.receive_maximum,
         )
         # Receipts, commands and desired config carry the device's signature (signing.py).
-        self.signer = Signer(DeviceKeys(self.data), root)
+        self.device_keys = DeviceKeys(self.db, cache_s=1.0)
+        self.signer = Signer(self.device_keys, root)
         publish = self._publish = self.signer.wrap(self.channel.publish)
         self.commands = Commands(
             self.db,

@@ -2,9 +2,9 @@
 
 ``Signer.wrap(publish)`` returns a publish function that appends the device's signature
 (camfleet.proto.signing) to receipts, commands and desired config addressed to a device with a
-key in DATA/device-keys; other topics, and devices enrolled without a key (development brokers),
-pass unchanged. Commands are stored unsigned and signed when (re)published, so a command queued
-before a re-enrolment goes out under the device's new key.
+key in the registry (controller/device_keys.py); other topics, and devices without a key
+(development setups), pass unchanged. Commands are stored unsigned and signed when
+(re)published, so a command queued before a re-enrolment goes out under the device's new key.
 """
 
 from __future__ import annotations

@@ -102,8 +102,8 @@ def test_secure_demo_runs_on_the_prod_profile_with_enrolled_devices(tmp_path: Pa
     assert {"demo-cam-0", "demo-esp32-0", "demo-esp32-1"} <= set(stored), stored
     refused = db.execute("SELECT COUNT(*) FROM events WHERE type = 'signature_refused'")
     assert refused.fetchone() == (0,)
-    keys = demo / "controller" / "device-keys"
-    assert {p.stem for p in keys.iterdir()} == {"demo-cam-0", "demo-esp32-0", "demo-esp32-1"}
+    keys = {row[0] for row in db.execute("SELECT device_id FROM ota_device_keys")}
+    assert keys == {"demo-cam-0", "demo-esp32-0", "demo-esp32-1"}
     for node in ("demo-esp32-0", "demo-esp32-1"):
         assert not list((demo / "esp32" / node / "fs" / "spool").glob("*.f")), node
     conf = (demo / "broker-prod" / "mosquitto.conf").read_text()

@@ -18,7 +18,7 @@ from camfleet.controller.api.deps import (
     page,
 )
 from camfleet.controller.ota import rollouts as ro
-from camfleet.controller.ota.artifacts import NotFound, set_device_key
+from camfleet.controller.ota.artifacts import NotFound
 from camfleet.errors import UserError
 from camfleet.proto.errors import ContractError
 
@@ -69,7 +69,8 @@ class DeviceKeyBody(BaseModel):
 def put_device_key(request: Request, device_id: str, body: DeviceKeyBody) -> Any:
     device_id_or_404(device_id)
     try:
-        set_device_key(ctl(request).db, device_id, bytes.fromhex(body.hmac_key_hex))
+        # through the controller's key store, so its signing uses the new key at once
+        ctl(request).device_keys.put(device_id, bytes.fromhex(body.hmac_key_hex))
     except ValueError:
         raise HTTPException(422, "hmac_key_hex is not hex") from None
     except UserError as exc:

@@ -184,12 +184,14 @@ def _enroller(
     broker_dir: Path, data: Path, out: Path, host: str
 ) -> Callable[[str], dict[str, int | bytes | str]]:
     from camfleet.broker_config.profiles import BrokerDir
+    from camfleet.controller.device_keys import registry_keys
     from camfleet.enrol import add_device, esp32_settings
 
     broker = BrokerDir.open(broker_dir)
 
     def enrol(device_id: str) -> dict[str, int | bytes | str]:
-        e = add_device(broker, data, device_id, (), "esp32-cam", out, host)
+        with registry_keys(data) as keys:
+            e = add_device(broker, keys, device_id, (), "esp32-cam", out, host)
         return esp32_settings(broker, device_id, (), "esp32-cam", e.password, e.key, host, ("", ""))
 
     return enrol

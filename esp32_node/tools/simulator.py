@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from camfleet.controller.device_keys import DeviceKeys
+from camfleet.controller.device_keys import registry_keys
 from camfleet.esp32_node.tools.hostdevice import HostDevice, WakeResult
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec
@@ -86,8 +86,8 @@ class Fleet:
         enrol: Callable[[str], dict[str, int | bytes | str]] | None = None,
         fresh: bool = True,
     ) -> None:
-        """``keys_in``: a controller's data directory; each node gets its own key there (as
-        ``camfleet device add`` does) and then acts only on what that controller signs.
+        """``keys_in``: a controller's data directory; each node gets its own key in its registry
+        (as ``camfleet device add`` does) and then acts only on what that controller signs.
         Without it the nodes have no key and check nothing (a development fleet).
         ``enrol(device_id)``: NVS settings of the node's own enrolment (identity, TLS, key),
         written over the shared ones (camfleet.enrol, for a prod broker)."""
@@ -102,19 +102,25 @@ class Fleet:
             extra["mqtt_user"] = broker.username
         if broker.password:
             extra["mqtt_pass"] = broker.password
-        keys = DeviceKeys(keys_in) if keys_in is not None else None
-        for i, dev in enumerate(self.devices):
-            if fresh or not (dev.dir / "nvs").exists():
-                hmac_key = keys.create(dev.device_id) if keys is not None else b""
-                own = enrol(dev.device_id) if enrol is not None else {}
-                dev.provision(
-                    broker_host=broker.host,
-                    broker_port=broker.port,
-                    jpegs=scene_jpegs(i),
-                    hmac_key=hmac_key,
-                    config=node_config(interval_s, max_payload),
-                    extra_nvs={**extra, **own},
-                )
+        fresh_devices = [
+            (i, dev)
+            for i, dev in enumerate(self.devices)
+            if fresh or not (dev.dir / "nvs").exists()
+        ]
+        hmac_keys: dict[str, bytes] = {}
+        if keys_in is not None:
+            with registry_keys(keys_in) as keys:
+                hmac_keys = {dev.device_id: keys.create(dev.device_id) for _, dev in fresh_devices}
+        for i, dev in fresh_devices:
+            own = enrol(dev.device_id) if enrol is not None else {}
+            dev.provision(
+                broker_host=broker.host,
+                broker_port=broker.port,
+                jpegs=scene_jpegs(i),
+                hmac_key=hmac_keys.get(dev.device_id, b""),
+                config=node_config(interval_s, max_payload),
+                extra_nvs={**extra, **own},
+            )
 
     def run(self, on_wake: Callable[[WakeReport], None], max_wakes: int = 0) -> None:
         """Run every node until stop() (or each has woken ``max_wakes`` times)."""

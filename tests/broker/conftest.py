@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from camfleet.broker_config.profiles import ConfiguredMosquitto, init_broker
+from camfleet.controller.device_keys import registry_keys
 from camfleet.mosquitto import free_port
 
 
@@ -20,3 +21,9 @@ def prod(tmp_path: Path) -> Iterator[ConfiguredMosquitto]:
     broker.start()
     yield broker
     broker.kill()
+
+
+def key_of(data: Path, device_id: str) -> bytes | None:
+    """The device's key in the registry of the controller whose data directory is ``data``."""
+    with registry_keys(data) as keys:
+        return keys.get(device_id)

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from camfleet.broker_config.profiles import ConfiguredMosquitto, url_with_password
-from camfleet.controller.device_keys import DeviceKeys
+from camfleet.controller.device_keys import registry_keys
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
 from camfleet.enrol import add_device, remove_device
 from camfleet.esp32_node.tools.provision import read_nvs_image
 from camfleet.testing.device_receiver import DeviceReceiver
+from tests.broker.conftest import key_of
 from tests.broker.peer import Peer
 from tests.edge.conftest import RunningAgent
 
@@ -50,7 +51,7 @@ def test_rm_drops_a_connected_agent_for_good_and_re_adding_loses_no_spooled_fram
     folder = out / "yard-cam"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "edge.toml").stat().st_mode) == 0o600
-    key = DeviceKeys(tmp_path / "data").get("yard-cam")
+    key = key_of(tmp_path / "data", "yard-cam")
     assert key is not None and len(key) == 32
 
     ctl = prod.broker_dir.url("controller")
@@ -66,7 +67,7 @@ def test_rm_drops_a_connected_agent_for_good_and_re_adding_loses_no_spooled_fram
 
         rm = device(tmp_path, prod, "rm", "yard-cam")
         assert rm.returncode == 0, rm.stderr
-        assert DeviceKeys(tmp_path / "data").get("yard-cam") is None
+        assert key_of(tmp_path / "data", "yard-cam") is None
         with agent.conn.changed:
             assert agent.conn.changed.wait_for(lambda: not agent.conn.connected.is_set(), 10)
             # and it cannot come back: each attempt is refused
@@ -82,7 +83,7 @@ def test_rm_drops_a_connected_agent_for_good_and_re_adding_loses_no_spooled_fram
     add = device(tmp_path, prod, "add", "yard-cam", "--group", "yard", "--board", "usb",
                  "--out", str(out), "--broker-host", "127.0.0.1")  # fmt: skip
     assert add.returncode == 0, add.stderr
-    new_key = DeviceKeys(tmp_path / "data").get("yard-cam")
+    new_key = key_of(tmp_path / "data", "yard-cam")
     assert new_key is not None and new_key != key  # re-enrolled: what the old key signed is void
     rx.device_key = new_key  # the controller stand-in signs with the new key
     running = RunningAgent(agent_config(tmp_path, folder))  # the new credentials
@@ -105,7 +106,7 @@ def test_add_writes_an_esp32_nvs_image_with_the_enrolled_credentials(
     nvs = read_nvs_image((out / "gate-cam" / "nvs.bin").read_bytes())
     assert nvs["device_id"] == b"gate-cam" and nvs["mqtt_tls"] == 1
     assert nvs["mqtt_port"] == prod.broker_dir.settings.tls_port
-    assert nvs["hmac_key"] == DeviceKeys(tmp_path / "data").get("gate-cam")
+    assert nvs["hmac_key"] == key_of(tmp_path / "data", "gate-cam")
     assert nvs["mqtt_ca"] == (prod.workdir / "tls" / "ca.der").read_bytes()
     # The identity works with the node's client id (its device id), and only with it.
     password = nvs["mqtt_pass"].decode()  # type: ignore[union-attr]
@@ -138,12 +139,13 @@ def test_the_controller_signs_what_an_enrolled_agent_acts_on(
     from camfleet.testing.controller_process import start_controller
 
     out = tmp_path / "devices"
-    add_device(prod.broker_dir, tmp_path / "data", "porch-cam", (), "usb", out, "127.0.0.1")
+    with registry_keys(tmp_path / "data") as keys:
+        add_device(prod.broker_dir, keys, "porch-cam", (), "usb", out, "127.0.0.1")
     ctl = start_controller(url_with_password(prod.broker_dir.url("controller")), tmp_path / "data")
     agent = EdgeAgent(agent_config(tmp_path, out / "porch-cam"))
     agent.start()
     try:
-        assert agent.config.device.key == DeviceKeys(tmp_path / "data").get("porch-cam")
+        assert agent.config.device.key == key_of(tmp_path / "data", "porch-cam")
         assert agent.conn.connected.wait(15), agent.conn.last_error
         frame = agent.capture()
         assert agent.wait_until(lambda: (frame.session, frame.seq) not in agent.spool, 20)
@@ -164,9 +166,10 @@ def test_enrolment_and_revocation_survive_a_broker_restart(
 ) -> None:
     """The plugin saves its JSON file (it must stay writable by the broker's user)."""
     out = tmp_path / "devices"
-    kept = add_device(prod.broker_dir, tmp_path / "data", "kept-cam", (), "esp32-cam", out)
-    gone = add_device(prod.broker_dir, tmp_path / "data", "gone-cam", (), "esp32-cam", out)
-    assert remove_device(prod.broker_dir, tmp_path / "data", "gone-cam")
+    with registry_keys(tmp_path / "data") as keys:
+        kept = add_device(prod.broker_dir, keys, "kept-cam", (), "esp32-cam", out)
+        gone = add_device(prod.broker_dir, keys, "gone-cam", (), "esp32-cam", out)
+        assert remove_device(prod.broker_dir, keys, "gone-cam")
     prod.restart()
     assert Peer(prod.port, "kept-cam", kept.password, "kept-cam").connect()
     assert not Peer(prod.port, "gone-cam", gone.password, "gone-cam").connect()

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from camfleet.broker_config.profiles import ConfiguredMosquitto
-from camfleet.controller.device_keys import DeviceKeys
 from camfleet.esp32_node.tools.hostdevice import HostDevice
 from camfleet.esp32_node.tools.images import make_app_image
 from camfleet.mosquitto import free_port
 from camfleet.proto.v1 import state_pb2
 from camfleet.testing.esp32_receiver import Receiver
+from tests.broker.conftest import key_of
 from tests.esp32.conftest import jpeg
 
 MOCK = str(Path(sys.executable).parent / "esp32-mock-bootloader")
@@ -70,7 +70,7 @@ def test_provision_flashes_verifies_and_the_node_boots_from_that_nvs(
     node = HostDevice(tmp_path / "node", "gate-1")
     node.provision(broker_host="unused", broker_port=1, jpegs=[jpeg(seed=3)])
     node.load_nvs_image((folder / "nvs.bin").read_bytes())  # the image verify-flash compared
-    key = DeviceKeys(tmp_path / "data").get("gate-1")
+    key = key_of(tmp_path / "data", "gate-1")
     assert key is not None
     ctl = prod.broker_dir.url("controller")
     rx = Receiver(prod.host, prod.port, "gate-1", device_key=key,
@@ -105,5 +105,5 @@ def test_a_missing_port_or_a_damaged_firmware_is_one_line_and_enrols_nothing(
     assert run.stderr.strip().splitlines() == [
         f"camfleet: error: {firmware} is damaged: its checksum or SHA-256 does not match"
     ]
-    assert DeviceKeys(tmp_path / "data").get("gate-2") is None
+    assert key_of(tmp_path / "data", "gate-2") is None
     assert not (tmp_path / "devices" / "gate-2").exists()

@@ -9,7 +9,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from camfleet.controller.device_keys import DeviceKeys
 from camfleet.esp32_node.tools.hostdevice import HostDevice
 from camfleet.proto import codec, signing, topics
 from camfleet.proto.v1 import frame_pb2
@@ -36,7 +35,7 @@ def test_a_wiped_node_loses_nothing_at_the_controller(mosquitto, tmp_path):  # t
     try:
         waiter = Waiter(ctl)
         device_id = f"wiped-{next(_ids)}"
-        DeviceKeys(tmp_path / "data").put(device_id, DEVICE_KEY)  # the controller signs with it
+        ctl.device_keys.put(device_id, DEVICE_KEY)  # the controller signs with it
         first = _provision(tmp_path / "first", device_id, mosquitto)
         for _ in range(2):
             assert first.run_wake().ended == "deepsleep"
