@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import ssl
 import struct
@@ -61,6 +62,10 @@ class MqttChannel:
         self.started_ms = int(time.time() * 1000)
         self._on_message = on_message
         self.on_connected: list[Callable[[], None]] = []
+        #: Filters outside ``{root}/v1/`` (integrations: Home Assistant's button) -> handler
+        #: (topic, payload), called in the network thread; set before ``start``.
+        self.extra_subscriptions: dict[str, Callable[[str, bytes], None]] = {}
+        self._device_prefix = f"{root}/v1/"
         self.connected = threading.Event()
         # (MessageInfo, callback) pairs waiting for the broker's PUBACK. Polled by a small
         # thread rather than paho's on_publish: paho calls on_publish holding its own locks, and
@@ -156,6 +161,7 @@ class MqttChannel:
             return
         log.info("connected to %s (session present: %s)", self.url, flags.session_present)
         filters = topics.controller_filters(self.root, self.share_group)
+        filters += list(self.extra_subscriptions)
         _, self._subscribe_mid = client.subscribe([(f, 1) for f in filters])
 
     def _subscribed(
@@ -196,6 +202,13 @@ class MqttChannel:
             log.warning("disconnected from %s (%s); reconnecting", self.url, rc)
 
     def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self.extra_subscriptions and not msg.topic.startswith(self._device_prefix):
+            for pattern, handler in self.extra_subscriptions.items():
+                if mqtt.topic_matches_sub(pattern, msg.topic):
+                    _safe(functools.partial(handler, msg.topic, bytes(msg.payload)))()
+                    if msg.qos:
+                        self._acker(msg.mid, msg.qos)
+                    return
         self._on_message(
             msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain), self._acker
         )
