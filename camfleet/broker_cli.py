@@ -39,7 +39,7 @@ def run(port: int, data: Path, embedded: bool) -> None:
     )
     try:
         server.start()
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # its first line names the cause (mosquitto's own words)
         raise UserError(str(exc).splitlines()[0]) from None
     click.echo(f"broker listening on {server.url} (Ctrl-C to stop)")
     proc = server.proc if isinstance(server, Mosquitto) else None

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("camfleet.api_client", "config", "Get or set a device's desired config."),
     "schedule": ("camfleet.api_client", "schedule", "Manage capture schedules."),
     "frames": ("camfleet.api_client", "frames", "List and download stored frames."),
+    "ota": ("camfleet.controller.ota.cli", "ota", "Firmware artifacts and staged rollouts."),
     "edge": ("camfleet.edge.cli", "edge", "Run the Linux edge agent."),
     "sim": ("camfleet.esp32_node.tools.cli", "sim", "Run simulated devices against a broker."),
     "broker": ("camfleet.broker_cli", "broker", "Run a local mosquitto with camfleet's config."),

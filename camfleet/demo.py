@@ -9,6 +9,7 @@ after ``--duration``). Each process logs to ``DATA/logs/``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -131,6 +132,23 @@ def status(api: str) -> dict[str, Any]:
     return {"devices": len(items), "states": states, "frames_stored": int(stored)}
 
 
+# The status table: one row every few seconds, the header once; fixed widths keep it aligned.
+STATES = ("online", "asleep", "overdue", "offline")
+STATUS_HEADER = (
+    f"{'time':>6}  {'devices':>7}  "
+    + "  ".join(f"{s:>7}" for s in STATES)
+    + f"  {'frames stored':>13}  capture"
+)
+
+
+def status_row(elapsed_s: float, st: dict[str, Any], command: str) -> str:
+    counts = "  ".join(f"{st['states'].get(s, 0):>7}" for s in STATES)
+    return (
+        f"{elapsed_s:>5.0f}s  {st['devices']:>7}  {counts}  {st['frames_stored']:>13}  "
+        f"{command or '-'}"
+    ).rstrip()
+
+
 @click.command()
 @click.option(
     "--cameras",
@@ -170,6 +188,12 @@ def status(api: str) -> dict[str, Any]:
     show_default=True,
     help="Seconds between captures of the edge agents.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Status and summary as one JSON object a line on stdout (start-up lines go to stderr).",
+)
 def demo(
     cameras: int,
     esp32: int,
@@ -180,12 +204,17 @@ def demo(
     keep: bool,
     duration: float,
     interval: float,
+    as_json: bool,
 ) -> None:
     """Run broker + controller + simulated cameras on this machine.
 
     Open the printed API address (/docs for the OpenAPI UI), or in another terminal:
     camfleet devices, camfleet frames ls, camfleet proto watch --broker <printed URL>.
     """
+
+    def say(text: str) -> None:
+        click.echo(text, err=as_json)
+
     if not keep and data.exists():
         shutil.rmtree(data)
     logs = data / "logs"
@@ -205,12 +234,12 @@ def demo(
     try:
         broker.start()
     except UserError:  # the launcher found no mosquitto: the embedded broker runs anywhere
-        click.echo("mosquitto is not installed: using the embedded amqtt broker (slower)")
+        say("mosquitto is not installed: using the embedded amqtt broker (slower)")
         broker = EmbeddedBroker(broker_port or None)
         broker.start()
     except RuntimeError as exc:  # installed, but it did not start (port taken, bad config)
         raise UserError(str(exc).splitlines()[0]) from None
-    click.echo(f"broker      {broker.url} ({type(broker).__name__})")
+    say(f"broker      {broker.url} ({type(broker).__name__})")
 
     procs = Processes(logs)
     command_id = ""
@@ -231,14 +260,15 @@ def demo(
             "warning",
         )
         wait_healthy(api, controller, 60)
-        token = (data / "controller" / "api-token").read_text().strip()
-        click.echo(f"controller  {api}  (OpenAPI UI: {api}/docs; token: {token})")
+        token_file = data / "controller" / "api-token"
+        token = token_file.read_text().strip()
+        say(f"controller  {api}  (OpenAPI UI: {api}/docs; API token in {token_file})")
         for i in range(cameras):
             config = data / f"edge-{i}" / "edge.toml"
             edge_config(config, f"demo-cam-{i}", broker.url, seed=i, interval_s=interval)
             procs.start(f"edge-{i}", "edge", "run", "--config", str(config))
         if cameras:
-            click.echo(
+            say(
                 f"edge        {cameras} agent(s) demo-cam-0.., "
                 f"synthetic camera every {interval:g} s"
             )
@@ -270,19 +300,19 @@ def demo(
                 "--state-dir",
                 str(data / "esp32"),
             )
-            click.echo(
+            say(
                 f"esp32       {esp32} node(s) demo-esp32-0.., "
                 "waking every 300 s simulated (3 s real)"
             )
-            click.echo(
-                f"command     capture {command_id} queued for demo-esp32-0 (runs once it wakes)"
-            )
-        click.echo(f"logs        {logs}/")
-        click.echo(
+            say(f"command     capture {command_id} queued for demo-esp32-0 (runs once it wakes)")
+        say(f"logs        {logs}/")
+        say(
             f"try         camfleet devices --api {api}\n"
             f"            camfleet proto watch --broker {broker.url}"
         )
-        click.echo("Ctrl-C stops the demo.\n")
+        say("Ctrl-C stops the demo.\n")
+        if not as_json:
+            click.echo(STATUS_HEADER)
         started = time.monotonic()
         last: dict[str, Any] = {}
         command_status = ""
@@ -295,21 +325,41 @@ def demo(
                 command_status = httpx.get(f"{api}/api/v1/commands/{command_id}", timeout=5).json()[
                     "status"
                 ]
-            click.echo(
-                f"[{time.monotonic() - started:5.0f}s] devices {last['devices']} "
-                f"{last['states']}  frames stored {last['frames_stored']}"
-                + (f"  capture {command_id}: {command_status}" if command_id else "")
-            )
+            elapsed = time.monotonic() - started
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "elapsed_s": round(elapsed, 1),
+                            **last,
+                            "capture": {"id": command_id, "status": command_status}
+                            if command_id
+                            else None,
+                        },
+                        sort_keys=True,
+                    )
+                )
+            else:
+                command = f"{command_id} {command_status}" if command_id else ""
+                click.echo(status_row(elapsed, last, command))
             if duration and time.monotonic() - started >= duration:
                 break
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping ...")
+        say("stopping ...")
         procs.stop()
         broker.stop()
     if duration and not last.get("frames_stored"):
         raise UserError("the demo stored no frame: see the logs in " + str(logs))
+    if as_json:
+        summary = {
+            "frames_stored": last.get("frames_stored", 0),
+            "data": str(data / "controller"),
+            "capture": {"id": command_id, "status": command_status} if command_id else None,
+        }
+        click.echo(json.dumps({"done": summary}, sort_keys=True))
+        return
     click.echo(f"done: {last.get('frames_stored', 0)} frames stored in {data / 'controller'}")
     if command_id:
         click.echo(f"capture command {command_id} for sleeping node demo-esp32-0: {command_status}")

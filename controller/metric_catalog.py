@@ -101,6 +101,15 @@ COUNTERS: dict[str, tuple[str, dict[str, list[str]]]] = {
         "Jobs the writer could not apply, by kind.",
         {"kind": _DEVICE_KINDS},
     ),
+    "ota_blocks_served_total": ("OTA firmware blocks published to devices.", {}),
+    "ota_requests_dropped_total": (
+        "OTA block requests not answered, by reason (the device asks again after its timer).",
+        {"reason": ["queue_full", "unknown_artifact", "max_transfers"]},
+    ),
+    "ota_artifact_mismatch_total": (
+        "Times an OTA artifact's file no longer matched its recorded SHA-256.",
+        {},
+    ),
     "stage_seconds_total": (
         "Wall-clock seconds spent in each writer stage.",
         {"stage": list(_WRITER_STAGES)},

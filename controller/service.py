@@ -29,10 +29,15 @@ from camfleet.controller.integrations import HomeAssistant
 from camfleet.controller.live import LiveEvents
 from camfleet.controller.metric_catalog import declare_counters
 from camfleet.controller.metrics import Metrics
+from camfleet.controller.ota.artifacts import ArtifactStore
+from camfleet.controller.ota.delivery import BlockServer
+from camfleet.controller.ota.images import ota_slot_size
+from camfleet.controller.ota.rollouts import Rollouts
 from camfleet.controller.retention import Retention
 from camfleet.controller.scheduler import Scheduler
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
+from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
 from camfleet.proto.errors import ContractError
@@ -72,6 +77,15 @@ def _segment_bytes(data: Path) -> int:
     return max(mib, min(64 * mib, free // 16 // mib * mib))
 
 
+def _public_key(path: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read ota_public_key {path}: {exc}") from None
+
+
 class Controller:
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
@@ -80,7 +94,7 @@ class Controller:
         self.data = Path(config.data)
         self.data.mkdir(parents=True, exist_ok=True)
         self.instance_id = _read_or_create(self.data / "instance-id", lambda: secrets.token_hex(4))
-        #: True when this start generated the API token (the CLI then prints it once).
+        #: True when this start generated the API token (the CLI says so, and where it is).
         self.token_generated = not config.token and not (self.data / "api-token").exists()
         self.token = config.token or _read_or_create(
             self.data / "api-token", lambda: secrets.token_urlsafe(24)
@@ -129,6 +143,19 @@ class Controller:
             misfire_grace_s=config.misfire_grace_s,
         )
         self.desired.schedule_layer = self.scheduler.schedule_layer
+        self.artifacts = ArtifactStore(
+            self.db, self.data / "ota", _public_key(config.ota_public_key), ota_slot_size()
+        )
+        self.blocks = BlockServer(
+            self.artifacts,
+            publish,
+            self.metrics,
+            root,
+            max_transfers=config.ota_max_transfers,
+            blocks_per_s=config.ota_blocks_per_s,
+        )
+        self.rollouts = Rollouts(self.db, self.artifacts, self.commands, root)
+        self.blocks.on_served = self.rollouts.on_served
         self.retention = Retention(self.db, self.store, config, self.metrics)
         self._telemetry = registry.History("telemetry", config.telemetry_history)
         self._events = registry.History("events", config.event_history)
@@ -172,6 +199,7 @@ class Controller:
             chunk_timeout_s=config.chunk_timeout_s,
             chunk_sets_per_device=config.chunk_sets_per_device,
             decode_thread=config.decode_thread,
+            ota_requests=self.blocks.submit,
             on_controller_state=self._on_controller_state,
         )
         self.births = BirthWorker(self._after_births)
@@ -194,6 +222,7 @@ class Controller:
             self.home_assistant.start()
         self.births.start()
         self.writer.start()
+        self.blocks.start()
         self.dispatcher.start()
         if http and self.config.http:
             from camfleet.controller.api.server import HttpServer
@@ -212,6 +241,7 @@ class Controller:
             self._http.stop()  # type: ignore[attr-defined]
         self.channel.stop()
         self.dispatcher.stop()
+        self.blocks.stop()
         self.writer.stop()
         self.births.stop()
         if self.home_assistant is not None:
@@ -233,6 +263,7 @@ class Controller:
                 ("reassembly", self.dispatcher.expire),
                 ("scheduler", self.scheduler.tick),
                 ("commands", self.commands.flush),
+                ("rollouts", self.rollouts.tick),
             ):
                 try:
                     step()
@@ -357,6 +388,7 @@ class Controller:
         assert isinstance(job.message, telemetry_pb2.Event)
         e = job.message
         registry.add_event(tx, job.device_id, e, job.received_ms, self._events)
+        rollout_after = self.rollouts.apply_event(tx, job)
         event = {
             "type": "event",
             "device_id": job.device_id,
@@ -364,10 +396,17 @@ class Controller:
             "event": e.type,
             "message": e.message,
         }
-        return lambda: self.live.publish(event)
+
+        def after() -> None:
+            if rollout_after is not None:
+                rollout_after()
+            self.live.publish(event)
+
+        return after
 
     def _apply_ack(self, tx: Tx, job: Job) -> AfterCommit | None:
         after = self.commands.apply_ack(tx, job)
+        self.rollouts.apply_ack(tx, job)
         assert isinstance(job.message, command_pb2.Ack)
         event = {"type": "command", "device_id": job.device_id, "id": job.message.command_id}
 
@@ -429,6 +468,11 @@ class Controller:
     def _describe_metrics(self) -> None:
         m = self.metrics
         declare_counters(m)  # every counter at 0 from start, with its HELP text
+        m.gauge(
+            "ota_active_transfers",
+            "Devices being served OTA blocks.",
+            lambda: float(self.blocks.active_transfers()),
+        )
         m.gauge("writer_queue_depth", "Jobs waiting for the writer.", lambda: self.writer.depth())
         m.gauge(
             "decode_queue_depth", "Frames waiting for the decoder.", lambda: self.dispatcher.depth()

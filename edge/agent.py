@@ -98,7 +98,6 @@ class EdgeAgent:
         self.effective = device_config.merge(self.file_config, self.desired.config, self.overlay)
         self.schedule = self.file_schedule
         self.observers: list[FrameObserver] = []
-        self.started_at = time.monotonic()
         self.counters: dict[str, int] = {"frames": 0, "bad_messages": 0, "receipted": 0}
         self._capture_lock = threading.Lock()
         # notified after every capture, receipt and controller presence change
@@ -271,7 +270,7 @@ class EdgeAgent:
             type=type_,
             severity=severity,  # type: ignore[arg-type]
             message=message,
-            uptime_ms=int((time.monotonic() - self.started_at) * 1000),
+            uptime_ms=telemetry.system_uptime_ms(),
         )
         ev.attributes.update(attributes)
         self.conn.publish(self.topic(Kind.EVENT), codec.encode(ev))
@@ -361,7 +360,7 @@ class EdgeAgent:
                 width=cap.width,
                 height=cap.height,
                 command_id=command_id,
-                uptime_ms=int((time.monotonic() - self.started_at) * 1000),
+                uptime_ms=telemetry.system_uptime_ms(),
             )
             dropped = self.spool.put(frame)
             online = self.sessions.connected_session == session

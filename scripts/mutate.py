@@ -119,7 +119,11 @@ TARGETS: dict[str, Target] = {
         CONTROLLER_INGEST,
         ("exists", "existing", "sha256_of_keys", "insert"),
     ),
-    "writer": Target("controller/ingest/writer.py", CONTROLLER_INGEST),
+    # the writer also runs the registry's other jobs, whose after-commit actions notify the
+    # command listeners: the command tests cover that part
+    "writer": Target(
+        "controller/ingest/writer.py", (*CONTROLLER_INGEST, "tests/controller/test_commands.py")
+    ),
     "jobs": Target("controller/ingest/jobs.py", CONTROLLER_INGEST),
     "scheduler": Target(
         "controller/scheduler.py",
@@ -133,6 +137,14 @@ TARGETS: dict[str, Target] = {
     "edge_sender": Target(
         "edge/sender.py",
         ("tests/edge/test_outage.py",),
+        # what is sent, when, and again (not the thread's start/stop plumbing)
+        (
+            "SpoolSender._run",
+            "SpoolSender._send_connection",
+            "SpoolSender._resend_check",
+            "SpoolSender._publish",
+            "SpoolSender.rewind",
+        ),
     ),
     "esp32_spool": Target(
         "esp32_node/spool.py",
@@ -354,7 +366,10 @@ def make_copy(dest: Path) -> None:
 
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
     """'pass', 'fail' or 'timeout', and the seconds it took."""
-    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    marker = f"{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(
+        os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1", CAMFLEET_MUTANT_RUN=marker
+    )
     started = time.monotonic()
     cmd = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     # its own process group: a timeout or a stopped run ends the tests' brokers and controllers
@@ -371,8 +386,23 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - started
     finally:
-        _end_group(proc)  # also what the tests left running (a broker, a controller)
+        _end_group(proc)
+        _end_marked(marker)  # what the tests started in sessions of their own (brokers)
     return ("pass" if code == 0 else "fail"), time.monotonic() - started
+
+
+def _end_marked(marker: str) -> None:
+    """Kill every process whose environment carries this run's marker (a test killed by the
+    timeout leaves its mosquitto running: it starts in a session of its own)."""
+    needle = f"CAMFLEET_MUTANT_RUN={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> None:
@@ -397,6 +427,35 @@ def check_copy_imports_itself(copy: Path) -> None:
         raise SystemExit(f"the copy imports {out}, not its own files")
 
 
+def summary(files: list[Path]) -> int:
+    by_module: dict[str, list[dict[str, object]]] = {}
+    for path in files:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for module in {str(r["module"]) for r in rows}:
+            by_module[module] = [r for r in rows if r["module"] == module]
+    print("| module | file | killed | mutants | score |")
+    print("|---|---|---:|---:|---:|")
+    k_all = n_all = 0
+    for module in sorted(by_module):
+        rows = by_module[module]
+        killed = sum(r["outcome"] != "pass" for r in rows)
+        k_all, n_all = k_all + killed, n_all + len(rows)
+        print(
+            f"| {module} | `{TARGETS[module].path}` | {killed} | {len(rows)} | "
+            f"{100 * killed / len(rows):.1f} % |"
+        )
+    print(f"| **total** | | **{k_all}** | **{n_all}** | **{100 * k_all / max(n_all, 1):.1f} %** |")
+    print()
+    for module in sorted(by_module):
+        for r in by_module[module]:
+            if r["outcome"] == "pass":
+                print(
+                    f"- {module} #{r['number']} `{TARGETS[module].path}:{r['line']}` "
+                    f"{r['function']} [{r['kind']}] `{r['before']}` -> `{r['after']}`"
+                )
+    return 0
+
+
 def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through the finally that puts the original file back
 
@@ -419,8 +478,16 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("TMPDIR", "/tmp")) / ("camfleet-mutate-" + REPO.name),
     )
     ap.add_argument("--results", type=Path, default=None, help="JSON lines written here")
+    ap.add_argument(
+        "--summary",
+        type=Path,
+        nargs="+",
+        help="print the table and survivors of earlier --results files (a module's last file wins)",
+    )
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
+    if args.summary:
+        return summary(args.summary)
     modules = args.module or sorted(TARGETS)
     if args.list:
         for name in modules:

@@ -109,3 +109,28 @@ def test_wheel_installs_in_a_clean_venv_and_every_subcommand_starts(
         cwd=elsewhere,
     ).stdout.split()
     assert probe[0].startswith(str(env_dir)) and probe[1] == "3"
+
+
+def test_every_package_data_glob_in_setup_py_matches_a_file() -> None:
+    import ast
+
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    areas = next(
+        ast.literal_eval(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "AREAS"
+    )
+    package_data = next(
+        ast.literal_eval(k.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        for k in n.keywords
+        if k.arg == "package_data"
+    )
+    empty = [
+        (package, pattern)
+        for package, patterns in package_data.items()
+        for pattern in patterns
+        if not list((ROOT / areas[package]).glob(pattern))
+    ]
+    assert not empty, f"package_data globs that match nothing: {empty}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from camfleet.controller.api.deps import bad_request, ctl, page, require_token
+from camfleet.controller.api.deps import WRITE, bad_request, ctl, not_found, page
 from camfleet.errors import UserError
 from camfleet.proto.errors import ContractError
 
@@ -24,7 +24,7 @@ class CommandBody(BaseModel):
     )
 
 
-@router.post("/commands", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/commands", status_code=201, **WRITE)
 def create_command(request: Request, body: CommandBody) -> Any:
     """One command per target device; each waits in its device's session if it sleeps."""
     try:
@@ -46,7 +46,7 @@ def list_commands(
     return page([c.commands.to_json(r) for r in rows])
 
 
-@router.get("/commands/{command_id}")
+@router.get("/commands/{command_id}", responses=not_found("command"))
 def get_command(request: Request, command_id: str) -> Any:
     c = ctl(request)
     with c.db.read() as tx:

@@ -39,6 +39,10 @@ log = logging.getLogger("camfleet.controller.mqtt")
 OnMessage = Callable[[str, bytes, int, int, bool, Callable[[int, int], object]], None]
 
 
+# paho doubles its wait between connection attempts from the first to the second.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 5
+
+
 class MqttChannel:
     def __init__(
         self,
@@ -99,7 +103,12 @@ class MqttChannel:
         # Unlimited outgoing window: a receipt must never queue behind it while the PUBACK that
         # follows it goes out first (see Writer._process).
         self.client.max_inflight_messages_set(0)
-        self.client.reconnect_delay_set(1, 5)
+        self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        #: Failed connection attempts since the last success, and when the last one failed: the
+        #: log names each attempt and the wait since the one before (paho's backoff, which it
+        #: does not expose).
+        self.failed_attempts = 0
+        self._last_failure = 0.0
         self.client.will_set(
             topics.controller_state_topic(root),
             self._presence(state_pb2.PRESENCE_OFFLINE),
@@ -109,6 +118,7 @@ class MqttChannel:
         self._acker = Acker(self.client)
         self._subscribe_mid: int | None = None
         self.client.on_connect = self._connected
+        self.client.on_connect_fail = self._connect_failed
         self.client.on_subscribe = self._subscribed
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
@@ -155,10 +165,35 @@ class MqttChannel:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def _connect_failed(self, client: mqtt.Client, userdata: object) -> None:
+        """paho could not open a connection (refused, no route, DNS): say so on every attempt."""
+        now = time.monotonic()
+        self.failed_attempts += 1
+        since = (
+            f", {now - self._last_failure:.0f} s after attempt {self.failed_attempts - 1}"
+            if self.failed_attempts > 1
+            else ""
+        )
+        self._last_failure = now
+        log.warning(
+            "cannot reach the broker at %s (attempt %d failed%s); retrying with a backoff of "
+            "%d to %d s",
+            self.url,
+            self.failed_attempts,
+            since,
+            RECONNECT_MIN_S,
+            RECONNECT_MAX_S,
+        )
+
     def _connected(self, client: mqtt.Client, userdata: object, flags, rc, props=None) -> None:  # type: ignore[no-untyped-def]
         if rc.is_failure:
             log.error("broker refused the connection: %s", rc)
             return
+        if self.failed_attempts:
+            log.warning(
+                "reached the broker at %s after %d failed attempts", self.url, self.failed_attempts
+            )
+        self.failed_attempts = 0
         log.info("connected to %s (session present: %s)", self.url, flags.session_present)
         filters = topics.controller_filters(self.root, self.share_group)
         filters += list(self.extra_subscriptions)

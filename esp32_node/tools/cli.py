@@ -8,6 +8,7 @@ interval and ``--time-scale 0.01`` each publishes a frame every ~3 s.
 from __future__ import annotations
 
 import json
+import socket
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,15 @@ import click
 
 from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
+
+
+def broker_unreachable(url: BrokerUrl) -> str:
+    """Why a TCP connection to the broker fails right now, or "" when it opens."""
+    try:
+        socket.create_connection((url.host, url.port), timeout=5).close()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,10 +128,24 @@ def esp32(
                 f"{r.device_id}: wake {r.wake} ended {r.ended}, awake {r.wall_ms} ms, "
                 f"sleeps {r.sleep_ms / 1000:.0f} s (simulated)"
             )
+        if r.offline:
+            # A sleeping node retries on its next wake: its sleep is the backoff.
+            click.echo(
+                f"camfleet sim: {r.device_id} offline on wake {r.wake} ({r.offline}); "
+                f"next attempt in {r.sleep_ms / 1000:.0f} s (simulated)",
+                err=True,
+            )
 
     if not as_json:
         click.echo(
             f"{count} ESP32 node(s) on {url.host}:{url.port}, state in {state_dir}; Ctrl-C stops"
+        )
+    unreachable = broker_unreachable(url)
+    if unreachable:
+        click.echo(
+            f"camfleet sim: cannot reach the broker at {url}: {unreachable}; every node retries "
+            "on each wake",
+            err=True,
         )
     try:
         fleet.run(report, max_wakes=wakes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,18 @@ class WakeReport:
     ended: str
     sleep_ms: int
     wall_ms: int
+    #: Why the node stayed offline this wake (its own log line, e.g. "broker unreachable:
+    #: [Errno 111] ECONNREFUSED"), "" when it reached the broker.
+    offline: str = ""
+
+
+# The node's log lines (esp32_node/node.py) when a wake cannot get online.
+_OFFLINE = re.compile(r"^\[node [^\]]+\] \d+ ms: ((?:broker unreachable|wifi failed).*)$", re.M)
+
+
+def offline_reason(result: WakeResult) -> str:
+    found = _OFFLINE.search(result.output)
+    return found.group(1) if found else ""
 
 
 def scene_jpegs(seed: int, count: int = 3, size: tuple[int, int] = (640, 480)) -> list[bytes]:
@@ -123,7 +136,11 @@ class Fleet:
                 raise
             n += 1
             wall = int((time.monotonic() - started) * 1000)
-            on_wake(WakeReport(dev.device_id, n, result.ended, result.sleep_ms, wall))
+            on_wake(
+                WakeReport(
+                    dev.device_id, n, result.ended, result.sleep_ms, wall, offline_reason(result)
+                )
+            )
             if self.stop_event.is_set():
                 return
             self.stop_event.wait(result.sleep_ms / 1000 * self.time_scale)

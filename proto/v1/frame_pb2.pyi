@@ -89,7 +89,11 @@ class Frame(_message.Message):
     data: _builtins.bytes
     """the image"""
     uptime_ms: _builtins.int
-    """device uptime at capture, for devices without a clock"""
+    """Milliseconds since the device booted, at capture: the time reference of a device without a
+    wall clock. Same meaning as Telemetry.uptime_ms and Event.uptime_ms: a Linux agent sends the
+    machine's uptime (/proc/uptime, not the agent process's); an ESP32, which boots at every
+    wake, the time since this wake began.
+    """
     incarnation: _builtins.bytes
     """random id (8 bytes) chosen when the device's state was created"""
     @_builtins.property

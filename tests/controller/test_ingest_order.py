@@ -65,7 +65,8 @@ def test_frame_log_sync_then_index_then_receipt_then_broker_ack(
     _quiet(ctl, dev, data)
     events: list[tuple[Any, ...]] = []
     lock = threading.Lock()
-    frame = dev.make_frame(size=3000)
+    # captured long before it arrives, content type left out: the key comes from the capture
+    frame = dev.make_frame(size=3000, captured_at_ms=1_767_225_601_000, content_type="")
     key = (frame.session, frame.seq)
 
     def indexed() -> bool:
@@ -114,6 +115,11 @@ def test_frame_log_sync_then_index_then_receipt_then_broker_ack(
     # the bytes, then their sync (not yet indexed), then the receipt (indexed), then the ack
     assert seen[0] == ("write",), seen
     assert seen[1:] == [("sync", False), ("receipt", True), ("puback",)], seen
+    (row,) = frame_rows(data, dev.device_id)
+    assert row["store_key"] == (
+        f"frames/{dev.device_id}/2026-01-01/000001_{frame.session}-{frame.seq}.jpg"
+    )
+    assert row["content_type"] == "image/jpeg" and row["captured_at_ms"] == 1_767_225_601_000
 
 
 def _fail_while(flag: threading.Event, real: Callable[..., Any], exc: Exception) -> Any:
@@ -260,3 +266,106 @@ def test_killed_around_the_index_commit_or_before_the_ack_stores_every_frame_onc
     finally:
         dying.stop()
         dev.disconnect()
+
+
+def test_a_failing_frame_does_not_take_the_rest_of_its_batch_down(
+    controllers, devices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Device A's frames cannot be indexed (its insert fails), device B's frames share the batch,
+    each of them twice. Catches a writer whose one-by-one retry of a failed batch loses the jobs
+    that do succeed (not receipted, not acknowledged, or the writer thread dying on them), and
+    one that takes a frame repeated inside one batch for two new frames."""
+    data = tmp_path / "data"
+    ctl = controllers(data)
+    gate, bad, good = devices("gate"), devices("bad"), devices("good")
+    for dev in (gate, bad, good):
+        _quiet(ctl, dev, data)
+    release, held, queued = threading.Event(), threading.Event(), threading.Event()
+    insert, submit = frames_index.insert, ctl.writer.submit
+
+    def gated_insert(tx: Any, entries: list[Any], stored_ms: int) -> None:
+        if any(e.device_id == gate.device_id for e in entries):
+            held.set()
+            assert release.wait(20)  # hold the writer while the next batch queues up
+        if any(e.device_id == bad.device_id for e in entries):
+            raise RuntimeError("constraint failed")
+        insert(tx, entries, stored_ms)
+
+    def counting_submit(job: Any) -> None:
+        submit(job)
+        if ctl.writer.depth() >= 6:
+            queued.set()
+
+    client = ctl.channel.client
+    real_queue = client._packet_queue
+    pubacks: list[int] = []
+
+    def packet_queue(command: int, packet: Any, *args: Any, **kw: Any) -> Any:
+        if command & 0xF0 == _PUBACK:
+            pubacks.append(len(packet) // 4)  # Acker.many queues several in one buffer
+        return real_queue(command, packet, *args, **kw)
+
+    monkeypatch.setattr(client, "_packet_queue", packet_queue)
+    monkeypatch.setattr(frames_index, "insert", gated_insert)
+    monkeypatch.setattr(ctl.writer, "submit", counting_submit)
+    gate.send_frames(1, size=1000)
+    assert held.wait(20)  # the gate's frame is in a batch of its own, and holds the writer
+    bad.send_frames(2, size=1000)
+    good.send_frames(2, size=1000)
+    good.replay_spool()  # the same two frames again, in the same batch
+    assert queued.wait(20)  # the six frames wait behind the gate: one batch
+    release.set()
+    assert good.wait_receipted(timeout=20)
+    assert gate.wait_receipted(timeout=20)
+    assert ctl.writer.idle.wait(20)
+    assert len(frame_rows(data, good.device_id)) == 2
+    assert frame_rows(data, bad.device_id) == [] and bad.receipted == set()
+    assert ctl.writer._thread.is_alive()  # still ingesting
+    assert sum(pubacks) == 5  # the gate's frame and the good ones; the failed ones are not
+    assert ctl.metrics.total("frames_duplicate_total") == 2  # not stored twice in one batch
+    assert ctl.metrics.total("frames_stored_total") == 3
+    monkeypatch.setattr(frames_index, "insert", insert)
+    bad.replay_spool()
+    assert bad.wait_receipted(timeout=20)
+    assert ctl.store.flush(20)
+    assert_stored_exactly_once(data, [gate, bad, good])
+
+
+def test_a_frame_repeated_inside_one_batch_is_stored_once(
+    controllers, devices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redelivery and a replay of the same frames land in one batch. Catches a dedup that only
+    looks at the index (both copies would count as new: stored twice, counted twice)."""
+    data = tmp_path / "data"
+    ctl = controllers(data)
+    gate, dev = devices("gate"), devices("twice")
+    for d in (gate, dev):
+        _quiet(ctl, d, data)
+    release, held, queued = threading.Event(), threading.Event(), threading.Event()
+    insert, submit = frames_index.insert, ctl.writer.submit
+
+    def gated_insert(tx: Any, entries: list[Any], stored_ms: int) -> None:
+        if any(e.device_id == gate.device_id for e in entries):
+            held.set()
+            assert release.wait(20)
+        insert(tx, entries, stored_ms)
+
+    def counting_submit(job: Any) -> None:
+        submit(job)
+        if ctl.writer.depth() >= 4:
+            queued.set()
+
+    monkeypatch.setattr(frames_index, "insert", gated_insert)
+    monkeypatch.setattr(ctl.writer, "submit", counting_submit)
+    gate.send_frames(1, size=1000)
+    assert held.wait(20)
+    dev.send_frames(2, size=1000)
+    dev.replay_spool()
+    assert queued.wait(20)
+    release.set()
+    assert dev.wait_receipted(timeout=20)
+    assert ctl.writer.idle.wait(20)
+    assert ctl.metrics.total("frames_stored_total") == 3
+    assert ctl.metrics.total("frames_duplicate_total") == 2
+    assert ctl.store.flush(20)
+    assert_stored_exactly_once(data, [gate, dev])

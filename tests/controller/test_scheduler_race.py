@@ -115,3 +115,13 @@ def test_catching_up_fires_the_slot_that_is_due_exactly_now(database: Any) -> No
     after = scheduler.get(schedule["id"])
     assert (after["last_slot_ms"], after["fired"], after["missed"]) == (NOW + 3 * 600_000, 2, 2)
     assert after["next_slot_ms"] == NOW + 4 * 600_000
+
+
+def test_a_slot_exactly_misfire_grace_old_still_fires(database: Any) -> None:
+    """Catches the grace compared with ``<`` (the documented policy is "at most" grace old)."""
+    published: list[str] = []
+    scheduler = _scheduler(database, published)  # misfire grace: 300 s
+    schedule = scheduler.create("device", "cam-1", "interval", "600", start=str(NOW))
+    scheduler.clock_ms = lambda: NOW + 300_000
+    assert scheduler.tick() == 1
+    assert scheduler.get(schedule["id"])["last_slot_ms"] == NOW

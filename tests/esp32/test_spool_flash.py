@@ -13,15 +13,17 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from camfleet.esp32_node.tools.hostdevice import MICROPYTHON, NODE_DIR
 
 SCRIPT = Path(__file__).parents[1] / "mp" / "spool_flash_check.py"
 
 
-def test_a_power_cut_at_any_flash_write_leaves_the_frame_absent_or_whole(tmp_path: Path) -> None:
-    """Catches writing the frame under its final name (a cut shows a short file), renaming before
-    the file is closed, no rename at all (the frame is not there when ``add`` returns), and a
-    receipt's deletion that is not on flash when ``apply_receipt`` returns."""
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    """The script's findings (one MicroPython run for the module's tests)."""
+    tmp_path = tmp_path_factory.mktemp("flash")
     proc = subprocess.run(
         [MICROPYTHON, "-X", "heapsize=8M", str(SCRIPT)],
         cwd=tmp_path,
@@ -32,7 +34,13 @@ def test_a_power_cut_at_any_flash_write_leaves_the_frame_absent_or_whole(tmp_pat
     )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line is not None, proc.stdout + proc.stderr
-    result = json.loads(line[len("RESULT ") :])
+    return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
+
+
+def test_a_power_cut_at_any_flash_write_leaves_the_frame_absent_or_whole(result: dict) -> None:  # type: ignore[type-arg]
+    """Catches writing the frame under its final name (a cut shows a short file), renaming before
+    the file is closed, no rename at all (the frame is not there when ``add`` returns), and a
+    receipt's deletion that is not on flash when ``apply_receipt`` returns."""
     add = result["add"]
     assert len(add) > 10  # the write really went through many flash operations
     assert set(add) == {"none", "whole"}, add
@@ -41,3 +49,11 @@ def test_a_power_cut_at_any_flash_write_leaves_the_frame_absent_or_whole(tmp_pat
     assert add[-1] == "whole"  # durable when add() returned
     assert result["deleted"] == 1
     assert result["receipt"][0] == "whole" and result["receipt"][-1] == "none", result["receipt"]
+
+
+def test_the_spool_is_bounded_by_bytes_and_by_count_dropping_the_oldest(result: dict) -> None:  # type: ignore[type-arg]
+    """Catches a bound compared off by one, bytes counted wrongly, or the newest dropped."""
+    assert result["drops"] == [[], [], [], [[2, 1]], [[2, 2]], [[2, 3], [2, 4]]]
+    depth, total, after_count, keys, has_new, has_dropped = result["bounded"]
+    assert (depth, total) == (3, 3 * 1022)
+    assert (after_count, keys, has_new, has_dropped) == (2, [[2, 5], [2, 6]], True, False)

@@ -1,5 +1,7 @@
 """A receipt deletes from the node's flash spool exactly the frames its ranges cover: range
-edges (first, last, one frame), gaps between ranges, and sessions."""
+edges (first, last, one frame), gaps between ranges, and sessions. (A node deletes only frames it
+sent in the wake the receipt arrives in, of the incarnation the range names: the receipt here
+is sent once the node has replayed its spool.)"""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
     cfg = config_pb2.DeviceConfig()
     cfg.sleep.awake_window_s = 1  # unreceipted frames keep a wake up this long
     cfg.camera.width, cfg.camera.height = 640, 480
-    cfg.sleep.ext0_pin = 13  # the PIR: a chip wakes by ext0 only when ext0 was armed
+    cfg.sleep.ext0_pin = 13  # the PIR: its deep sleep arms ext0, so motion can wake it
     dev = make_device(mosquitto, config=codec.encode(cfg))
     rx = receiver_for(mosquitto, dev)
     rx.receipts = False  # this test writes the receipts itself
@@ -29,17 +31,24 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
         assert dev.run_wake("ext0").ended == "deepsleep"
     spooled = _spooled(dev)
     assert spooled == {(1, 1), (2, 1), (2, 2), (2, 3), (3, 1), (3, 2), (3, 3)}
+    inc = dev.read_nvs()["incarn"]
+    assert isinstance(inc, bytes)
     receipt = frame_pb2.Receipt(
         stored=[
-            frame_pb2.SeqRange(session=1, first_seq=2, last_seq=5),  # starts after 1-1
-            frame_pb2.SeqRange(session=2, first_seq=1, last_seq=2),  # 1..2 of 1..3
-            frame_pb2.SeqRange(session=3, first_seq=1, last_seq=1),  # one frame
-            frame_pb2.SeqRange(session=3, first_seq=3, last_seq=3),  # ... a gap, the last one
-            frame_pb2.SeqRange(session=9, first_seq=1, last_seq=100),  # nothing of ours
+            frame_pb2.SeqRange(session=1, first_seq=2, last_seq=5, incarnation=inc),  # after 1-1
+            frame_pb2.SeqRange(session=2, first_seq=1, last_seq=2, incarnation=inc),  # 1..2 of 3
+            frame_pb2.SeqRange(session=3, first_seq=1, last_seq=1, incarnation=inc),  # one frame
+            frame_pb2.SeqRange(session=3, first_seq=3, last_seq=3, incarnation=inc),  # gap, last
+            frame_pb2.SeqRange(session=9, first_seq=1, last_seq=100, incarnation=inc),  # none
         ]
     )
-    # queued in the node's persistent session while it sleeps; handled first thing next wake
-    rx.client.publish(rx.topic(Kind.RECEIPT), codec.encode(receipt), qos=1).wait_for_publish(5)
+
+    def receipt_after_replay(kind: Kind, message: object) -> None:
+        # the node replays oldest first: 3-3 is the last of its spool to go out
+        if kind is Kind.FRAME and (message.session, message.seq) == (3, 3):  # type: ignore[attr-defined]
+            rx.client.publish(rx.topic(Kind.RECEIPT), codec.encode(receipt), qos=1)
+
+    rx.handle = receipt_after_replay  # type: ignore[method-assign]
 
     woke = dev.run_wake()  # timer: no capture of its own
 

@@ -54,6 +54,9 @@ def frame_state(image, header, data):
     try:
         os.chdir("/cut")
         sp = spool.Spool()  # what the next wake does first
+        leftovers = [n for n in os.listdir(spool.DIR) if not n.endswith(".f")]
+        if leftovers:
+            return "interrupted write left behind: %s" % leftovers
         keys = [(e[0], e[1]) for e in sp.entries()]
         if (1, 1) not in keys:
             return "earlier frame lost: %s" % keys
@@ -99,11 +102,25 @@ after_add = bytes(flash.data)
 deleted = sp.apply_receipt(
     [{"session": 1, "first_seq": 2, "last_seq": 2, "incarnation": b"inc"}], b"inc", 1, [(1, 2)]
 )
+receipt_log = flash.log
+flash.log = []
+# the bounds: by bytes (each file is 12 + 10 + 1000 bytes), then by count
+sp.apply_receipt(
+    [{"session": 1, "first_seq": 1, "last_seq": 1, "incarnation": b"inc"}], b"inc", 1, [(1, 1)]
+)
+sp.max_bytes, sp.max_frames = 3 * 1022, 10
+drops = [sp.add(2, seq, b"h" * 10, b"d" * 1000) for seq in range(1, 6)]
+bounded = [sp.depth(), sp.total_bytes()]
+sp.max_bytes, sp.max_frames = 10**6, 2
+drops.append(sp.add(2, 6, b"h" * 10, b"d" * 1000))
+bounded += [sp.depth(), [(e[0], e[1]) for e in sp.entries()], sp.has(2, 6), sp.has(2, 1)]
 os.chdir("/")
 os.umount("/flash")
 result = {
     "add": replay(base, add_log, header, data),
-    "receipt": replay(after_add, flash.log, header, data),
+    "receipt": replay(after_add, receipt_log, header, data),
     "deleted": deleted,
+    "drops": drops,
+    "bounded": bounded,
 }
 print("RESULT " + json.dumps(result))

@@ -75,7 +75,8 @@ def test_counters_start_at_zero() -> None:
         "completed": 0,
         "duplicates": 0,
         "expired": 0,
-        "evicted": 0,
+        "evicted_device": 0,
+        "evicted_memory": 0,
         "mismatched": 0,
         "checksum_failed": 0,
         "pending_frames": 0,
@@ -130,7 +131,7 @@ def test_adding_a_chunk_expires_frames_that_waited_too_long() -> None:
     reassembler.add("cam-1", _wire(old[0]))
     now[0] += 31
     reassembler.add("cam-1", _wire(split_frame(sample_frame(os.urandom(6000), seq=2), 2048)[0]))
-    assert reassembler.pending() == [("cam-1", 7, 2)]
+    assert reassembler.pending() == [("cam-1", b"", 7, 2)]
     assert reassembler.stats.expired == 1
 
 
@@ -138,19 +139,23 @@ def test_frame_and_memory_limits_are_inclusive() -> None:
     """Catches ``>=`` for ``>`` in the per-frame limit and in the eviction test: a frame of
     exactly ``max_frame_bytes``, and partial frames filling exactly ``max_bytes``, are kept."""
     exact = sample_frame(os.urandom(10_000), seq=1)
-    reassembler = Reassembler(max_bytes=20_000, max_frame_bytes=10_000)
+    reassembler = Reassembler(max_frame_bytes=10_000)
     assert [reassembler.add("cam-1", _wire(c)) for c in split_frame(exact, 2048)][-1] == exact
     over = split_frame(sample_frame(os.urandom(10_001), seq=2), 2048)[0]
     with pytest.raises(ContractError) as info:
         reassembler.add("cam-1", _wire(over))
     assert "cam-1 7-2: frame of 10001 bytes exceeds the reassembly limit 10000" in str(info.value)
-    halves = [split_frame(sample_frame(os.urandom(10_000), seq=s), 2048)[0] for s in (3, 4, 5)]
-    reassembler.add("cam-1", _wire(halves[0]))
-    reassembler.add("cam-1", _wire(halves[1]))  # 20 000 of 20 000: both kept
-    assert reassembler.pending() == [("cam-1", 7, 3), ("cam-1", 7, 4)]
+    # Memory counts the bytes received: pieces filling exactly max_bytes are all kept.
+    pieces = [split_frame(sample_frame(os.urandom(10_000), seq=s), 2048)[1] for s in (3, 4, 5)]
+    size = len(pieces[0].data)
+    assert all(len(p.data) == size for p in pieces)
+    reassembler = Reassembler(max_bytes=2 * size, max_bytes_per_device=2 * size)
+    reassembler.add("cam-1", _wire(pieces[0]))
+    reassembler.add("cam-1", _wire(pieces[1]))  # 2 x size of 2 x size: both kept
+    assert reassembler.pending() == [("cam-1", b"", 7, 3), ("cam-1", b"", 7, 4)]
     assert reassembler.stats.evicted == 0
-    reassembler.add("cam-1", _wire(halves[2]))
-    assert reassembler.pending() == [("cam-1", 7, 4), ("cam-1", 7, 5)]
+    reassembler.add("cam-1", _wire(pieces[2]))
+    assert reassembler.pending() == [("cam-1", b"", 7, 4), ("cam-1", b"", 7, 5)]
     assert reassembler.stats.evicted == 1
 
 
@@ -198,7 +203,7 @@ def test_completed_frames_remembered_are_the_newest_and_bounded() -> None:
     assert reassembler.add("cam-1", _wire(split[2][1])) is None
     assert reassembler.stats.duplicates == 2 and reassembler.pending() == []
     assert reassembler.add("cam-1", _wire(split[0][1])) is None  # forgotten: a new partial
-    assert reassembler.pending() == [("cam-1", 7, 1)]
+    assert reassembler.pending() == [("cam-1", b"", 7, 1)]
 
 
 def test_a_frame_expires_at_exactly_its_timeout() -> None:
@@ -208,4 +213,4 @@ def test_a_frame_expires_at_exactly_its_timeout() -> None:
     now[0] += 29.5
     assert reassembler.expire() == []
     now[0] += 0.5
-    assert reassembler.expire() == [("cam-1", 7, 1)]
+    assert reassembler.expire() == [("cam-1", b"", 7, 1)]
