@@ -37,6 +37,7 @@ from camfleet.controller.retention import Retention
 from camfleet.controller.scheduler import Scheduler
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
+from camfleet.controller.web.thumbs import ThumbCache
 from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
@@ -161,6 +162,7 @@ class Controller:
         self._events = registry.History("events", config.event_history)
         #: What the writer just committed, for Home Assistant and the dashboard (live.py).
         self.live = LiveEvents()
+        self.thumbs = ThumbCache(self.data / "thumbs")
         self.home_assistant = (
             HomeAssistant(
                 publish,
@@ -237,6 +239,7 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+        self.live.publish({"type": "closing"})  # ends the dashboard's event streams
         if self._http is not None:
             self._http.stop()  # type: ignore[attr-defined]
         self.channel.stop()

@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi_offline import FastAPIOffline
 
 from camfleet import __version__
-from camfleet.controller.api import commands, devices, frames, ota, schedules
+from camfleet.controller.api import commands, dashboard, devices, frames, ota, schedules
 from camfleet.controller.api.deps import ctl
 
 if TYPE_CHECKING:
@@ -29,8 +29,11 @@ def create_app(controller: Controller) -> FastAPI:
         favicon_url="data:,",
     )
     app.state.controller = controller
-    for module in (devices, frames, commands, schedules, ota):
+    for module in (devices, frames, commands, schedules, ota, dashboard):
         app.include_router(module.router)
+    from camfleet.controller.web import routes as web
+
+    web.mount(app)  # the dashboard at /
 
     @app.get("/health", tags=["ops"])
     def health(request: Request) -> Any:
