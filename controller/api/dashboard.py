@@ -17,6 +17,7 @@ from camfleet.controller.api.deps import ctl, device_id_or_404, page
 from camfleet.controller.api.frames import _row
 from camfleet.controller.commands import config_from_json
 from camfleet.controller.desired import validate_config
+from camfleet.controller.frames import index as frames_index
 from camfleet.controller.live import Event
 from camfleet.errors import UserError
 
@@ -186,3 +187,31 @@ def fleet_events(request: Request, limit: int = 200, device: str | None = None) 
     for r in rows:
         r["attributes"] = json.loads(r["attributes"])
     return page(rows)
+
+
+@router.get("/gallery/{device_id}")
+def gallery(
+    request: Request, device_id: str, since_ms: int = 0, until_ms: int | None = None
+) -> Any:
+    """A device's frames in a time range, newest first, as compact ``[id, captured_at_ms]``
+    pairs (a day of 1,000 frames is ~30 KB instead of ~500 KB of full metadata), with its
+    latest frame whatever the range."""
+    device_id_or_404(device_id)
+    sql = (
+        "SELECT session, seq, captured_at_ms FROM frames "
+        "WHERE device_id = ? AND captured_at_ms >= ?"
+    )
+    params: list[Any] = [device_id, since_ms]
+    if until_ms is not None:
+        sql += " AND captured_at_ms < ?"
+        params.append(until_ms)
+    with ctl(request).db.read() as tx:
+        rows = tx.query(sql + " ORDER BY captured_at_ms DESC, session DESC, seq DESC", params)
+        newest = frames_index.latest(tx, device_id)
+    items = [[f"{r['session']}-{r['seq']}", r["captured_at_ms"]] for r in rows]
+    latest = (
+        {"id": f"{newest['session']}-{newest['seq']}", "captured_at_ms": newest["captured_at_ms"]}
+        if newest
+        else None
+    )
+    return {"items": items, "count": len(items), "latest": latest}

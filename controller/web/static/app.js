@@ -27,6 +27,7 @@ async function route() {
   }
   if (mine === generation) {
     current = view;
+    performance.mark(`view-ready ${hash}`); // bench/dashboard.py reads it
     document.body.dataset.ready = hash; // tests wait for this
   }
 }

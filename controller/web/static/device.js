@@ -49,9 +49,23 @@ function chart(points, label, unit) {
 
 export async function deviceView(root, deviceId) {
   const base = `/api/v1/devices/${deviceId}`;
+  const galleryUrl = () => {
+    const [since, until] = dayBounds(dayInput.value);
+    return `/api/v1/gallery/${deviceId}?since_ms=${since}&until_ms=${until}`;
+  };
+  const dayInput = h("input", { type: "date", id: "gallery-day", value: today() });
+  // Every request at once: on a slow controller the page costs one round trip, not six.
+  const first = {
+    detail: get(base),
+    gallery: get(galleryUrl()),
+    commands: get(`/api/v1/commands?device=${deviceId}&limit=50`),
+    events: get(`${base}/events?limit=50`),
+    telemetry: get(`${base}/telemetry?limit=200`),
+  };
+  for (const p of Object.values(first)) p.catch(() => {}); // awaited below; no unhandled rejection
   let detail;
   try {
-    detail = await get(base);
+    detail = await first.detail;
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       fill(root, h("p", {}, `No device ${deviceId}.`), h("a", { href: "#/" }, "Back to the fleet"));
@@ -141,8 +155,8 @@ export async function deviceView(root, deviceId) {
 
   // --- commands, telemetry, events, gallery ---
   const commandsTable = h("table", { id: "commands" });
-  async function loadCommands() {
-    const out = await get(`/api/v1/commands?device=${deviceId}&limit=50`);
+  async function loadCommands(pending) {
+    const out = await (pending || get(`/api/v1/commands?device=${deviceId}&limit=50`));
     fill(commandsTable, 
       h("tr", {}, h("th", {}, "action"), h("th", {}, "status"), h("th", {}, "created"), h("th", {}, "detail")),
       out.items.map((c) =>
@@ -159,8 +173,8 @@ export async function deviceView(root, deviceId) {
   }
 
   const eventsTable = h("table", { id: "events" });
-  async function loadEvents() {
-    const out = await get(`${base}/events?limit=50`);
+  async function loadEvents(pending) {
+    const out = await (pending || get(`${base}/events?limit=50`));
     fill(eventsTable, 
       out.items.length ? null : h("tr", {}, h("td", { class: "muted" }, "no events")),
       out.items.map((e) =>
@@ -170,40 +184,40 @@ export async function deviceView(root, deviceId) {
   }
 
   const charts = h("div", { id: "charts" });
-  async function loadTelemetry() {
-    const out = await get(`${base}/telemetry?limit=200`);
+  async function loadTelemetry(pending) {
+    const out = await (pending || get(`${base}/telemetry?limit=200`));
     const series = (key) => out.items.map((t) => ({ t: t.received_ms, v: t[key] ?? null }));
     fill(charts, chart(series("battery_pct"), "battery", "%"), chart(series("rssi_dbm"), "RSSI", "dBm"));
   }
 
-  const dayInput = h("input", { type: "date", id: "gallery-day", value: today() });
   const gallery = h("div", { class: "gallery", id: "gallery" });
   const galleryCount = h("span", { class: "muted", id: "gallery-count" });
-  async function loadGallery() {
-    const [since, until] = dayBounds(dayInput.value);
-    const out = await get(`/api/v1/frames?device=${deviceId}&since_ms=${since}&until_ms=${until}&limit=10000`);
+  async function loadGallery(pending) {
+    const out = await (pending || get(galleryUrl()));
     galleryCount.textContent = `${out.count} frames`;
-    fill(gallery, 
-      ...out.items.map((f) =>
+    fill(
+      gallery,
+      out.items.map(([id, captured]) =>
         h("img", {
-          src: `/api/v1/frames/${deviceId}/${f.id}/thumb`,
+          src: `/api/v1/frames/${deviceId}/${id}/thumb`,
           loading: "lazy",
           decoding: "async",
-          alt: `frame ${f.id}`,
-          title: when(f.captured_at_ms),
+          alt: `frame ${id}`,
+          title: when(captured),
           width: 96,
           height: 72,
-          dataset: { frame: f.id },
-          onclick: () => openViewer(f),
+          dataset: { frame: id },
+          onclick: () => openViewer(id, captured),
         }),
       ),
     );
+    return out;
   }
-  dayInput.addEventListener("change", loadGallery);
+  dayInput.addEventListener("change", () => loadGallery());
 
-  function openViewer(f) {
-    document.getElementById("viewer-img").src = `/api/v1/frames/${deviceId}/${f.id}/image`;
-    document.getElementById("viewer-caption").textContent = `${deviceId} · ${f.id} · ${when(f.captured_at_ms)}`;
+  function openViewer(id, captured) {
+    document.getElementById("viewer-img").src = `/api/v1/frames/${deviceId}/${id}/image`;
+    document.getElementById("viewer-caption").textContent = `${deviceId} · ${id} · ${when(captured)}`;
     document.getElementById("viewer").showModal();
   }
 
@@ -224,12 +238,7 @@ export async function deviceView(root, deviceId) {
   }
 
   showHeader(detail);
-  if (detail.frames) {
-    const f = await get(`/api/v1/frames/${deviceId}/latest`);
-    showLatest(f.id, f.captured_at_ms);
-  } else {
-    latestCaption.textContent = "no frame yet";
-  }
+  latestCaption.textContent = "no frame yet";
   showConfig(detail.config);
 
   fill(root, 
@@ -253,7 +262,13 @@ export async function deviceView(root, deviceId) {
       ),
     ),
   );
-  await Promise.all([loadCommands(), loadEvents(), loadTelemetry(), loadGallery()]);
+  const [shown] = await Promise.all([
+    loadGallery(first.gallery),
+    loadCommands(first.commands),
+    loadEvents(first.events),
+    loadTelemetry(first.telemetry),
+  ]);
+  if (shown.latest) showLatest(shown.latest.id, shown.latest.captured_at_ms);
 
   const refreshDetail = debounce(async () => {
     const d = await get(base);
