@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from camfleet.controller.api.deps import bad_request, ctl, device_id_or_404, page, require_token
+from camfleet.controller.api.deps import (
+    BAD_DEVICE_ID,
+    ErrorBody,
+    bad_request,
+    ctl,
+    device_id_or_404,
+    not_found,
+    page,
+    write,
+)
 from camfleet.controller.ota import rollouts as ro
 from camfleet.controller.ota.artifacts import NotFound, set_device_key
 from camfleet.errors import UserError
@@ -18,8 +27,15 @@ router = APIRouter(prefix="/api/v1/ota", tags=["ota"])
 #: Larger than any OTA slot of an ESP32 flash: a body beyond it is refused before it is read.
 MAX_UPLOAD = 16 * 1024 * 1024
 
+REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "Refused; the detail says why."}
+}
+IN_USE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "Not possible in the current state (e.g. in use)."}
+}
 
-@router.post("/artifacts", status_code=201, dependencies=[Depends(require_token)])
+
+@router.post("/artifacts", status_code=201, **write(REFUSED))
 async def upload_artifact(request: Request, version: str = "", filename: str = "") -> Any:
     """Body: the signed ESP32 app image (application/octet-stream). 422 says why it is refused."""
     size = int(request.headers.get("content-length") or 0)
@@ -41,7 +57,7 @@ def list_artifacts(request: Request) -> Any:
     return page(ctl(request).artifacts.list())
 
 
-@router.delete("/artifacts/{artifact_id}", dependencies=[Depends(require_token)])
+@router.delete("/artifacts/{artifact_id}", **write(not_found("artifact"), IN_USE))
 def remove_artifact(request: Request, artifact_id: str) -> Any:
     try:
         ctl(request).artifacts.remove(artifact_id)
@@ -56,7 +72,7 @@ class DeviceKeyBody(BaseModel):
     hmac_key_hex: str = Field(description="The device's HMAC key (NVS hmac_key), hex")
 
 
-@router.put("/device-keys/{device_id}", dependencies=[Depends(require_token)])
+@router.put("/device-keys/{device_id}", **write(BAD_DEVICE_ID))
 def put_device_key(request: Request, device_id: str, body: DeviceKeyBody) -> Any:
     device_id_or_404(device_id)
     try:
@@ -83,7 +99,7 @@ class RolloutBody(BaseModel):
     allow_downgrade: bool = False
 
 
-@router.post("/rollouts", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/rollouts", status_code=201, **write(not_found("artifact"), REFUSED))
 def create_rollout(request: Request, body: RolloutBody) -> Any:
     c = ctl(request)
     try:
@@ -113,7 +129,7 @@ def list_rollouts(request: Request) -> Any:
     return page(ctl(request).rollouts.list())
 
 
-@router.get("/rollouts/{rollout_id}")
+@router.get("/rollouts/{rollout_id}", responses=not_found("rollout"))
 def rollout_status(request: Request, rollout_id: str, since_ms: int = 0) -> Any:
     c = ctl(request)
     try:
@@ -122,7 +138,7 @@ def rollout_status(request: Request, rollout_id: str, since_ms: int = 0) -> Any:
         raise HTTPException(404, str(exc)) from None
 
 
-@router.post("/rollouts/{rollout_id}/{action}", dependencies=[Depends(require_token)])
+@router.post("/rollouts/{rollout_id}/{action}", **write(not_found("rollout or action"), IN_USE))
 def control_rollout(request: Request, rollout_id: str, action: str) -> Any:
     c = ctl(request)
     if action not in ("pause", "resume", "abort"):
