@@ -83,3 +83,21 @@ def test_no_label_value_carries_the_instance_id(controllers) -> None:  # type: i
     threads = [line for line in text.splitlines() if line.startswith(PREFIX + "thread_cpu")]
     assert any('thread="paho-mqtt-client"' in line for line in threads), threads
     assert ctl.instance_id not in text
+
+
+def test_grafana_dashboard_uses_only_exported_metrics(controllers) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    ctl = controllers()
+    _, samples = _parse(ctl.metrics.exposition())
+    dashboard = json.loads((ROOT / "docs" / "grafana-camfleet.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(camfleet_controller_[a-z_]+)", target["expr"])
+    }
+    assert len(used) > 20
+    assert used <= set(samples), used - set(samples)
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))

@@ -40,8 +40,12 @@ def test_timelapse_gif_and_mp4(controllers, devices, tmp_path: Path) -> None:  #
         dev.publish_frame(frame)
     assert dev.wait_receipted(timeout=60)
     waiter = Waiter(ctl)
-    with ctl.db.read() as tx:
-        assert waiter.wait_for(lambda: tx.scalar("SELECT COUNT(*) FROM frames") == 102)
+
+    def stored() -> int:
+        with ctl.db.read() as tx:  # a new snapshot each time
+            return int(tx.scalar("SELECT COUNT(*) FROM frames"))
+
+    assert waiter.wait_for(lambda: stored() == 102)
 
     gif = tmp_path / "out.gif"
     result = run(

@@ -54,8 +54,12 @@ def _fleet(dash: Dash):  # type: ignore[no-untyped-def]
     sock.close()  # the broker publishes its will
     want = {online.device_id: "online", sleeper.device_id: "asleep", gone.device_id: "offline"}
     assert waiter.wait_for(lambda: _states(dash) == want, timeout=30), _states(dash)
-    with dash.ctl.db.read() as tx:
-        assert waiter.wait_for(lambda: tx.scalar("SELECT COUNT(*) FROM telemetry") == 2, timeout=20)
+
+    def telemetry() -> int:
+        with dash.ctl.db.read() as tx:  # a new snapshot each time
+            return int(tx.scalar("SELECT COUNT(*) FROM telemetry"))
+
+    assert waiter.wait_for(lambda: telemetry() == 2, timeout=20)
     return online, sleeper, gone
 
 
