@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import tempfile
+import threading
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from camfleet.controller import registry
-from camfleet.controller.api.deps import ctl, device_id_or_404, page
+from camfleet.controller.api.deps import bad_request, ctl, device_id_or_404, page, require_token
 from camfleet.controller.api.frames import _row
 from camfleet.controller.commands import config_from_json
 from camfleet.controller.desired import validate_config
@@ -215,3 +220,67 @@ def gallery(
         else None
     )
     return {"items": items, "count": len(items), "latest": latest}
+
+
+class TimelapseBody(BaseModel):
+    device: str
+    since_ms: int
+    until_ms: int
+    fps: float = Field(default=12.0, gt=0, le=60)
+    format: Literal["gif", "mp4"] = "gif"
+    width: int = Field(default=640, ge=64, le=1920)
+
+
+#: A timelapse decodes every frame of its range: one at a time per controller (a Pi has 4 cores
+#: and ingest comes first), and at most this many frames.
+TIMELAPSE_MAX_FRAMES = 5000
+_timelapse_lock = threading.Lock()
+
+
+@router.post(
+    "/timelapse",
+    dependencies=[Depends(require_token)],
+    response_class=FileResponse,
+    responses={200: {"content": {"image/gif": {}, "video/mp4": {}}}},
+)
+def make_timelapse(request: Request, body: TimelapseBody) -> Any:
+    """A timelapse of a device's frames in [since_ms, until_ms) as a GIF or an MP4 (as
+    ``camfleet frames timelapse`` makes it). 422 when the range has no frames; 409 while another
+    timelapse is being made."""
+    from camfleet import timelapse
+
+    c = ctl(request)
+    device_id_or_404(body.device)
+    with c.db.read() as tx:
+        rows = tx.query(
+            "SELECT store_key, captured_at_ms FROM frames WHERE device_id = ? AND "
+            "captured_at_ms >= ? AND captured_at_ms < ? AND content_type = 'image/jpeg' "
+            "ORDER BY captured_at_ms, session, seq LIMIT ?",
+            (body.device, body.since_ms, body.until_ms, TIMELAPSE_MAX_FRAMES + 1),
+        )
+    if len(rows) > TIMELAPSE_MAX_FRAMES:
+        raise HTTPException(422, f"more than {TIMELAPSE_MAX_FRAMES} frames: choose a shorter range")
+    if not _timelapse_lock.acquire(blocking=False):
+        raise HTTPException(409, "another timelapse is being made: try again when it is done")
+    tmp_dir = Path(tempfile.mkdtemp(prefix="timelapse-", dir=c.data))
+    out = tmp_dir / f"{body.device}.{body.format}"
+    try:
+        timelapse.make(
+            [(r["store_key"], r["captured_at_ms"]) for r in rows],
+            c.store.get,
+            out,
+            body.fps,
+            body.width,
+            f"of {body.device} in that range",
+        )
+    except UserError as exc:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise bad_request(exc) from None
+    finally:
+        _timelapse_lock.release()
+    return FileResponse(
+        out,
+        media_type="image/gif" if body.format == "gif" else "video/mp4",
+        filename=out.name,
+        background=BackgroundTask(shutil.rmtree, tmp_dir, True),
+    )

@@ -128,7 +128,7 @@ def open_page(browser: Browser, dash: Dash) -> Iterator[Callable[..., Watched]]:
         foreign = [
             u
             for u in w.requests
-            if not u.startswith("data:")
+            if not u.startswith(("data:", f"blob:{dash.url}/"))
             and (urlparse(u).hostname, urlparse(u).port) != (origin.hostname, origin.port)
         ]
         assert foreign == [], foreign

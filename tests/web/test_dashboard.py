@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from PIL import Image
 from playwright.sync_api import expect
 
 from camfleet.proto import codec
@@ -173,6 +174,15 @@ def test_device_page_live_frame_capture_and_config(dash: Dash, open_page) -> Non
     page.locator("#gallery img").first.click()
     expect(page.locator("#viewer-img")).to_have_js_property("complete", True)
     assert page.locator("#viewer-img").evaluate("img => img.naturalWidth") == 320
+    page.keyboard.press("Escape")
+
+    # The day's frames as a timelapse GIF, made by the controller, downloaded by the browser.
+    with page.expect_download() as download:
+        page.click("#timelapse-gif")
+    path = download.value.path()
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 3
+    expect(page.locator("#timelapse-status")).to_contain_text("GIF ready")
 
 
 def test_events_and_ota_pages(dash: Dash, open_page) -> None:  # type: ignore[no-untyped-def]

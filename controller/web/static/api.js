@@ -62,7 +62,8 @@ export async function post(path, payload) {
 }
 
 // A write: asks for the token first when none is known, and again once if it was refused.
-export async function send(method, path, payload) {
+// ``as: "blob"`` returns the answer's bytes (a file) instead of JSON.
+export async function send(method, path, payload, { as = "json" } = {}) {
   for (let attempt = 0; attempt < 2; attempt++) {
     if (!token() && !(await askToken())) throw new ApiError(401, "an API token is needed");
     const response = await fetch(path, {
@@ -74,6 +75,7 @@ export async function send(method, path, payload) {
       },
       body: payload === undefined ? undefined : JSON.stringify(payload),
     });
+    if (response.ok && as === "blob") return response.blob();
     const body = await response.json().catch(() => null);
     if (response.status === 401 && attempt === 0) {
       sessionStorage.removeItem(TOKEN_KEY);

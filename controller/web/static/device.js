@@ -215,6 +215,32 @@ export async function deviceView(root, deviceId) {
   }
   dayInput.addEventListener("change", () => loadGallery());
 
+  // The day as a timelapse, made by the controller (token needed: it costs its CPU).
+  const timelapseStatus = h("span", { class: "muted", id: "timelapse-status", role: "status" });
+  async function timelapse(format) {
+    const [since, until] = dayBounds(dayInput.value);
+    timelapseStatus.textContent = `making the ${format.toUpperCase()}…`;
+    try {
+      const blob = await send(
+        "POST",
+        "/api/v1/timelapse",
+        { device: deviceId, since_ms: since, until_ms: until, format, fps: 12 },
+        { as: "blob" },
+      );
+      const link = h("a", { href: URL.createObjectURL(blob), download: `${deviceId}-${dayInput.value}.${format}` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+      timelapseStatus.textContent = `${format.toUpperCase()} ready (${Math.round(blob.size / 1024)} KiB)`;
+    } catch (err) {
+      timelapseStatus.textContent = `timelapse: ${err.message}`;
+    }
+  }
+  const timelapseButtons = ["gif", "mp4"].map((format) =>
+    h("button", { type: "button", id: `timelapse-${format}`, onclick: () => timelapse(format) }, `Timelapse ${format.toUpperCase()}`),
+  );
+
   function openViewer(id, captured) {
     document.getElementById("viewer-img").src = `/api/v1/frames/${deviceId}/${id}/image`;
     document.getElementById("viewer-caption").textContent = `${deviceId} · ${id} · ${when(captured)}`;
@@ -250,7 +276,7 @@ export async function deviceView(root, deviceId) {
         "div",
         {},
         h("section", { class: "panel" }, latest, latestCaption, actions),
-        h("section", { class: "panel" }, h("h2", {}, "Gallery "), h("div", { class: "toolbar" }, dayInput, galleryCount), gallery),
+        h("section", { class: "panel" }, h("h2", {}, "Gallery "), h("div", { class: "toolbar" }, dayInput, galleryCount, timelapseButtons, timelapseStatus), gallery),
       ),
       h(
         "div",
