@@ -19,8 +19,12 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from camfleet.controller.service import Controller
 from camfleet.mosquitto import Mosquitto, free_port
 from camfleet.testing.controller_process import start_controller
+from camfleet.testing.ota_images import ReleaseKey
 from camfleet.testing.pictures import picture_jpeg
 from camfleet.testing.sim_device import SimDevice, unique_id
+from tests.ota_helpers import release_key
+
+__all__ = ["release_key"]  # fixture
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "dash-token"
@@ -74,9 +78,15 @@ class Dash:
 
 
 @pytest.fixture
-def dash(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Dash]:
+def dash(mosquitto: Mosquitto, tmp_path: Path, release_key: ReleaseKey) -> Iterator[Dash]:
     port = free_port()
-    ctl = start_controller(mosquitto.url, tmp_path / "data", http=f"127.0.0.1:{port}", token=TOKEN)
+    ctl = start_controller(
+        mosquitto.url,
+        tmp_path / "data",
+        http=f"127.0.0.1:{port}",
+        token=TOKEN,
+        ota_public_key=str(release_key.public),
+    )
     d = Dash(ctl, f"http://127.0.0.1:{port}", mosquitto)
     yield d
     for dev in d.made:

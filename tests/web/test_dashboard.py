@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -11,6 +12,7 @@ from camfleet.proto import codec
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import telemetry_pb2
 from camfleet.testing.controller_process import Waiter
+from tests.ota_helpers import signed_image
 
 from .conftest import TOKEN, Dash
 
@@ -203,3 +205,54 @@ def test_events_and_ota_pages(dash: Dash, open_page) -> None:  # type: ignore[no
     expect(w.page.locator("#fleet-events")).to_contain_text("<b>cat</b> at the door")  # as text
     ota = open_page("#/ota")
     expect(ota.page.locator("#rollouts")).to_contain_text("no rollouts")
+
+
+def test_ota_page_shows_a_rollouts_progress(dash: Dash, open_page, release_key, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    waiter = Waiter(dash.ctl)
+    dev = dash.device("fw", platform="esp32")
+
+    def known() -> bool:
+        with dash.ctl.db.read() as tx:
+            firmware = tx.scalar(
+                "SELECT firmware FROM devices WHERE device_id = ?", (dev.device_id,)
+            )
+        return bool(firmware == "1.0.0")
+
+    assert waiter.wait_for(known, 20)
+    r = httpx.put(f"{dash.url}/api/v1/ota/device-keys/{dev.device_id}", headers=auth,
+                  json={"hmac_key_hex": (b"k" * 32).hex()})  # fmt: skip
+    assert r.status_code == 200, r.text
+    image = signed_image("1.5.0", 80_000, release_key, tmp_path)
+    r = httpx.post(f"{dash.url}/api/v1/ota/artifacts", headers=auth, content=image,
+                   params={"version": "1.5.0", "filename": "fw.bin"}, timeout=60)  # fmt: skip
+    assert r.status_code == 201, r.text
+    artifact = r.json()["id"]
+    r = httpx.post(f"{dash.url}/api/v1/ota/rollouts", headers=auth, timeout=30, json={
+        "artifact": artifact, "target": f"devices:{dev.device_id}", "canary": 1,
+        "phases": "100%", "max_failure": "0%", "min_sample": 1, "device_timeout": "1h",
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    assert dev.wait_until(lambda: len(dev.commands) == 1, 20)
+    total = dev.commands[0].command.ota_offer.size // 4096
+
+    w = open_page("#/ota")
+    page = w.page
+    section = page.locator(f'[data-rollout="{rid}"]')
+    expect(section).to_contain_text("1.5.0")
+    row = section.locator(f'tr[data-device="{dev.device_id}"]')
+    expect(row).to_contain_text("offered")
+
+    # The device reports progress: the page follows without a reload.
+    progress = telemetry_pb2.Event(type="ota", message="downloading")
+    progress.ota.artifact_id, progress.ota.phase = artifact, "downloading"
+    progress.ota.blocks_done, progress.ota.blocks_total = total // 2, total
+    dev.publish_raw(Kind.EVENT.value, codec.encode(progress))
+    expect(row.locator(".progress")).to_have_attribute("title", f"{total // 2}/{total} blocks")
+    w.screenshot("ota-page")
+
+    page.click(f'[data-rollout="{rid}"] button:text("pause")')
+    page.fill("#token-input", TOKEN)
+    page.click("#token-save")
+    expect(page.locator(f'[data-rollout="{rid}"]')).to_have_attribute("data-state", "paused")
