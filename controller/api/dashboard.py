@@ -12,13 +12,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from camfleet.controller import registry
-from camfleet.controller.api.deps import bad_request, ctl, device_id_or_404, page, require_token
+from camfleet.controller.api.deps import (
+    BAD_DEVICE_ID,
+    WRITE,
+    ErrorBody,
+    bad_request,
+    ctl,
+    device_id_or_404,
+    not_found,
+    page,
+    write,
+)
 from camfleet.controller.api.frames import _row
 from camfleet.controller.commands import config_from_json
 from camfleet.controller.desired import validate_config
@@ -93,7 +103,12 @@ def fleet(request: Request) -> Any:
 @router.get(
     "/frames/{device_id}/{frame_id}/thumb",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses={
+        **not_found("frame"),
+        200: {"content": {"image/jpeg": {}}, "description": "A JPEG of at most 320 px."},
+        410: {"model": ErrorBody, "description": "The frame's file is gone from the store."},
+        415: {"model": ErrorBody, "description": "The frame is not an image Pillow reads."},
+    },
 )
 def frame_thumb(request: Request, device_id: str, frame_id: str) -> Any:
     """A JPEG thumbnail (at most 320 px) of a frame (``latest`` for the newest), made once."""
@@ -166,10 +181,11 @@ class ConfigCheck(BaseModel):
     config: dict[str, Any] = Field(description="A DeviceConfig in protobuf JSON form.")
 
 
-@router.post("/config/validate")
+@router.post("/config/validate", **WRITE)
 def validate_config_body(body: ConfigCheck) -> Any:
     """Check a config without storing it: ``{"problems": [...]}``, empty when a device would
-    accept it (the dashboard's editor shows them inline as one types)."""
+    accept it (the dashboard's editor shows them inline as one types). It stores nothing, but
+    like every POST it needs the token: whoever may not change a config has nothing to check."""
     try:
         cfg = config_from_json(body.config)
     except UserError as exc:
@@ -194,7 +210,7 @@ def fleet_events(request: Request, limit: int = 200, device: str | None = None) 
     return page(rows)
 
 
-@router.get("/gallery/{device_id}")
+@router.get("/gallery/{device_id}", responses=BAD_DEVICE_ID)
 def gallery(
     request: Request, device_id: str, since_ms: int = 0, until_ms: int | None = None
 ) -> Any:
@@ -239,9 +255,14 @@ _timelapse_lock = threading.Lock()
 
 @router.post(
     "/timelapse",
-    dependencies=[Depends(require_token)],
     response_class=FileResponse,
-    responses={200: {"content": {"image/gif": {}, "video/mp4": {}}}},
+    **write(
+        {
+            200: {"content": {"image/gif": {}, "video/mp4": {}}, "description": "The file."},
+            409: {"model": ErrorBody, "description": "Another timelapse is being made."},
+        },
+        BAD_DEVICE_ID,
+    ),
 )
 def make_timelapse(request: Request, body: TimelapseBody) -> Any:
     """A timelapse of a device's frames in [since_ms, until_ms) as a GIF or an MP4 (as

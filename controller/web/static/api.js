@@ -49,18 +49,6 @@ export async function get(path) {
   return body;
 }
 
-// A POST that changes nothing (a check): no token needed.
-export async function post(path, payload) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json" },
-    body: JSON.stringify(payload),
-  });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, detailOf(body, response.status));
-  return body;
-}
-
 // A write: asks for the token first when none is known, and again once if it was refused.
 // ``as: "blob"`` returns the answer's bytes (a file) instead of JSON.
 export async function send(method, path, payload, { as = "json" } = {}) {

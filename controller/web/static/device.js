@@ -1,7 +1,7 @@
 // One device: its latest frame (live), actions, desired config editor with inline validation,
 // commands (what waits for a sleeper, and history), a day's gallery, telemetry and events.
 
-import { ApiError, get, post, send } from "./api.js";
+import { ApiError, askToken, get, send, token } from "./api.js";
 import { ago, badge, debounce, fill, h, when } from "./dom.js";
 
 const ACTIONS = [
@@ -122,8 +122,10 @@ export async function deviceView(root, deviceId) {
 
   async function check() {
     const [value, problems] = problemsOfText();
-    if (value !== null) {
-      const out = await post("/api/v1/config/validate", { config: value }).catch((err) => ({ problems: [err.message] }));
+    // The controller's own rules, as one types once a token is known (checking needs it, as
+    // saving does); without one, Save asks for it and checks then.
+    if (value !== null && token()) {
+      const out = await send("POST", "/api/v1/config/validate", { config: value }).catch((err) => ({ problems: [err.message] }));
       problems.push(...out.problems);
     }
     configError.textContent = problems.join("\n");
@@ -143,6 +145,7 @@ export async function deviceView(root, deviceId) {
 
   editor.addEventListener("input", debounce(check, 300));
   saveButton.addEventListener("click", async () => {
+    if (!token() && !(await askToken())) return;
     const value = await check();
     if (value === null) return;
     try {
