@@ -67,7 +67,8 @@ class MqttChannel:
         self._on_message = on_message
         self.on_connected: list[Callable[[], None]] = []
         #: Filters outside ``{root}/v1/`` (integrations: Home Assistant's button) -> handler
-        #: (topic, payload), called in the network thread; set before ``start``.
+        #: (topic, payload), called in the network thread; set before ``start``. Subscribed as
+        #: shared subscriptions when ``share_group`` is set.
         self.extra_subscriptions: dict[str, Callable[[str, bytes], None]] = {}
         self._device_prefix = f"{root}/v1/"
         self.connected = threading.Event()
@@ -196,7 +197,10 @@ class MqttChannel:
         self.failed_attempts = 0
         log.info("connected to %s (session present: %s)", self.url, flags.session_present)
         filters = topics.controller_filters(self.root, self.share_group)
-        filters += list(self.extra_subscriptions)
+        # Shared like frames: with several controllers, one of them handles each message (one
+        # Home Assistant button press is one capture command, not one per controller).
+        share = f"$share/{self.share_group}/" if self.share_group else ""
+        filters += [share + f for f in self.extra_subscriptions]
         _, self._subscribe_mid = client.subscribe([(f, 1) for f in filters])
 
     def _subscribed(

@@ -256,3 +256,32 @@ def test_ota_page_shows_a_rollouts_progress(dash: Dash, open_page, release_key, 
     page.fill("#token-input", TOKEN)
     page.click("#token-save")
     expect(page.locator(f'[data-rollout="{rid}"]')).to_have_attribute("data-state", "paused")
+
+
+def test_schedules_page_lists_and_disables(dash: Dash, open_page) -> None:  # type: ignore[no-untyped-def]
+    dev = dash.device("sched")
+    r = httpx.post(
+        f"{dash.url}/api/v1/schedules",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={
+            "target_kind": "device",
+            "target": dev.device_id,
+            "kind": "cron",
+            "spec": "0 6 * * *",
+        },
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    w = open_page("#/schedules")
+    row = w.page.locator(f'tr[data-schedule="{sid}"]')
+    expect(row).to_contain_text(f"device {dev.device_id}")
+    expect(row).to_contain_text("cron 0 6 * * *")
+    row.locator("button").click()
+    w.page.fill("#token-input", TOKEN)
+    w.page.click("#token-save")
+    expect(w.page.locator(f'tr[data-schedule="{sid}"]')).to_contain_text("disabled")
+    with dash.ctl.db.read() as tx:
+        assert not dash.ctl.scheduler.to_json(
+            tx.one("SELECT * FROM schedules WHERE id = ?", (sid,))
+        )["enabled"]

@@ -1,11 +1,11 @@
-// The dashboard's entry: a hash router (#/, #/device/ID, #/events, #/ota) and one live event
+// The dashboard's entry: a hash router (#/, #/device/ID, #/events, #/schedules, #/ota) and one live event
 // stream from the controller shared by whichever view is shown.
 
 import { askToken, live } from "./api.js";
 import { deviceView } from "./device.js";
 import { fill, h } from "./dom.js";
 import { fleetView } from "./fleet.js";
-import { eventsView, otaView } from "./pages.js";
+import { eventsView, otaView, schedulesView } from "./pages.js";
 
 const root = document.getElementById("view");
 let current = { onEvent() {} };
@@ -20,6 +20,7 @@ async function route() {
     if (device) view = await deviceView(root, device[1]);
     else if (hash === "#/events") view = await eventsView(root);
     else if (hash === "#/ota") view = await otaView(root);
+    else if (hash === "#/schedules") view = await schedulesView(root);
     else view = await fleetView(root);
   } catch (err) {
     fill(root, h("p", { class: "error" }, `Could not load: ${err.message}`));

@@ -1,4 +1,4 @@
-// The fleet's events, and firmware rollouts (phase, per-device progress, pause/resume/abort).
+// The fleet's events, capture schedules, and firmware rollouts (phase, per-device progress, pause/resume/abort).
 
 import { get, send } from "./api.js";
 import { debounce, fill, h, when } from "./dom.js";
@@ -111,6 +111,61 @@ export async function otaView(root) {
   return {
     onEvent(type) {
       if (type === "event" || type === "command" || type === "state" || type === "resync") reload();
+    },
+  };
+}
+
+export async function schedulesView(root) {
+  const table = h("table", { id: "schedules" });
+  const status = h("span", { class: "muted", role: "status" });
+  async function load() {
+    const out = await get("/api/v1/schedules");
+    fill(
+      table,
+      h("tr", {}, ["id", "target", "rule", "frames", "next slot", "last slot", "fired", "missed", ""].map((t) => h("th", {}, t))),
+      out.items.length ? null : h("tr", {}, h("td", { class: "muted" }, "no schedules")),
+      out.items.map((s) =>
+        h(
+          "tr",
+          { dataset: { schedule: s.id } },
+          h("td", {}, s.id),
+          h("td", {}, s.target_kind === "all" ? "all devices" : `${s.target_kind} ${s.target}`),
+          h("td", {}, `${s.kind} ${s.spec}`),
+          h("td", {}, s.capture_count),
+          h("td", {}, s.enabled ? when(s.next_slot_ms) : "disabled"),
+          h("td", {}, when(s.last_slot_ms)),
+          h("td", {}, s.fired),
+          h("td", {}, s.missed),
+          h(
+            "td",
+            {},
+            h(
+              "button",
+              {
+                type: "button",
+                onclick: async () => {
+                  try {
+                    await send("PATCH", `/api/v1/schedules/${s.id}`, { enabled: !s.enabled });
+                    load();
+                  } catch (err) {
+                    status.textContent = err.message;
+                  }
+                },
+              },
+              s.enabled ? "disable" : "enable",
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+  await load();
+  fill(root, h("section", { class: "panel" }, h("h2", {}, "Capture schedules"), status, table,
+    h("p", { class: "muted" }, "Add schedules with camfleet schedule add (docs/controller.md).")));
+  const reload = debounce(load, 500);
+  return {
+    onEvent(type) {
+      if (type === "command" || type === "resync") reload(); // a slot fired: its counts moved
     },
   };
 }
