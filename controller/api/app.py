@@ -9,7 +9,11 @@ from fastapi.responses import PlainTextResponse
 from fastapi_offline import FastAPIOffline
 
 from camfleet import __version__
+<<<<<<< HEAD
 from camfleet.controller.api import commands, devices, frames, ota, schedules, users
+=======
+from camfleet.controller.api import commands, dashboard, devices, frames, ota, schedules
+>>>>>>> wt-dash
 from camfleet.controller.api.deps import ctl
 
 if TYPE_CHECKING:
@@ -30,8 +34,15 @@ def create_app(controller: Controller) -> FastAPI:
         favicon_url="data:,",
     )
     app.state.controller = controller
+<<<<<<< HEAD
     for module in (devices, frames, commands, schedules, ota, users):
+=======
+    for module in (devices, frames, commands, schedules, ota, dashboard):
+>>>>>>> wt-dash
         app.include_router(module.router)
+    from camfleet.controller.web import routes as web
+
+    web.mount(app)  # the dashboard at /
 
     @app.get("/health", tags=["ops"])
     def health(request: Request) -> Any:
