@@ -39,11 +39,8 @@ from camfleet.controller.scheduler import Scheduler
 from camfleet.controller.signing import Signer
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
-<<<<<<< HEAD
 from camfleet.controller.users import Users
-=======
 from camfleet.controller.web.thumbs import ThumbCache
->>>>>>> wt-dash
 from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics

@@ -9,11 +9,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi_offline import FastAPIOffline
 
 from camfleet import __version__
-<<<<<<< HEAD
-from camfleet.controller.api import commands, devices, frames, ota, schedules, users
-=======
-from camfleet.controller.api import commands, dashboard, devices, frames, ota, schedules
->>>>>>> wt-dash
+from camfleet.controller.api import commands, dashboard, devices, frames, ota, schedules, users
 from camfleet.controller.api.deps import ctl
 
 if TYPE_CHECKING:
@@ -34,11 +30,7 @@ def create_app(controller: Controller) -> FastAPI:
         favicon_url="data:,",
     )
     app.state.controller = controller
-<<<<<<< HEAD
-    for module in (devices, frames, commands, schedules, ota, users):
-=======
-    for module in (devices, frames, commands, schedules, ota, dashboard):
->>>>>>> wt-dash
+    for module in (devices, frames, commands, schedules, ota, users, dashboard):
         app.include_router(module.router)
     from camfleet.controller.web import routes as web
 
