@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from camfleet.proto import codec
 from camfleet.proto.topics import Kind
-from camfleet.proto.v1 import config_pb2, frame_pb2
+from camfleet.proto.v1 import command_pb2, config_pb2, frame_pb2
 
 
 def _spooled(dev) -> set[tuple[int, int]]:  # type: ignore[no-untyped-def]
@@ -29,19 +29,34 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
         assert dev.run_wake("ext0").ended == "deepsleep"
     spooled = _spooled(dev)
     assert spooled == {(1, 1), (2, 1), (2, 2), (2, 3), (3, 1), (3, 2), (3, 3)}
+    incarnation = rx.of("state")[-1].incarnation
     receipt = frame_pb2.Receipt(
         stored=[
-            frame_pb2.SeqRange(session=1, first_seq=2, last_seq=5),  # starts after 1-1
-            frame_pb2.SeqRange(session=2, first_seq=1, last_seq=2),  # 1..2 of 1..3
-            frame_pb2.SeqRange(session=3, first_seq=1, last_seq=1),  # one frame
-            frame_pb2.SeqRange(session=3, first_seq=3, last_seq=3),  # ... a gap, the last one
-            frame_pb2.SeqRange(session=9, first_seq=1, last_seq=100),  # nothing of ours
+            frame_pb2.SeqRange(session=s, first_seq=a, last_seq=b, incarnation=incarnation)
+            for s, a, b in [
+                (1, 2, 5),  # starts after 1-1
+                (2, 1, 2),  # 1..2 of 1..3
+                (3, 1, 1),  # one frame
+                (3, 3, 3),  # ... a gap, then the last one
+                (9, 1, 100),  # nothing of ours
+            ]
         ]
     )
-    # queued in the node's persistent session while it sleeps; handled first thing next wake
-    rx.client.publish(rx.topic(Kind.RECEIPT), codec.encode(receipt), qos=1).wait_for_publish(5)
+    # A node applies a receipt to the frames it sent in the same wake: keep the next wake up
+    # (stay_awake), send the receipt once its replays are in, then end the stay. Messages of
+    # one connection arrive in order, so the receipt is handled before the stay ends.
+    rx.send_command(command_pb2.Command(id="stay", stay_awake=command_pb2.StayAwake(seconds=120)))
+    before = len(rx.got.arrivals)
 
-    woke = dev.run_wake()  # timer: no capture of its own
+    dev.start_wake()  # timer: no capture of its own
+    rx.wait_for(
+        lambda g: spooled <= {(f.session, f.seq) for f in g.arrivals[before:] if f.historical},
+        timeout=60,
+        what="the replays",
+    )
+    rx.client.publish(rx.topic(Kind.RECEIPT), codec.encode(receipt), qos=1).wait_for_publish(5)
+    rx.send_command(command_pb2.Command(id="sleep", stay_awake=command_pb2.StayAwake(seconds=0)))
+    woke = dev.wait_wake()
 
     assert woke.ended == "deepsleep", woke.output
     left = _spooled(dev)
