@@ -373,14 +373,11 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
     started = time.monotonic()
     cmd = [str(PYTHON), "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     # its own process group: a timeout or a stopped run ends the tests' brokers and controllers
-    proc = subprocess.Popen(
-        cmd,
-        cwd=copy,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = copy.parent / f"{copy.name}-last-run.log"  # the last run's output, for a failed baseline
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=copy, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         code = proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -511,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
             status, base = run_tests(copy, target.tests, 1800)
             if status != "pass":
                 print(f"{name}: its tests fail without any mutant ({status}); skipped", flush=True)
+                tail = (copy.parent / f"{copy.name}-last-run.log").read_text(errors="replace")
+                print("\n".join(tail.splitlines()[-15:]), flush=True)
                 continue
             timeout = max(30.0, base * args.timeout_factor)
             found = mutants(name, target, copy)
