@@ -60,7 +60,7 @@ FRAME_LOG = ("tests/controller/test_frame_log_io.py", "tests/controller/test_fra
 TARGETS: dict[str, Target] = {
     "receipts": Target(
         "proto/receipts.py",
-        ("tests/proto/test_receipts.py",),
+        ("tests/proto/test_receipts.py", "tests/proto/test_receipts_split.py"),
     ),
     "codec": Target(
         "proto/codec.py",
@@ -157,6 +157,9 @@ TARGETS: dict[str, Target] = {
     "esp32_commands": Target(
         "esp32_node/commands.py",
         ("tests/esp32/test_command_repeat.py", "tests/esp32/test_cycle.py"),
+        # decoding, de-duplication, expiry, acks, captures and config; the reboot, stay-awake and
+        # OTA handlers are the OTA and wake tests' business (too slow to run per mutant)
+        ("handle", "acked", "_capture", "_set_config", "_reannounce"),
     ),
 }
 
