@@ -122,7 +122,14 @@ TARGETS: dict[str, Target] = {
     # the writer also runs the registry's other jobs, whose after-commit actions notify the
     # command listeners: the command tests cover that part
     "writer": Target(
-        "controller/ingest/writer.py", (*CONTROLLER_INGEST, "tests/controller/test_commands.py")
+        "controller/ingest/writer.py",
+        (
+            *CONTROLLER_INGEST,
+            "tests/controller/test_commands.py",
+            # identity conflicts and the disk watermarks (issue 9) also go through the writer
+            "tests/controller/test_identity.py::test_a_wiped_device_and_an_identity_reuse_lose_nothing",
+            "tests/controller/test_storms.py::test_a_full_disk_refuses_frames_then_resumes_by_itself",
+        ),
     ),
     "jobs": Target("controller/ingest/jobs.py", CONTROLLER_INGEST),
     "scheduler": Target(
@@ -152,6 +159,7 @@ TARGETS: dict[str, Target] = {
             "tests/esp32/test_spool_flash.py",
             "tests/esp32/test_spool_receipts.py",
             "tests/esp32/test_durability.py",
+            "tests/esp32/test_identity_receipts.py",  # incarnations (issue 9)
         ),
     ),
     "esp32_commands": Target(
@@ -428,22 +436,19 @@ def check_copy_imports_itself(copy: Path) -> None:
 
 
 def summary(files: list[Path]) -> int:
-    by_module: dict[str, list[dict[str, object]]] = {}
+    """Later files override earlier ones mutant by mutant (a re-run of survivors with --only)."""
+    latest: dict[tuple[str, int], dict[str, object]] = {}
     for path in files:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        for module in {str(r["module"]) for r in rows}:
-            wanted = TARGETS[module].functions  # rows outside today's scope do not count
-            by_module[module] = [
-                r
-                for r in rows
-                if r["module"] == module
-                and (
-                    not wanted
-                    or any(
-                        r["function"] == f or str(r["function"]).startswith(f + ".") for f in wanted
-                    )
-                )
-            ]
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                latest[(str(r["module"]), int(r["number"]))] = r
+    by_module: dict[str, list[dict[str, object]]] = {}
+    for (module, _), r in sorted(latest.items()):
+        wanted = TARGETS[module].functions  # rows outside today's scope do not count
+        name = str(r["function"])
+        if not wanted or any(name == f or name.startswith(f + ".") for f in wanted):
+            by_module.setdefault(module, []).append(r)
     print("| module | file | killed | mutants | score |")
     print("|---|---|---:|---:|---:|")
     k_all = n_all = 0
