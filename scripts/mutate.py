@@ -139,7 +139,12 @@ TARGETS: dict[str, Target] = {
     ),
     "edge_spool": Target(
         "edge/spool.py",
-        ("tests/edge/test_spool_sync.py", "tests/edge/test_spool.py", "tests/edge/test_sigkill.py"),
+        (
+            "tests/edge/test_spool_sync.py",
+            "tests/edge/test_spool_edges.py",
+            "tests/edge/test_spool.py",
+            "tests/edge/test_sigkill.py",
+        ),
     ),
     "edge_sender": Target(
         "edge/sender.py",
