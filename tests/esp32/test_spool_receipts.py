@@ -16,7 +16,8 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
     mosquitto, make_device, receiver_for
 ):
     """Catches an off-by-one at either end of a range (``<`` for ``<=``), a range applied to
-    another session's frames, and a receipt that deletes past its last range."""
+    another session's frames or another incarnation's (from the first session of this one on),
+    and a receipt that deletes past its last range."""
     cfg = config_pb2.DeviceConfig()
     cfg.sleep.awake_window_s = 1  # unreceipted frames keep a wake up this long
     cfg.camera.width, cfg.camera.height = 640, 480
@@ -41,6 +42,9 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
                 (9, 1, 100),  # nothing of ours
             ]
         ]
+        # the same frame named without this incarnation (e.g. a receipt for the frame 1-1 of the
+        # device before its flash was wiped): must not delete 1-1, the first session of this one
+        + [frame_pb2.SeqRange(session=1, first_seq=1, last_seq=1)]
     )
     # A node applies a receipt to the frames it sent in the same wake: keep the next wake up
     # (stay_awake), send the receipt once its replays are in, then end the stay. Messages of
