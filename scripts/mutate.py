@@ -92,7 +92,7 @@ TARGETS: dict[str, Target] = {
     ),
     "frame_store": Target(
         "controller/frames/store.py",
-        (*FRAME_LOG, *CONTROLLER_INGEST[:2]),
+        ("tests/controller/test_frame_files.py", *FRAME_LOG, *CONTROLLER_INGEST[:2]),
         # the durable path and the replay; not directory placement hints or orphan clean-up
         (
             "frame_key",
