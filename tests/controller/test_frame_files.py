@@ -24,7 +24,8 @@ def test_files_are_synced_before_their_segment_goes_even_across_many_passes(
     """300 frames in one sealed segment need two passes of the file writer (256 a pass).
     Catches a segment deleted while some of its frames have no file yet (counted down too fast:
     those files could never be written, and a restart could not replay them either), and files
-    not synced before the segment that held their bytes is deleted."""
+    not synced before the segment that held their bytes is deleted (or a descriptor left open
+    by the sync)."""
     store = LocalFrameStore(tmp_path, segment_bytes=256 * 1024)
     store.idle_s = 3600.0  # files only when flushed: the test decides when
     events: list[str] = []
@@ -53,4 +54,14 @@ def test_files_are_synced_before_their_segment_goes_even_across_many_passes(
         assert (tmp_path / key).read_bytes() == data
     assert "delete-segment" in events
     assert events.index("sync") < events.index("delete-segment"), events
+    # and no descriptor of the sync outlives it
+    leaked = [fd for fd in os.listdir("/proc/self/fd") if _target(fd) == str(tmp_path)]
+    assert leaked == []
     store.close()
+
+
+def _target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
