@@ -38,12 +38,15 @@ PACKAGES, PACKAGE_DIR = _packages()
 setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
+    # Every glob must match a file (tests/test_packaging.py checks): one that matches nothing
+    # only misleads the reader about what the wheel carries.
     package_data={
         "camfleet.proto": ["camfleet/v1/*.proto", "v1/*.pyi", "py.typed"],
         # The node's MicroPython files travel as data: the simulator runs them under micropython.
-        "camfleet.esp32_node": ["*.py", "host/*.py", "lib/*.py", "firmware/*", "*.json"],
-        "camfleet.broker_config": ["*.conf", "*.acl", "*.md"],
-        "camfleet.controller": ["static/*", "static/**/*"],
+        "camfleet.esp32_node": ["*.py", "host/*.py", "firmware/*"],
+        "camfleet.broker_config": ["*.conf"],
+        # The dashboard's page, scripts and styles (served by the controller, no build step).
+        "camfleet.controller.web": ["static/*"],
     },
     include_package_data=False,
 )

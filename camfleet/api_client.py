@@ -1,7 +1,8 @@
 """CLI over the controller's HTTP API: ``camfleet devices | capture | config | schedule | frames``.
 
 Every command takes ``--api URL`` (env CAMFLEET_API, default http://127.0.0.1:8080), ``--token``
-(env CAMFLEET_TOKEN; needed to change things) and prints a table, or JSON with ``--json``.
+(env CAMFLEET_TOKEN; needed to change things; without it, the token ``camfleet controller run``
+saved for this user, see camfleet/user_config.py) and prints a table, or JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 import httpx
 
 from camfleet.errors import UserError
+from camfleet.user_config import load_token, token_file_for_api
 
 DEFAULT_API = "http://127.0.0.1:8080"
 
@@ -25,16 +27,26 @@ class Api:
     def __init__(self, base: str, token: str | None) -> None:
         self.base = base.rstrip("/")
         self.token = token
+        #: Where the token came from, for the message when the API refuses it.
+        self.token_source = "--token or CAMFLEET_TOKEN"
+        if not token:
+            saved = load_token(self.base)
+            if saved is not None:
+                self.token, path = saved
+                self.token_source = str(path)
 
-    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+    def request(
+        self, method: str, path: str, allow_missing: bool = False, **kw: Any
+    ) -> httpx.Response:
+        """Send; a refusal or failure is a UserError (a 404 is returned if ``allow_missing``)."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             resp = httpx.request(method, self.base + path, headers=headers, timeout=30, **kw)
         except httpx.HTTPError as exc:
             raise UserError(f"cannot reach the controller API at {self.base}: {exc}") from None
         if resp.status_code == 401:
-            raise UserError("the API refused the token: pass --token or set CAMFLEET_TOKEN")
-        if resp.status_code >= 400:
+            raise UserError(self._refused())
+        if resp.status_code >= 400 and not (allow_missing and resp.status_code == 404):
             try:
                 detail = resp.json().get("detail", resp.text)
             except ValueError:
@@ -43,6 +55,15 @@ class Api:
                 detail = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
             raise UserError(f"{detail} (HTTP {resp.status_code})")
         return resp
+
+    def _refused(self) -> str:
+        if self.token:
+            return f"the API at {self.base} refused the token from {self.token_source}"
+        return (
+            f"no API token was given and none is saved for {self.base}: pass --token or set "
+            "CAMFLEET_TOKEN; the controller keeps it in DATA/api-token, and "
+            f"`camfleet controller run` saves it for its user in {token_file_for_api(self.base)}"
+        )
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
         resp = self.request(method, path, **kw)
@@ -127,6 +148,11 @@ def devices(
 @click.option("--count", default=1, show_default=True, help="Frames to capture.")
 @click.option("--interval-ms", default=0, help="Between burst frames.")
 @click.option("--expires", "expires_in_s", type=float, default=None, help="Seconds until expiry.")
+@click.option(
+    "--allow-unknown",
+    is_flag=True,
+    help="Queue it even if DEVICE has never connected (a device not provisioned yet).",
+)
 @api_options
 def capture(
     device: str | None,
@@ -134,6 +160,7 @@ def capture(
     count: int,
     interval_ms: int,
     expires_in_s: float | None,
+    allow_unknown: bool,
     api: str,
     token: str | None,
     as_json: bool,
@@ -141,6 +168,15 @@ def capture(
     """Ask DEVICE (or --group G) to capture now. A sleeping device runs it on its next wake."""
     if (device is None) == (group is None):
         raise UserError("give a DEVICE or --group GROUP (exactly one)")
+    client = Api(api, token)
+    if device is not None and not allow_unknown:
+        # A typo would otherwise queue a command that no device ever takes, shown as "sent".
+        known = client.request("GET", f"/api/v1/devices/{device}", allow_missing=True)
+        if known.status_code == 404:
+            raise UserError(
+                f"no device {device!r} has ever connected to this controller "
+                "(`camfleet devices` lists the fleet); pass --allow-unknown to queue it anyway"
+            )
     body = {
         "action": "capture",
         "device": device,
@@ -148,7 +184,7 @@ def capture(
         "params": {"count": count, "interval_ms": interval_ms},
         "expires_in_s": expires_in_s,
     }
-    data = Api(api, token).json("POST", "/api/v1/commands", json=body)
+    data = client.json("POST", "/api/v1/commands", json=body)
     cols = [
         ("COMMAND", "id"),
         ("DEVICE", "device_id"),
@@ -380,6 +416,58 @@ def frames_ls(
         ("PATH", "store_key"),
     ]
     emit(data["items"], as_json, lambda items: table(items, cols) if items else "no frames")
+
+
+@frames.command("timelapse")
+@click.argument("device")
+@click.option("--from", "start", required=True, help="Start (ISO 8601, UTC by default).")
+@click.option("--to", "end", required=True, help="End, exclusive (ISO 8601, UTC by default).")
+@click.option("--fps", default=12.0, show_default=True, help="Frames per second of the result.")
+@click.option("--width", default=1280, show_default=True, help="Largest width (scaled down).")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path), help="out.mp4 or out.gif"
+)
+@api_options
+def frames_timelapse(
+    device: str,
+    start: str,
+    end: str,
+    fps: float,
+    width: int,
+    output: Path,
+    api: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Make a timelapse of DEVICE's frames from --from to --to: GIF (Pillow) or MP4 (ffmpeg)."""
+    from camfleet import timelapse
+
+    since, until = timelapse.parse_time(start, "--from"), timelapse.parse_time(end, "--to")
+    if until <= since:
+        raise UserError(f"--to {end} is not after --from {start}")
+    client = Api(api, token)
+
+    def list_frames() -> list[tuple[str, int]]:
+        page = client.json(
+            "GET", f"/api/v1/gallery/{device}", params={"since_ms": since, "until_ms": until}
+        )
+        return [(i, t) for i, t in reversed(page["items"])]
+
+    def fetch(frame_id: str) -> bytes:
+        return client.request("GET", f"/api/v1/frames/{device}/{frame_id}/image").content
+
+    timelapse.check_output(output, fps)
+    ids = list_frames()
+    describe = f"of {device} from {start} to {end} (UTC unless given)"
+    if not ids:
+        raise UserError(f"no frames {describe}: nothing to make a timelapse of")
+    with click.progressbar(length=len(ids), label="timelapse", file=sys.stderr) as bar:
+        count = timelapse.make(ids, fetch, output, fps, width, describe, bar.update)
+    emit(
+        {"device": device, "frames": count, "fps": fps, "output": str(output)},
+        as_json,
+        lambda d: f"{d['output']}: {d['frames']} frames of {d['device']} at {d['fps']:g} fps",
+    )
 
 
 @frames.command("get")

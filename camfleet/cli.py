@@ -29,9 +29,13 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("camfleet.api_client", "config", "Get or set a device's desired config."),
     "schedule": ("camfleet.api_client", "schedule", "Manage capture schedules."),
     "frames": ("camfleet.api_client", "frames", "List and download stored frames."),
+    "ota": ("camfleet.controller.ota.cli", "ota", "Firmware artifacts and staged rollouts."),
     "edge": ("camfleet.edge.cli", "edge", "Run the Linux edge agent."),
     "sim": ("camfleet.esp32_node.tools.cli", "sim", "Run simulated devices against a broker."),
     "broker": ("camfleet.broker_cli", "broker", "Run a local mosquitto with camfleet's config."),
+    "device": ("camfleet.device_cli", "device", "Enrol and revoke devices (prod broker)."),
+    "users": ("camfleet.users_cli", "users", "Manage the controller API's users and roles."),
+    "provision": ("camfleet.provision_cli", "provision", "Enrol and flash an ESP32 over USB."),
     "proto": ("camfleet.proto.cli", "proto", "Decode and inspect camfleet MQTT payloads."),
 }
 

@@ -9,6 +9,7 @@ after ``--duration``). Each process logs to ``DATA/logs/``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -71,18 +72,29 @@ class Processes:
                 child.proc.wait()
 
 
-def edge_config(path: Path, device_id: str, broker_url: str, seed: int, interval_s: float) -> None:
+def edge_config(
+    path: Path,
+    device_id: str,
+    broker_url: str,
+    seed: int,
+    interval_s: float,
+    key: bytes = b"",
+    ca_file: Path | None = None,
+) -> None:
+    """The agent's config; ``key`` and ``ca_file`` for an enrolled device (--secure)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    key_line = f'key = "{key.hex()}"\n' if key else ""
+    ca_line = f'ca_file = "{ca_file}"\n' if ca_file else ""
     path.write_text(
         f"""# written by camfleet demo
 [device]
 id = "{device_id}"
 board = "demo-synthetic"
 groups = ["demo"]
-
+{key_line}
 [broker]
 url = "{broker_url}"
-
+{ca_line}
 [camera]
 backend = "synthetic"
 width = 640
@@ -100,6 +112,41 @@ state_dir = "state"
 telemetry_interval_s = 10
 """
     )
+
+
+class SecureDemo:
+    """--secure: a prod broker directory in DATA/broker and each device enrolled in it."""
+
+    def __init__(self, data: Path, port: int) -> None:
+        from camfleet.broker_config.profiles import ConfiguredMosquitto, init_broker
+
+        folder = data / "broker-prod"
+        init_broker(folder, "prod", port=port or free_port(), tls_port=free_port(),
+                    websockets="off", force=True)  # fmt: skip
+        self.broker = ConfiguredMosquitto(folder)
+        self.dir = self.broker.broker_dir
+        self.data = data
+
+    @property
+    def tls_url(self) -> str:
+        return str(self.dir.url(tls=True))
+
+    @property
+    def controller_url(self) -> str:
+        from camfleet.broker_config.profiles import url_with_password
+
+        return url_with_password(self.dir.url("controller"))
+
+    def enrol(self, device_id: str) -> tuple[str, bytes]:
+        """Enrol an edge agent: its broker URL (TLS, own identity) and its key."""
+        from camfleet.controller.device_keys import registry_keys
+        from camfleet.enrol import add_device
+
+        with registry_keys(self.data / "controller") as keys:
+            e = add_device(
+                self.dir, keys, device_id, ("demo",), "usb", self.data / "devices", "127.0.0.1"
+            )
+        return f"mqtts://{device_id}:{e.password}@127.0.0.1:{self.dir.settings.tls_port}", e.key
 
 
 def wait_healthy(api: str, child: Child, timeout: float) -> None:
@@ -129,6 +176,23 @@ def status(api: str) -> dict[str, Any]:
         if line.startswith("camfleet_controller_frames_stored_total"):
             stored += float(line.rsplit(" ", 1)[1])
     return {"devices": len(items), "states": states, "frames_stored": int(stored)}
+
+
+# The status table: one row every few seconds, the header once; fixed widths keep it aligned.
+STATES = ("online", "asleep", "overdue", "offline")
+STATUS_HEADER = (
+    f"{'time':>6}  {'devices':>7}  "
+    + "  ".join(f"{s:>7}" for s in STATES)
+    + f"  {'frames stored':>13}  capture"
+)
+
+
+def status_row(elapsed_s: float, st: dict[str, Any], command: str) -> str:
+    counts = "  ".join(f"{st['states'].get(s, 0):>7}" for s in STATES)
+    return (
+        f"{elapsed_s:>5.0f}s  {st['devices']:>7}  {counts}  {st['frames_stored']:>13}  "
+        f"{command or '-'}"
+    ).rstrip()
 
 
 @click.command()
@@ -162,6 +226,12 @@ def status(api: str) -> dict[str, Any]:
     help="Working directory (wiped at start unless --keep).",
 )
 @click.option("--keep", is_flag=True, help="Keep the data of a previous demo run.")
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="The prod broker profile: TLS, no anonymous clients, every device enrolled with its "
+    "own identity and key (camfleet device add), signed receipts, commands and config.",
+)
 @click.option("--duration", type=float, default=0, help="Stop after N seconds (0 = until Ctrl-C).")
 @click.option(
     "--interval",
@@ -169,6 +239,12 @@ def status(api: str) -> dict[str, Any]:
     default=3.0,
     show_default=True,
     help="Seconds between captures of the edge agents.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Status and summary as one JSON object a line on stdout (start-up lines go to stderr).",
 )
 def demo(
     cameras: int,
@@ -180,12 +256,18 @@ def demo(
     keep: bool,
     duration: float,
     interval: float,
+    secure: bool,
+    as_json: bool,
 ) -> None:
     """Run broker + controller + simulated cameras on this machine.
 
     Open the printed API address (/docs for the OpenAPI UI), or in another terminal:
     camfleet devices, camfleet frames ls, camfleet proto watch --broker <printed URL>.
     """
+
+    def say(text: str) -> None:
+        click.echo(text, err=as_json)
+
     if not keep and data.exists():
         shutil.rmtree(data)
     logs = data / "logs"
@@ -197,20 +279,33 @@ def demo(
         raise UserError(f"invalid --http {http!r}: use HOST:PORT") from None
     api = f"http://{host or '127.0.0.1'}:{port}"
 
-    broker: Mosquitto | EmbeddedBroker = (
-        EmbeddedBroker(broker_port or None)
-        if embedded_broker
-        else Mosquitto(data / "broker", broker_port or None)
-    )
+    if secure:
+        if embedded_broker:
+            raise UserError("--secure needs mosquitto (its dynamic security plugin and TLS)")
+        secured = SecureDemo(data, broker_port)
+        broker: Mosquitto | EmbeddedBroker = secured.broker
+    else:
+        secured = None
+        broker = (
+            EmbeddedBroker(broker_port or None)
+            if embedded_broker
+            else Mosquitto(data / "broker", broker_port or None)
+        )
     try:
         broker.start()
-    except UserError:  # the launcher found no mosquitto: the embedded broker runs anywhere
-        click.echo("mosquitto is not installed: using the embedded amqtt broker (slower)")
+    except UserError:
+        if secured is not None:
+            raise
+        # the launcher found no mosquitto: the embedded broker runs anywhere
+        say("mosquitto is not installed: using the embedded amqtt broker (slower)")
         broker = EmbeddedBroker(broker_port or None)
         broker.start()
     except RuntimeError as exc:  # installed, but it did not start (port taken, bad config)
         raise UserError(str(exc).splitlines()[0]) from None
-    click.echo(f"broker      {broker.url} ({type(broker).__name__})")
+    say(f"broker      {broker.url} ({type(broker).__name__})")
+    if secured is not None:
+        say(f"            {secured.tls_url} for devices (prod profile: {secured.dir.path})")
+    controller_broker = secured.controller_url if secured is not None else broker.url
 
     procs = Processes(logs)
     command_id = ""
@@ -222,7 +317,7 @@ def demo(
             "controller",
             "run",
             "--broker",
-            broker.url,
+            controller_broker,
             "--data",
             str(data / "controller"),
             "--http",
@@ -231,14 +326,19 @@ def demo(
             "warning",
         )
         wait_healthy(api, controller, 60)
-        token = (data / "controller" / "api-token").read_text().strip()
-        click.echo(f"controller  {api}  (OpenAPI UI: {api}/docs; token: {token})")
+        token_file = data / "controller" / "api-token"
+        token = token_file.read_text().strip()
+        say(f"controller  {api}  (OpenAPI UI: {api}/docs; API token in {token_file})")
         for i in range(cameras):
             config = data / f"edge-{i}" / "edge.toml"
-            edge_config(config, f"demo-cam-{i}", broker.url, seed=i, interval_s=interval)
+            if secured is not None:
+                url, key = secured.enrol(f"demo-cam-{i}")
+                edge_config(config, f"demo-cam-{i}", url, i, interval, key, secured.dir.ca_file)
+            else:
+                edge_config(config, f"demo-cam-{i}", broker.url, seed=i, interval_s=interval)
             procs.start(f"edge-{i}", "edge", "run", "--config", str(config))
         if cameras:
-            click.echo(
+            say(
                 f"edge        {cameras} agent(s) demo-cam-0.., "
                 f"synthetic camera every {interval:g} s"
             )
@@ -269,20 +369,30 @@ def demo(
                 "0.01",
                 "--state-dir",
                 str(data / "esp32"),
+                *(
+                    ("--keys-in", str(data / "controller"), "--enrol-on", str(secured.dir.path))
+                    if secured is not None
+                    else ()
+                ),
             )
-            click.echo(
+            say(
                 f"esp32       {esp32} node(s) demo-esp32-0.., "
                 "waking every 300 s simulated (3 s real)"
             )
-            click.echo(
-                f"command     capture {command_id} queued for demo-esp32-0 (runs once it wakes)"
-            )
-        click.echo(f"logs        {logs}/")
-        click.echo(
-            f"try         camfleet devices --api {api}\n"
-            f"            camfleet proto watch --broker {broker.url}"
+            say(f"command     capture {command_id} queued for demo-esp32-0 (runs once it wakes)")
+        say(f"logs        {logs}/")
+        watch = (
+            f'"$(camfleet broker url --config {secured.dir.path} --identity dashboard)"'
+            if secured is not None
+            else broker.url
         )
-        click.echo("Ctrl-C stops the demo.\n")
+        say(
+            f"try         camfleet devices --api {api}\n"
+            f"            camfleet proto watch --broker {watch}"
+        )
+        say("Ctrl-C stops the demo.\n")
+        if not as_json:
+            click.echo(STATUS_HEADER)
         started = time.monotonic()
         last: dict[str, Any] = {}
         command_status = ""
@@ -295,21 +405,41 @@ def demo(
                 command_status = httpx.get(f"{api}/api/v1/commands/{command_id}", timeout=5).json()[
                     "status"
                 ]
-            click.echo(
-                f"[{time.monotonic() - started:5.0f}s] devices {last['devices']} "
-                f"{last['states']}  frames stored {last['frames_stored']}"
-                + (f"  capture {command_id}: {command_status}" if command_id else "")
-            )
+            elapsed = time.monotonic() - started
+            if as_json:
+                click.echo(
+                    json.dumps(
+                        {
+                            "elapsed_s": round(elapsed, 1),
+                            **last,
+                            "capture": {"id": command_id, "status": command_status}
+                            if command_id
+                            else None,
+                        },
+                        sort_keys=True,
+                    )
+                )
+            else:
+                command = f"{command_id} {command_status}" if command_id else ""
+                click.echo(status_row(elapsed, last, command))
             if duration and time.monotonic() - started >= duration:
                 break
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping ...")
+        say("stopping ...")
         procs.stop()
         broker.stop()
     if duration and not last.get("frames_stored"):
         raise UserError("the demo stored no frame: see the logs in " + str(logs))
+    if as_json:
+        summary = {
+            "frames_stored": last.get("frames_stored", 0),
+            "data": str(data / "controller"),
+            "capture": {"id": command_id, "status": command_status} if command_id else None,
+        }
+        click.echo(json.dumps({"done": summary}, sort_keys=True))
+        return
     click.echo(f"done: {last.get('frames_stored', 0)} frames stored in {data / 'controller'}")
     if command_id:
         click.echo(f"capture command {command_id} for sleeping node demo-esp32-0: {command_status}")

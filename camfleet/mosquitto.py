@@ -1,16 +1,20 @@
 """Start, stop, kill and restart a local mosquitto with camfleet's configuration.
 
 Used by the tests (each gets its own broker on a free port), the benchmarks and the demo. The
-config is broker_config/dev.conf plus a listener on 127.0.0.1, a persistence directory and the
-current user (so a root run does not drop to a `mosquitto` user that cannot write the files).
+config is broker_config/common.conf + dev.conf plus a listener on 127.0.0.1, a persistence
+directory and the current user (so a root run does not drop to a `mosquitto` user that cannot
+write the files).
 """
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import logging
 import logging.handlers
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -24,6 +28,7 @@ from pathlib import Path
 from camfleet.errors import UserError
 
 READY_MARKER = " running"  # "mosquitto version 2.0.11 running"
+_TIMESTAMP = re.compile(r"^\d+: ")  # mosquitto's log lines start "1732612345: "
 
 
 def free_port() -> int:
@@ -33,8 +38,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def base_config() -> str:
-    return resources.files("camfleet.broker_config").joinpath("dev.conf").read_text()
+def base_config(profile: str = "dev") -> str:
+    """broker_config/common.conf followed by the profile's security settings (dev.conf, ...)."""
+    folder = resources.files("camfleet.broker_config")
+    return "\n".join(
+        folder.joinpath(name).read_text() for name in ("common.conf", f"{profile}.conf")
+    )
 
 
 class Mosquitto:
@@ -58,12 +67,15 @@ class Mosquitto:
         log_file: Path | None = None,
         log_max_bytes: int = 10_000_000,
         log_backups: int = 3,
+        max_open_files: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.extra_config = extra_config
         self.executable = executable
+        #: RLIMIT_NOFILE for the broker: with the usual 1024 it silently stops at ~1015 clients.
+        self.max_open_files = max_open_files
         self.proc: subprocess.Popen[str] | None = None
         self.log: deque[str] = deque(maxlen=2000)
         self.log_file = log_file
@@ -71,7 +83,9 @@ class Mosquitto:
         self.log_backups = log_backups
         self._log_cond = threading.Condition()
         self._ready = threading.Event()
+        self._stderr_closed = threading.Event()
         self._reader: threading.Thread | None = None
+        self._lock_fd: int | None = None
 
     @property
     def url(self) -> str:
@@ -80,6 +94,37 @@ class Mosquitto:
     @property
     def config_path(self) -> Path:
         return self.workdir / "mosquitto.conf"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.workdir / "mosquitto.lock"
+
+    def _lock(self) -> None:
+        """Claim the work directory before writing anything in it.
+
+        A second instance pointed at the same directory (the same ``--data``) must not rewrite the
+        running one's config or share its persistence. The lock is an flock that mosquitto
+        inherits, so it holds as long as either this process or the broker lives.
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RuntimeError(
+                f"another broker uses {self.workdir} ({owner}): stop it, or give this one a "
+                "directory of its own"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, port {self.port}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def write_config(self) -> Path:
         data = self.workdir / "data"
@@ -109,21 +154,47 @@ class Mosquitto:
                 "mosquitto is not installed: run `sudo apt-get install -y mosquitto` "
                 "(scripts/setup does it for you)"
             )
+        self._lock()
         self.write_config()
         self._ready.clear()
+        self._stderr_closed.clear()
+        assert self._lock_fd is not None
         self.proc = subprocess.Popen(
             [exe, "-c", str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            pass_fds=(self._lock_fd,),
+            preexec_fn=self._raise_open_files if self.max_open_files else None,
         )
         self._reader = threading.Thread(target=self._read_log, args=(self.proc,), daemon=True)
         self._reader.start()
-        if not self._ready.wait(timeout) or self.proc.poll() is not None:
+        # A closed stderr means mosquitto is exiting, even if it is not reaped yet (poll() alone
+        # would race with that and call a failed start a success).
+        if not self._ready.wait(timeout) or self._stderr_closed.is_set():
             self.kill()
             tail = "\n".join(list(self.log)[-10:])
-            raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{tail}")
+            raise RuntimeError(
+                f"mosquitto did not start on port {self.port}: {self.failure_reason()}\n{tail}"
+            )
+
+    def failure_reason(self) -> str:
+        """mosquitto's own words for why it stopped: its ``Error:`` lines, else its last line."""
+        lines = [_TIMESTAMP.sub("", line) for line in self.log if line.strip()]
+        errors = [line for line in lines if line.startswith("Error")]
+        return "; ".join(errors) or (lines[-1] if lines else "it exited without a word")
+
+    def _raise_open_files(self) -> None:
+        # In the child, before exec: never above the hard limit (raising it needs privileges).
+        assert self.max_open_files is not None
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = (
+            self.max_open_files
+            if hard == resource.RLIM_INFINITY
+            else min(self.max_open_files, hard)
+        )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
     def _read_log(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
@@ -146,6 +217,7 @@ class Mosquitto:
         finally:
             if sink is not None:
                 sink.close()
+            self._stderr_closed.set()
         self._ready.set()  # process ended: wake start() so it reports the failure
 
     def wait_log(self, predicate: Callable[[list[str]], bool], timeout: float = 10.0) -> bool:
@@ -168,6 +240,7 @@ class Mosquitto:
     def _end(self, sig: signal.Signals, timeout: float) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
+            self._unlock()
             return
         os.kill(proc.pid, sig)
         try:
@@ -177,6 +250,7 @@ class Mosquitto:
             proc.wait()
         if self._reader is not None:
             self._reader.join(5)
+        self._unlock()
 
     @property
     def running(self) -> bool:

@@ -17,6 +17,7 @@ import click
 
 from camfleet.controller import config as config_mod
 from camfleet.errors import UserError
+from camfleet.user_config import save_token
 
 _OPTIONS: list[tuple[str, Any, str]] = [
     ("broker", str, "Broker URL mqtt://[user[:pw]@]host[:port] (mqtts:// for TLS)."),
@@ -32,6 +33,7 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("home_assistant", bool, "Publish Home Assistant latest-JPEG and discovery topics."),
     ("ha_prefix", str, "Home Assistant discovery prefix."),
     ("jpeg_prefix", str, "Prefix of the retained latest-JPEG topics."),
+    ("ha_state_prefix", str, "Prefix of the availability/telemetry/button topics for HA."),
     ("telemetry_history", int, "Telemetry rows kept per device."),
     ("event_history", int, "Event rows kept per device."),
     ("command_history", int, "Finished commands kept per device (0 = no count limit)."),
@@ -55,6 +57,9 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("disk_resume_bytes", int, "Free bytes at which frames are accepted again."),
     ("chunk_sets_per_device", int, "Incomplete chunked frames held per device."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level."),
+    ("ota_public_key", str, "PEM file of the firmware release public key (RSA-3072, SB V2)."),
+    ("ota_max_transfers", int, "Devices served OTA blocks at a time."),
+    ("ota_blocks_per_s", float, "OTA blocks published per second, all devices together."),
 ]
 
 
@@ -128,10 +133,17 @@ def run(config_file: Path | None, **options: Any) -> None:
     if cfg.http:
         host, port = cfg.http_host_port
         click.echo(f"camfleet controller: API on http://{host}:{port}")
-        # Where the token is, never the token itself: stdout ends up in logs.
+        # Where the token is, never the token itself (stdout ends up in logs); and saved where
+        # `camfleet capture ...` on this machine looks for it.
         if not cfg.token:
             made = "generated into" if ctl.token_generated else "kept in"
             click.echo(f"camfleet controller: API token {made} {cfg.data}/api-token (mode 600)")
+        try:
+            saved = save_token(host, port, ctl.token)
+        except OSError as exc:  # a read-only home must not stop the controller
+            click.echo(f"camfleet controller: could not save the API token for this user: {exc}")
+        else:
+            click.echo(f"camfleet controller: API token saved for this user in {saved}")
     click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}")
     stop.wait()
     ctl.stop()

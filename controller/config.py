@@ -50,6 +50,8 @@ class ControllerConfig:
     home_assistant: bool = True
     ha_prefix: str = "homeassistant"
     jpeg_prefix: str = "camfleet/jpeg"
+    #: Topics the controller maintains for Home Assistant (availability, telemetry, button).
+    ha_state_prefix: str = "camfleet/ha"
     batch_max: int = 512
     #: Decode and SHA-256-check whole frames on a thread of their own (off the network thread).
     decode_thread: bool = True
@@ -78,6 +80,13 @@ class ControllerConfig:
     #: Incomplete chunked frames held per device (its oldest is evicted for a new one).
     chunk_sets_per_device: int = 8
     log_level: str = "info"
+    #: PEM file of the firmware release *public* key (Secure Boot V2 RSA-3072); the controller
+    #: refuses every image it cannot verify with it. The private key never comes here.
+    ota_public_key: str = ""
+    #: Devices served OTA blocks at a time, and blocks published per second (all devices): a
+    #: rollout must not starve frame ingest.
+    ota_max_transfers: int = 8
+    ota_blocks_per_s: float = 200.0
     retention_default: RetentionPolicy = field(default_factory=RetentionPolicy)
     retention_groups: dict[str, RetentionPolicy] = field(default_factory=dict)
     retention_devices: dict[str, RetentionPolicy] = field(default_factory=dict)

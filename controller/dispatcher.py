@@ -5,10 +5,10 @@ goes to the writer. Malformed input is counted per reason and kind, logged once 
 kind), and acknowledged at once (it will never become valid, and holding it would block the
 broker's in-flight window for the good traffic behind it). Chunks are reassembled here and each
 is acknowledged as soon as it is held (never kept in the broker's in-flight window waiting for
-its siblings: a thousand incomplete frames would otherwise stop every device's ingest). A
-reassembled frame goes to the writer like any other; if the controller dies before it is
-durable, or the partial frame expires or is evicted, the device gets no receipt for it and sends
-it again from its spool.
+its siblings: a thousand incomplete frames would otherwise stop every device's ingest), except
+the chunk completing a frame, acknowledged with the frame by the writer. If the controller dies
+before a frame is durable, or its partial frame expires or is evicted, the device gets no
+receipt for it and sends it again from its spool.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from camfleet.proto import codec, topics
 from camfleet.proto.chunking import Reassembler
 from camfleet.proto.errors import ContractError, Reason
 from camfleet.proto.topics import Kind
-from camfleet.proto.v1 import frame_pb2
+from camfleet.proto.v1 import frame_pb2, ota_pb2
 
 log = logging.getLogger("camfleet.controller.ingest")
 
-#: Kinds the controller consumes; other device kinds (e.g. OTA requests, owned by the OTA
-#: service) are counted as unhandled and acknowledged.
+#: Kinds the controller stores through the writer; OTA block requests go to the block server
+#: when one is given, other device kinds are counted as unhandled and acknowledged.
 HANDLED = frozenset(
     {Kind.STATE, Kind.FRAME, Kind.CHUNK, Kind.TELEMETRY, Kind.EVENT, Kind.ACK, Kind.REPORTED}
 )
@@ -51,8 +51,10 @@ class Dispatcher:
         decode_thread: bool = True,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         on_controller_state: Callable[[bytes], None] | None = None,
+        ota_requests: Callable[[str, ota_pb2.OtaBlockRequest], None] | None = None,
     ) -> None:
         self.writer = writer
+        self.ota_requests = ota_requests
         self.metrics = metrics
         self.root = root
         self.clock_ms = clock_ms
@@ -79,7 +81,7 @@ class Dispatcher:
         """Handle one broker delivery. Never raises."""
         delivery = Delivery(ack, mid, qos)
         try:
-            self._route(topic, payload, delivery)
+            self._route(topic, payload, delivery, retain)
         except ContractError as exc:
             self._reject(exc.reason.value, _kind_label(topic, self.root), exc.detail, delivery)
         except Exception as exc:  # a bug must not kill the network thread nor block the window
@@ -103,15 +105,25 @@ class Dispatcher:
             self._topics[topic] = parsed
         return parsed
 
-    def _route(self, topic: str, payload: bytes, delivery: Delivery) -> None:
+    def _route(self, topic: str, payload: bytes, delivery: Delivery, retain: bool = False) -> None:
         parsed = self._parse(topic)
         if parsed.device_id is None:
             # Controller presence (ours or another controller's): not ours to ingest, but the
             # service re-asserts its own presence if someone overwrote it.
             self.metrics.inc("unhandled_total", kind="controller_state")
             delivery.done()
-            if self.on_controller_state is not None:
+            # A retained copy is what our own subscription hands over at connect; we publish
+            # our ONLINE then anyway. Only a live message says someone changed it meanwhile.
+            if self.on_controller_state is not None and not retain:
                 self.on_controller_state(payload)
+            return
+        if parsed.kind is Kind.OTA_REQUEST and self.ota_requests is not None:
+            # Answered by the OTA block server (its own thread); nothing to store.
+            req = codec.decode(parsed.kind, payload).message
+            assert isinstance(req, ota_pb2.OtaBlockRequest)
+            self.metrics.inc("messages_total", kind=parsed.kind.value)
+            delivery.done()
+            self.ota_requests(parsed.device_id, req)
             return
         if parsed.kind not in HANDLED:
             if parsed.kind in topics.CONTROLLER_TO_DEVICE:
@@ -186,10 +198,13 @@ class Dispatcher:
         except ContractError:
             self._count_evictions()
             raise
-        delivery.done()  # held in memory now; the device resends the frame if it is lost
-        if frame is not None:
-            self.metrics.inc("frames_reassembled_total")
-            self.writer.submit(Job(Kind.FRAME, device, frame, [], now))
+        if frame is None:
+            delivery.done()  # held in memory now; the device resends the frame if it is lost
+            return
+        # The chunk that completes a frame is acknowledged with the frame (when it is durable,
+        # or refused): the broker's window then still bounds the frames waiting for the writer.
+        self.metrics.inc("frames_reassembled_total")
+        self.writer.submit(Job(Kind.FRAME, device, frame, [delivery], now))
 
     def expire(self) -> None:
         """Give up on incomplete chunked frames past their timeout (call it every second)."""

@@ -51,49 +51,37 @@ class Retention:
     def run(self) -> dict[str, int]:
         """Delete what the policies say; return counts by reason."""
         now = self.clock_ms()
-        victims: dict[tuple[str, int, int], tuple[str, str]] = {}
+        # Keyed by store key: unique per stored frame, where (device, session, seq) is not (a
+        # device's incarnations, conflicts).
+        victims: dict[str, tuple[int, str]] = {}  # store key -> (size, reason)
         with self.db.read() as tx:
             devices = [r["device_id"] for r in tx.query("SELECT DISTINCT device_id FROM frames")]
             for device_id in devices:
                 policy = self.policy_for(tx, device_id)
                 for reason, rows in self._device_victims(tx, device_id, policy, now):
                     for r in rows:
-                        victims.setdefault(
-                            (device_id, r["session"], r["seq"]), (r["store_key"], reason)
-                        )
+                        victims.setdefault(r["store_key"], (r["size"], reason))
             budget = self.config.disk_budget_bytes
             if budget:
                 total = tx.scalar("SELECT COALESCE(SUM(size), 0) FROM frames") or 0
-                freed = sum(
-                    tx.scalar(
-                        "SELECT size FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
-                        key,
-                    )
-                    or 0
-                    for key in victims
-                )
-                excess = total - freed - budget
+                excess = total - sum(size for size, _ in victims.values()) - budget
                 if excess > 0:
                     for r in tx.query(
-                        "SELECT device_id, session, seq, store_key, size FROM frames "
-                        "ORDER BY captured_at_ms, device_id, session, seq"
+                        "SELECT store_key, size FROM frames "
+                        "ORDER BY captured_at_ms, device_id, session, seq, stored_ms"
                     ):
                         if excess <= 0:
                             break
-                        key = (r["device_id"], r["session"], r["seq"])
-                        if key in victims:
+                        if r["store_key"] in victims:
                             continue
-                        victims[key] = (r["store_key"], "disk_budget")
+                        victims[r["store_key"]] = (r["size"], "disk_budget")
                         excess -= r["size"]
         if not victims:
             return {}
         with self.db.transaction() as tx:
-            tx.executemany(
-                "DELETE FROM frames WHERE device_id = ? AND session = ? AND seq = ?",
-                list(victims),
-            )
+            tx.executemany("DELETE FROM frames WHERE store_key = ?", [(k,) for k in victims])
         counts: dict[str, int] = {}
-        for store_key, reason in victims.values():
+        for store_key, (_size, reason) in victims.items():
             self.store.delete(store_key)
             counts[reason] = counts.get(reason, 0) + 1
         for reason, n in counts.items():

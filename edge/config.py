@@ -8,9 +8,10 @@ with its default; edge/edge.example.toml is a commented example.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,15 @@ from camfleet.proto.errors import ContractError
 from camfleet.proto.topics import DEFAULT_ROOT, validate_device_id, validate_group, validate_root
 from camfleet.proto.v1 import common_pb2
 
+DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
+
+
+def default_state_dir(device_id: str) -> Path:
+    """Where an agent keeps its state when the config names no ``agent.state_dir``: the user's
+    state directory (XDG), never next to the config file, which may sit in a source tree."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "camfleet" / "edge" / device_id
+
 
 @dataclass(frozen=True)
 class DeviceSection:
@@ -33,6 +43,9 @@ class DeviceSection:
     groups: tuple[str, ...] = ()
     location: dict[str, Any] | None = None  # {"lat":, "lon":, "name":} for EXIF and metadata
     firmware_version: str = ""
+    #: Per-device secret (camfleet device add): receipts, commands and desired config must
+    #: carry an HMAC-SHA256 with it. Empty: nothing is checked (development brokers).
+    key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class BrokerSection:
     reconnect_max_s: float = 30.0
     max_payload: int = DEFAULT_MAX_PAYLOAD
     inflight: int = 16  # QoS 1 publishes awaiting PUBACK before the spool sender waits
+    ca_file: Path | None = None  # mqtts:// against a private CA (camfleet broker init's ca.pem)
 
 
 @dataclass(frozen=True)
@@ -120,27 +134,42 @@ def load_config(path: str | Path) -> EdgeConfig:
     return config_from_dict(data, source=str(path), base_dir=path.resolve().parent)
 
 
+def _device_key(device_t: _Table) -> bytes:
+    text = device_t.get("key", str, default="")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        device_t.fail("key", "must be hexadecimal (64 digits, as camfleet device add writes it)")
+    if text and len(key) < 16:
+        device_t.fail("key", "must be at least 16 bytes (32 hex digits)")
+    return key
+
+
+def _optional_path(base: Path, text: str) -> Path | None:
+    return base / text if text else None
+
+
 def config_from_dict(
     data: dict[str, Any], source: str = "<dict>", base_dir: Path | None = None
 ) -> EdgeConfig:
     """Validate an already parsed config (the Python API for demos and tests)."""
     base = base_dir or Path.cwd()
     root = _Table(data, "", source)
-    device_t = root.table("device")
-    broker_t = root.table("broker")
-    camera_t = root.table("camera")
-    frames_t = root.table("frames")
-    spool_t = root.table("spool")
-    schedule_t = root.table("schedule")
-    agent_t = root.table("agent")
+    device_t = root.table("device", DeviceSection)
+    broker_t = root.table("broker", BrokerSection)
+    camera_t = root.table("camera", CameraSection)
+    frames_t = root.table("frames", FramesSection)
+    spool_t = root.table("spool", SpoolSection)
+    schedule_t = root.table("schedule", ScheduleSection)
+    agent_t = root.table("agent", AgentSection)
     root.done()
 
     device_id = device_t.get("id", str, required=True)
     _contract(device_t, "id", validate_device_id, device_id)
-    groups = tuple(device_t.get("groups", list, default=[]))
+    groups = tuple(device_t.get("groups", list))
     for g in groups:
         _contract(device_t, "groups", validate_group, g)
-    location = device_t.get("location", dict, default=None)
+    location = device_t.get("location", dict)
     if location is not None:
         extra = set(location) - {"lat", "lon", "name"}
         if extra:
@@ -150,46 +179,44 @@ def config_from_dict(
                 device_t.fail(f"location.{k}", "must be a number")
     device = DeviceSection(
         id=device_id,
-        board=device_t.get("board", str, default=""),
+        board=device_t.get("board", str),
         groups=groups,
         location=location,
-        firmware_version=device_t.get("firmware_version", str, default=""),
+        firmware_version=device_t.get("firmware_version", str),
+        key=_device_key(device_t),
     )
     device_t.done()
 
-    url_text = broker_t.get("url", str, default="mqtt://127.0.0.1:1883")
+    url_text = broker_t.get("url", str, default=DEFAULT_BROKER_URL)
     try:
         url = BrokerUrl.parse(url_text)
     except UserError as exc:
         broker_t.fail("url", str(exc))
-    topic_root = broker_t.get("root", str, default=DEFAULT_ROOT)
+    topic_root = broker_t.get("root", str)
     _contract(broker_t, "root", validate_root, topic_root)
     broker = BrokerSection(
         url=url,
         root=topic_root,
-        client_id=broker_t.get("client_id", str, default=""),
-        keepalive_s=broker_t.number("keepalive_s", 30, low=5, high=3600, integer=True),
-        reconnect_min_s=broker_t.number("reconnect_min_s", 0.5, low=0.01, high=3600),
-        reconnect_max_s=broker_t.number("reconnect_max_s", 30.0, low=0.01, high=86400),
+        client_id=broker_t.get("client_id", str),
+        keepalive_s=broker_t.number("keepalive_s", low=5, high=3600, integer=True),
+        reconnect_min_s=broker_t.number("reconnect_min_s", low=0.01, high=3600),
+        reconnect_max_s=broker_t.number("reconnect_max_s", low=0.01, high=86400),
         max_payload=broker_t.number(
-            "max_payload",
-            DEFAULT_MAX_PAYLOAD,
-            low=MIN_MAX_PAYLOAD,
-            high=256 * 1024**2,
-            integer=True,
+            "max_payload", low=MIN_MAX_PAYLOAD, high=256 * 1024**2, integer=True
         ),
-        inflight=broker_t.number("inflight", 16, low=1, high=1000, integer=True),
+        inflight=broker_t.number("inflight", low=1, high=1000, integer=True),
+        ca_file=_optional_path(base, broker_t.get("ca_file", str, default="")),
     )
     if broker.reconnect_max_s < broker.reconnect_min_s:
         broker_t.fail("reconnect_max_s", "must be >= reconnect_min_s")
     broker_t.done()
 
-    backend = camera_t.get("backend", str, default="synthetic")
+    backend = camera_t.get("backend", str)
     try:
         check_backend(backend)
     except UserError as exc:
         camera_t.fail("backend", str(exc))
-    options = camera_t.get("options", dict, default={})
+    options = camera_t.get("options", dict)
     extra = camera_t.get("extra", dict, default={})  # -> CameraSettings.backend map
     settings_values = {k: camera_t.pop(k) for k in list(camera_t.remaining())}
     if "backend" in settings_values:
@@ -202,37 +229,38 @@ def config_from_dict(
         raise UserError(f"{source}: {exc}") from None
     camera = CameraSection(backend=backend, settings=settings, options=options)
 
-    encoder = frames_t.get("encoder", str, default="auto")
+    encoder = frames_t.get("encoder", str)
     if encoder not in ENCODERS:
         frames_t.fail("encoder", f"{encoder!r} is not one of {', '.join(ENCODERS)}")
     frames = FramesSection(
-        exif=frames_t.get("exif", bool, default=True),
-        preview_max_side=frames_t.number("preview_max_side", 0, low=0, high=8192, integer=True),
-        latest_jpeg=frames_t.get("latest_jpeg", bool, default=False),
-        latest_jpeg_prefix=frames_t.get("latest_jpeg_prefix", str, default="camfleet/jpeg"),
+        exif=frames_t.get("exif", bool),
+        preview_max_side=frames_t.number("preview_max_side", low=0, high=8192, integer=True),
+        latest_jpeg=frames_t.get("latest_jpeg", bool),
+        latest_jpeg_prefix=frames_t.get("latest_jpeg_prefix", str),
         encoder=encoder,
     )
     frames_t.done()
 
-    state_dir = base / agent_t.get("state_dir", str, default="camfleet-state")
+    state_text = agent_t.get("state_dir", str, default="")
+    state_dir = base / state_text if state_text else default_state_dir(device_id)
     agent = AgentSection(
         state_dir=state_dir,
-        telemetry_interval_s=agent_t.number("telemetry_interval_s", 60.0, low=0, high=86400),
-        allow_machine_reboot=agent_t.get("allow_machine_reboot", bool, default=False),
-        max_burst=agent_t.number("max_burst", 100, low=1, high=10_000, integer=True),
+        telemetry_interval_s=agent_t.number("telemetry_interval_s", low=0, high=86400),
+        allow_machine_reboot=agent_t.get("allow_machine_reboot", bool),
+        max_burst=agent_t.number("max_burst", low=1, high=10_000, integer=True),
     )
     agent_t.done()
 
     spool = SpoolSection(
         dir=base / spool_t.get("dir", str, default=str(state_dir / "spool")),
-        max_frames=spool_t.number("max_frames", 10_000, low=1, high=10_000_000, integer=True),
-        max_bytes=spool_t.size("max_bytes", 512 * 1024 * 1024),
-        fsync=spool_t.get("fsync", bool, default=True),
-        resend_after_s=spool_t.number("resend_after_s", 30.0, low=0.1, high=86400),
+        max_frames=spool_t.number("max_frames", low=1, high=10_000_000, integer=True),
+        max_bytes=spool_t.size("max_bytes"),
+        fsync=spool_t.get("fsync", bool),
+        resend_after_s=spool_t.number("resend_after_s", low=0.1, high=86400),
     )
     spool_t.done()
 
-    cron = schedule_t.get("cron", str, default="")
+    cron = schedule_t.get("cron", str)
     if cron:
         from camfleet.edge.schedule import check_cron
 
@@ -241,11 +269,11 @@ def config_from_dict(
         except ValueError as exc:
             schedule_t.fail("cron", str(exc))
     schedule = ScheduleSection(
-        interval_s=schedule_t.number("interval_s", 0.0, low=0, high=366 * 86400),
+        interval_s=schedule_t.number("interval_s", low=0, high=366 * 86400),
         cron=cron,
-        burst_count=schedule_t.number("burst_count", 1, low=1, high=agent.max_burst, integer=True),
+        burst_count=schedule_t.number("burst_count", low=1, high=agent.max_burst, integer=True),
         burst_interval_ms=schedule_t.number(
-            "burst_interval_ms", 0, low=0, high=3_600_000, integer=True
+            "burst_interval_ms", low=0, high=3_600_000, integer=True
         ),
     )
     if schedule.interval_s and schedule.cron:
@@ -264,6 +292,7 @@ def _contract(table: _Table, key: str, check: Any, value: Any) -> None:
         table.fail(key, exc.detail if hasattr(exc, "detail") else str(exc))
 
 
+_SECTION: Any = object()  # "no default given here: use the section dataclass's default"
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 
@@ -271,12 +300,19 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 class _Table:
     """One TOML table being read: typed getters that fail with ``file: key: why``."""
 
-    def __init__(self, data: Any, prefix: str, source: str) -> None:
+    def __init__(self, data: Any, prefix: str, source: str, section: type | None = None) -> None:
         if not isinstance(data, dict):
             raise UserError(f"{source}: {prefix.rstrip('.') or 'config'} must be a table")
         self.data = dict(data)
         self.prefix = prefix
         self.source = source
+        # The section's dataclass field defaults are the one place a default is written.
+        self.defaults: dict[str, Any] = {}
+        for f in fields(section) if section is not None else ():
+            if f.default is not MISSING:
+                self.defaults[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                self.defaults[f.name] = f.default_factory
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}".rstrip(".")
@@ -284,11 +320,20 @@ class _Table:
     def fail(self, name: str, why: str) -> Any:
         raise UserError(f"{self.source}: {self.key(name)}: {why}")
 
-    def table(self, name: str) -> _Table:
+    def table(self, name: str, section: type | None = None) -> _Table:
         value = self.data.pop(name, {})
         if not isinstance(value, dict):
             self.fail(name, "must be a table ([" + self.key(name) + "])")
-        return _Table(value, f"{self.prefix}{name}.", self.source)
+        return _Table(value, f"{self.prefix}{name}.", self.source, section)
+
+    def default(self, name: str, given: Any) -> Any:
+        if given is not _SECTION:
+            return given
+        value = self.defaults[name]  # a KeyError here is a loader bug: no default for `name`
+        if callable(value):
+            value = value()
+        # A tuple default (groups) reads as the list TOML would give.
+        return list(value) if isinstance(value, tuple) else value
 
     def pop(self, name: str) -> Any:
         return self.data.pop(name)
@@ -296,11 +341,11 @@ class _Table:
     def remaining(self) -> list[str]:
         return list(self.data)
 
-    def get(self, name: str, kind: type, *, default: Any = None, required: bool = False) -> Any:
+    def get(self, name: str, kind: type, *, default: Any = _SECTION, required: bool = False) -> Any:
         if name not in self.data:
             if required:
                 self.fail(name, "is required")
-            return default
+            return self.default(name, default)
         value = self.data.pop(name)
         if kind is list and isinstance(value, list):
             return value
@@ -308,11 +353,9 @@ class _Table:
             self.fail(name, f"must be {_KIND_NAMES.get(kind, kind.__name__)}, got {value!r}")
         return value
 
-    def number(
-        self, name: str, default: Any, *, low: float, high: float, integer: bool = False
-    ) -> Any:
+    def number(self, name: str, *, low: float, high: float, integer: bool = False) -> Any:
         if name not in self.data:
-            return default
+            return self.default(name, _SECTION)
         value = self.data.pop(name)
         ok = isinstance(value, int) if integer else isinstance(value, int | float)
         if isinstance(value, bool) or not ok:
@@ -321,9 +364,9 @@ class _Table:
             self.fail(name, f"{value} is outside {low:g}..{high:g}")
         return value
 
-    def size(self, name: str, default: int) -> int:
+    def size(self, name: str) -> int:
         if name not in self.data:
-            return default
+            return int(self.default(name, _SECTION))
         value = self.data.pop(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value

@@ -1,10 +1,10 @@
 """Session numbers and per-session frame sequence numbers.
 
-Rules (DESIGN.md, state): the session number increments on every connect and is persisted
-before use, so (session, seq) never repeats across reconnects, restarts and SIGKILL. A frame
-carries the session in effect when it was captured: the last connected one (frames captured
-during an outage continue its seq), or a number allocated at start-up for frames captured before
-the first connect. A frame sent on a connection of another session is historical.
+Rules (docs/protocol.md, "Sessions, births and wills"): the session number increments on every
+connect and is persisted before use, so (session, seq) never repeats across reconnects, restarts
+and SIGKILL. A frame carries the session in effect when it was captured: the last connected one
+(frames captured during an outage continue its seq), or a number allocated at start-up for frames
+captured before the first connect. A frame sent on a connection of another session is historical.
 """
 
 from __future__ import annotations

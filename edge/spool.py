@@ -9,7 +9,7 @@ that lied about fsync) is moved to ``corrupt/`` and reported, never sent.
 Bounded by frame count and bytes: when full, the oldest frames are dropped first and returned to
 the caller, which reports them with an ``Event(type="spool_dropped")``. Frames are deleted only
 by :meth:`Spool.apply_receipt` (or dropped when full), never because a publish "succeeded":
-PUBACK is not proof of storage (DESIGN.md, Durability).
+PUBACK is not proof of storage (docs/protocol.md, "Durability: receipts and spools").
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from camfleet.edge.atomic import TMP_PREFIX, atomic_write, sync_dir
+from camfleet.atomic import TMP_PREFIX, atomic_write, sync_dir
 from camfleet.proto import codec
 from camfleet.proto.errors import ContractError
 from camfleet.proto.topics import Kind

@@ -14,7 +14,7 @@ from typing import IO, TypeVar
 
 from google.protobuf.message import Message
 
-from camfleet.edge.atomic import atomic_write
+from camfleet.atomic import atomic_write
 from camfleet.errors import UserError
 from camfleet.proto.v1 import config_pb2
 

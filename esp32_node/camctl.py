@@ -8,6 +8,9 @@ values really used, in neutral units, for the frame metadata.
 import gc
 
 import camera
+import cfg
+
+_DEFAULT = cfg.DEFAULTS["camera"]  # what a setting the desired config leaves out falls back to
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
@@ -196,8 +199,10 @@ class Camera:
         if self.on:
             return True
         settings = settings or {}
-        size = framesize_for(settings.get("width", 640), settings.get("height", 480))
-        q = _quality(settings.get("jpeg_quality", 80))
+        size = framesize_for(
+            settings.get("width", _DEFAULT["width"]), settings.get("height", _DEFAULT["height"])
+        )
+        q = _quality(settings.get("jpeg_quality", _DEFAULT["jpeg_quality"]))
         kw = {}
         for k in self.profile:
             if k != "pmu":
@@ -236,7 +241,7 @@ class Camera:
             "whitebalance": camera.WB_NONE,
         }
         # the first frames after a start are dark/green while exposure settles
-        self.discard = max(1, settings.get("warmup_frames", 1))
+        self.discard = max(1, settings.get("warmup_frames", _DEFAULT["warmup_frames"]))
         return True
 
     def stop(self):
@@ -247,7 +252,9 @@ class Camera:
     def needs_start(self, settings):
         """True when ``apply(settings)`` will (re)start the sensor: off, or a framesize whose
         JPEG does not fit the buffer the running init made."""
-        size = framesize_for(settings.get("width", 640), settings.get("height", 480))
+        size = framesize_for(
+            settings.get("width", _DEFAULT["width"]), settings.get("height", _DEFAULT["height"])
+        )
         return not self.on or _buffer_bytes(size) > _buffer_bytes(self.init_size)
 
     def _set(self, name, value):
@@ -265,8 +272,8 @@ class Camera:
         the camera when the framesize needs a larger JPEG buffer than the running init made."""
         validate(settings)
         used = {}
-        w = settings.get("width", 640)
-        h = settings.get("height", 480)
+        w = settings.get("width", _DEFAULT["width"])
+        h = settings.get("height", _DEFAULT["height"])
         size = framesize_for(w, h)
         if self.on and self.needs_start(settings):
             self.stop()
@@ -275,7 +282,7 @@ class Camera:
         self._set("framesize", size)
         used["width"] = w
         used["height"] = h
-        q = _quality(settings.get("jpeg_quality", 80))
+        q = _quality(settings.get("jpeg_quality", _DEFAULT["jpeg_quality"]))
         self._set("quality", q)
         used["jpeg_quality"] = _neutral_quality(q)
         for name in ("brightness", "contrast", "saturation"):
@@ -292,7 +299,7 @@ class Camera:
         wb = settings.get("white_balance", 1)
         self._set("whitebalance", getattr(camera, _WB[wb]))
         used["white_balance"] = wb
-        used["warmup_frames"] = settings.get("warmup_frames", 1)
+        used["warmup_frames"] = settings.get("warmup_frames", _DEFAULT["warmup_frames"])
         return used
 
     def capture(self):

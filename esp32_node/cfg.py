@@ -4,7 +4,11 @@ A config is a DeviceConfig dict (schemas.DEVICE_CONFIG). ``merge`` follows SetCo
 what the update sets wins, sub-messages merge field by field, lists are replaced, maps updated.
 """
 
-DEFAULTS = {
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only: MicroPython has no typing module
+    from typing import Any  # noqa: F401  (used in type comments)
+
+DEFAULTS = {  # type: dict[str, Any]
     "camera": {"width": 640, "height": 480, "jpeg_quality": 80, "warmup_frames": 1},
     "schedule": {
         "interval_s": 300,
@@ -41,7 +45,14 @@ def merge(base, update):
 
 
 def get(cfg, section, name, default=None):
+    """cfg[section][name], else its built-in default (DEFAULTS, the one place defaults are
+    written), else ``default`` (only for keys that have no built-in default)."""
     sub = cfg.get(section)
-    if sub is None:
-        return default
-    return sub.get(name, default)
+    if sub is not None and name in sub:
+        return sub[name]
+    return DEFAULTS.get(section, {}).get(name, default)
+
+
+def top(cfg, name):
+    """A top-level setting (max_payload, spool_max_frames, ...), else its built-in default."""
+    return cfg[name] if name in cfg else DEFAULTS.get(name)

@@ -29,6 +29,7 @@ import ota as otamod
 import ota_steps
 import pb
 import schemas as S
+import signing
 import store
 import wake
 from spool import Spool
@@ -45,6 +46,21 @@ CAPABILITIES = (
 )  # fmt: skip
 WIFI_TIMEOUT_MS = 15000
 MQTT_TIMEOUT_MS = 8000
+
+# The topic scheme of proto/topics.py, written again here because the node cannot import
+# CPython code; tests/esp32/test_topics.py runs these under MicroPython and compares.
+PUBLISHES = ("state", "frame", "chunk", "telemetry", "event", "ack", "reported", "ota/request")
+SUBSCRIBES = ("cmd", "receipt", "desired", "ota/block")
+
+
+def device_topic(root, device_id, kind):
+    return "%s/v1/%s/%s" % (root, device_id, kind)
+
+
+def group_cmd_topic(root, group):
+    return "%s/v1/_group/%s/cmd" % (root, group)
+
+
 WDT_TIMEOUT_MS = 30000
 # Largest receipt handled (decoded into RAM): the 32 ranges with incarnations a controller sends
 # take ~900 bytes.
@@ -81,7 +97,7 @@ class Node:
         self.cfg = cfgmod.merge(cfgmod.DEFAULTS, stored)
         self.desired_version = st.int("desired_ver", 0)
         self.spool = Spool(
-            self.cfg.get("spool_max_frames", 16), self.cfg.get("spool_max_bytes", 393216)
+            cfgmod.top(self.cfg, "spool_max_frames"), cfgmod.top(self.cfg, "spool_max_bytes")
         )
         self.session = (st.int("session", 0) + 1) & 0x7FFFFFFF
         self.incarnation = st.blob("incarn")
@@ -98,7 +114,10 @@ class Node:
         st.commit()  # before the will carries it: a reset must never reuse a session number
         self.seq = 0
         self.slot, self.firmware = firmware_info.running()
-        self.ota = otamod.Ota(st, st.blob("hmac_key", b""))
+        # Per-device key: OTA offers, receipts, commands and desired config must be signed with
+        # it. Empty (a development node): nothing is checked.
+        self.key = st.blob("hmac_key", b"")
+        self.ota = otamod.Ota(st, self.key)
         pins = st.text("pins")  # "custom" boards: JSON {"d0": 5, ..., "pclk": 22}
         self.camera = camctl.Camera(
             st.text("board", "ai-thinker"), json.loads(pins) if pins else None
@@ -146,17 +165,8 @@ class Node:
 
     def connect_mqtt(self):
         st = self.store
-        for kind in (
-            "state",
-            "frame",
-            "chunk",
-            "telemetry",
-            "event",
-            "ack",
-            "reported",
-            "ota/request",
-        ):
-            self.topics[kind] = "%s/v1/%s/%s" % (self.root, self.device_id, kind)
+        for kind in PUBLISHES:
+            self.topics[kind] = device_topic(self.root, self.device_id, kind)
         c = mqtt.MQTTClient(
             self.device_id,
             st.text("mqtt_host", "127.0.0.1"),
@@ -177,9 +187,8 @@ class Node:
             c.close()
             return False
         self.client = c
-        base = "%s/v1/%s/" % (self.root, self.device_id)
-        subs = [base + k for k in ("cmd", "receipt", "desired", "ota/block")]
-        subs += ["%s/v1/_group/%s/cmd" % (self.root, g) for g in self.groups]
+        subs = [device_topic(self.root, self.device_id, k) for k in SUBSCRIBES]
+        subs += [group_cmd_topic(self.root, g) for g in self.groups]
         # The broker keeps a persistent session's subscriptions: when it still has ours (CONNACK
         # session present) and they are the ones this wake wants (same list as the last SUBACK,
         # remembered in RTC memory), SUBSCRIBE again would only cost a round trip of radio time
@@ -219,6 +228,8 @@ class Node:
     # --- messages ------------------------------------------------------------------------
 
     def uptime_ms(self):
+        # Since this wake began: an ESP32 boots at every wake, so this is the "since the device
+        # booted" that uptime_ms means in Frame, Telemetry and Event (proto/.../frame.proto).
         return time.ticks_diff(time.ticks_ms(), self.t0)
 
     def state_msg(self, presence, next_wake_ms=0):
@@ -235,7 +246,7 @@ class Node:
             "desired_version": self.desired_version,
             "ota_slot": self.slot,
             "reset_reason": self.reset_reason,
-            "max_payload": self.cfg.get("max_payload", 131072),
+            "max_payload": cfgmod.top(self.cfg, "max_payload"),
             "info": self.info(),
             "groups": self.groups,
             "incarnation": self.incarnation,
@@ -359,6 +370,19 @@ class Node:
         kind = topic.split("/", 3)[-1]
         if topic.startswith(self.root + "/v1/_group/"):
             kind = "cmd"
+        if self.key and payload and kind in signing.SIGNED_KINDS:
+            # Before anything acts on it. Group-topic commands are never signed for one device
+            # (the controller sends each member its own copy), so they are refused too.
+            body = signing.verify(self.key, kind, self.device_id, payload)
+            if body is None:
+                self.event(
+                    "signature_refused",
+                    "%s on %s refused: no valid signature with this device's key" % (kind, topic),
+                    S.SEV_WARNING,
+                    {"kind": kind},
+                )
+                return
+            payload = body
         if kind == "cmd":
             commands.handle(self, payload)
         elif kind == "receipt":
@@ -416,7 +440,7 @@ class Node:
         problem = wake.check_sources(c.get("sleep") or {}, camctl.used_pins(self.camera.profile))
         if problem:
             return problem
-        mp = c.get("max_payload", 131072)
+        mp = cfgmod.top(c, "max_payload")
         if mp < 4096:
             return "max_payload %d below 4096" % mp
         size = len(pb.encode(S.DEVICE_CONFIG, c))
@@ -428,8 +452,8 @@ class Node:
         self.store.set_blob("cfg", pb.encode(S.DEVICE_CONFIG, self.cfg))
         self.store.set_int("desired_ver", self.desired_version)
         self.store.commit()
-        self.spool.max_frames = self.cfg.get("spool_max_frames", 16)
-        self.spool.max_bytes = self.cfg.get("spool_max_bytes", 393216)
+        self.spool.max_frames = cfgmod.top(self.cfg, "spool_max_frames")
+        self.spool.max_bytes = cfgmod.top(self.cfg, "spool_max_bytes")
         self.apply_stay_awake()
 
     def apply_stay_awake(self):
@@ -600,7 +624,7 @@ class Node:
         sp = self.spool
         if len(sp.entries()) < sp.max_frames and sp.total_bytes() < sp.max_bytes * 3 // 4:
             return
-        window = cfgmod.get(self.cfg, "sleep", "awake_window_s", 2) * 1000
+        window = cfgmod.get(self.cfg, "sleep", "awake_window_s") * 1000
         deadline = time.ticks_add(time.ticks_ms(), window)
         while self.online and self.unreceipted and time.ticks_diff(deadline, time.ticks_ms()) > 0:
             self.wdt.feed()
@@ -620,7 +644,7 @@ class Node:
                 self.topics,
                 self.spool,
                 entry,
-                self.cfg.get("max_payload", 131072),
+                cfgmod.top(self.cfg, "max_payload"),
                 historical,
             )
         except OSError as e:
@@ -645,7 +669,7 @@ class Node:
 
     def wait_receipts(self):
         """Stay up to awake_window_s for receipts and late commands; leave early when done."""
-        window = cfgmod.get(self.cfg, "sleep", "awake_window_s", 2) * 1000 + self.wait_extra_ms
+        window = cfgmod.get(self.cfg, "sleep", "awake_window_s") * 1000 + self.wait_extra_ms
         deadline = time.ticks_add(time.ticks_ms(), window)
         while self.online and time.ticks_diff(deadline, time.ticks_ms()) > 0:
             if not self.unreceipted and not self.captures:
@@ -715,7 +739,7 @@ class Node:
 
     def sleep(self):
         self.camera.stop()
-        interval = cfgmod.get(self.cfg, "schedule", "interval_s", 0)
+        interval = cfgmod.get(self.cfg, "schedule", "interval_s")
         left = wake.interval_left(self.rtc, self.wake_cause, interval)
         if left is None and interval:
             left = interval * 1000
@@ -723,7 +747,7 @@ class Node:
             left -= self.uptime_ms()  # the interval runs from the start of this wake
         ms, due = wake.next_wake(self.cfg, wake.now_ms() // 1000, left)
         if self.low_battery:
-            ms, due = cfgmod.get(self.cfg, "sleep", "max_sleep_s", 3600) * 1000, "check"
+            ms, due = cfgmod.get(self.cfg, "sleep", "max_sleep_s") * 1000, "check"
         self.rtc["due"] = due
         self.rtc["slept"] = ms
         if left is None:

@@ -215,8 +215,15 @@ class Ota:
             raise OtaError("bad signature")
 
     def switch(self, running_slot, running_version):
-        """Set the new partition to boot and remember the switch for the next boot."""
-        self.part.set_boot()
+        """Set the new partition to boot and remember the switch for the next boot.
+
+        ``set_boot`` runs ESP-IDF's image verification, including the signed-app check on
+        update (the release key's RSA signature): a refusal leaves the old app booting.
+        """
+        try:
+            self.part.set_boot()
+        except OSError as e:  # OSError(-code, "ESP_ERR_...") from check_esp_err
+            raise OtaError("refused by the boot verification: %s" % e.args[-1])
         pend = {
             "artifact_id": self.offer["artifact_id"],
             "version": self.offer.get("version", ""),

@@ -78,19 +78,21 @@ def download(node):
     progress["blocks_done"] = o.blocks
     progress["phase"] = "verifying"
     node.event("ota", "verifying", ota=progress)
+    cid = o.command_id
     try:
         o.verify()
+        o.switch(node.slot, node.firmware)
     except otamod.OtaError as e:
         progress["phase"] = "failed"
         progress["error"] = str(e)
         node.event("ota", str(e), S.SEV_ERROR, ota=progress)
-        if o.command_id:
-            node.ack(o.command_id, S.ACK_FAILED, str(e))
-        if str(e) == "bad signature" or str(e) == "not an ESP32 app image":
-            o.clear()
+        if cid:
+            node.ack(cid, S.ACK_FAILED, str(e))
+        if str(e) in ("bad signature", "not an ESP32 app image") or str(e).startswith(
+            "refused by the boot verification"
+        ):
+            o.clear()  # the same bytes would be refused again: forget the offer
         return
-    cid = o.command_id
-    o.switch(node.slot, node.firmware)
     progress["phase"] = "rebooting"
     node.event("ota", "image verified, rebooting into it", ota=progress)
     if cid:

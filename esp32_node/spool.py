@@ -1,6 +1,6 @@
 """Flash spool: every frame is written here before it is published, and deleted only when a
 controller receipt covers its (incarnation, session, seq) and the frame was sent
-(docs/protocol.md, Durability).
+(docs/protocol.md, "Durability: receipts and spools").
 
 One file per frame, ``spool/<session>-<seq>.f``: a 12-byte header (magic, header length, data
 length), the encoded Frame header (every field but data) and the JPEG. Files are written under a

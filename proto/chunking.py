@@ -132,8 +132,9 @@ class Reassembler:
     """Rebuilds frames from chunks. Not thread-safe: feed it from one thread or task.
 
     Bounds: ``max_bytes`` of received chunk data held for incomplete frames in all,
-    ``max_frames`` incomplete frames in all, ``max_per_device`` incomplete frames per device
-    (its oldest is evicted for a new one, so one device cannot push out the others');
+    ``max_frames`` incomplete frames in all, ``max_per_device`` incomplete frames and
+    ``max_bytes_per_device`` bytes (default a quarter of ``max_bytes``) per device (past them the
+    device's own oldest is evicted, so one device cannot push out the others');
     ``max_frame_bytes`` refuses a frame announcing more than that. ``timeout_s`` is how long an
     incomplete frame may wait for its missing chunks; call :meth:`expire` regularly (``add``
     also does). Memory is what was received, never what a chunk claims.
@@ -146,6 +147,7 @@ class Reassembler:
         max_frame_bytes: int = 32 * 1024 * 1024,
         max_frames: int = 4096,
         max_per_device: int = 8,
+        max_bytes_per_device: int | None = None,
         timeout_s: float = 120.0,
         remember_completed: int = 4096,
         clock: Callable[[], float] = time.monotonic,
@@ -154,10 +156,14 @@ class Reassembler:
         self.max_frame_bytes = max_frame_bytes
         self.max_frames = max_frames
         self.max_per_device = max_per_device
+        self.max_bytes_per_device = (
+            max_bytes // 4 if max_bytes_per_device is None else max_bytes_per_device
+        )
         self.timeout_s = timeout_s
         self._clock = clock
         self._partials: OrderedDict[Key, _Partial] = OrderedDict()
         self._per_device: dict[str, int] = {}
+        self._device_bytes: dict[str, int] = {}
         self._completed: OrderedDict[Key, None] = OrderedDict()
         self._remember = remember_completed
         self.stats = ReassemblyStats()
@@ -208,6 +214,11 @@ class Reassembler:
                     f"{device_id} {chunk.session}-{chunk.seq} chunk {chunk.index} overlaps another",
                 )
         data = chunk.data
+        while self._device_bytes.get(device_id, 0) + len(data) > self.max_bytes_per_device:
+            oldest = next(k for k in self._partials if k[0] == device_id)
+            self._evict(oldest, "device")
+            if oldest == key:
+                return None  # this frame alone is larger than the device's share: given up
         while self._partials and self.stats.pending_bytes + len(data) > self.max_bytes:
             oldest = next(iter(self._partials))
             self._evict(oldest, "memory")
@@ -216,6 +227,7 @@ class Reassembler:
         partial.pieces[chunk.index] = (chunk.offset, data)
         partial.received_bytes += len(data)
         self.stats.pending_bytes += len(data)
+        self._device_bytes[device_id] = self._device_bytes.get(device_id, 0) + len(data)
         if chunk.index == 0:
             partial.header = chunk.header
         if len(partial.pieces) < partial.count:
@@ -293,6 +305,11 @@ class Reassembler:
             self._per_device[key[0]] = left
         else:
             del self._per_device[key[0]]
+        held = self._device_bytes.get(key[0], 0) - partial.received_bytes
+        if held > 0:
+            self._device_bytes[key[0]] = held
+        else:
+            self._device_bytes.pop(key[0], None)
 
     def expire(self) -> list[Key]:
         """Give up on frames incomplete for longer than ``timeout_s``; return their keys."""

@@ -47,6 +47,29 @@ def decode(topic: str, payload: BinaryIO, root: str) -> None:
     click.echo(json.dumps(out, indent=2))
 
 
+# Wide enough for `camfleet/v1/<a 20-character device id>/telemetry`: the columns after it line up
+# for every topic but the longest.
+TOPIC_WIDTH = 44
+
+
+def summary(seen: Counter[str], as_json: bool) -> str:
+    """The closing line: how many messages, how many decoded, which errors."""
+    ok = seen.get("ok", 0)
+    errors = {k: n for k, n in sorted(seen.items()) if k != "ok"}
+    if as_json:
+        return json.dumps({"messages": sum(seen.values()), "decoded": ok, "errors": errors})
+    total = sum(seen.values())
+    line = f"# {total} message{'s' if total != 1 else ''}: {ok} decoded"
+    if errors:
+        n = sum(errors.values())
+        line += (
+            f", {n} error{'s' if n != 1 else ''} ("
+            + ", ".join(f"{count} {reason}" for reason, count in errors.items())
+            + ")"
+        )
+    return line
+
+
 @proto.command()
 @click.option("--broker", default="mqtt://127.0.0.1:1883", show_default=True, help="Broker URL.")
 @click.option("--device", default=None, help="Only this device (default: every device).")
@@ -68,11 +91,17 @@ def watch(
     except (ValueError, ContractError) as exc:
         raise UserError(str(exc)) from None
     if device is None:
-        filters += [topics.controller_state_topic(root), f"{root}/v1/_group/+/cmd"]
+        # `+/state` already matches `_controller/state`: a second filter for it would make the
+        # broker deliver the controller's retained presence twice.
+        if topics.Kind.STATE not in wanted:
+            filters.append(topics.controller_state_topic(root))
+        filters.append(f"{root}/v1/_group/+/cmd")
     seen: Counter[str] = Counter()
     done = threading.Event()
 
     def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if done.is_set():  # --count reached: what arrives before the disconnect is not shown
+            return
         try:
             _, decoded = codec.decode_message(msg.topic, msg.payload, root)
             body: dict[str, object] = {"message": to_dict(decoded.message)}
@@ -83,8 +112,10 @@ def watch(
         if as_json:
             click.echo(json.dumps({"topic": msg.topic, "retained": bool(msg.retain), **body}))
         else:
-            flag = " (retained)" if msg.retain else ""
-            click.echo(f"{msg.topic}{flag} {json.dumps(body, separators=(',', ':'))}")
+            flag = "retained" if msg.retain else ""
+            click.echo(
+                f"{msg.topic:<{TOPIC_WIDTH}} {flag:<8} {json.dumps(body, separators=(',', ':'))}"
+            )
         if count and sum(seen.values()) >= count:
             done.set()
 
@@ -107,6 +138,5 @@ def watch(
     finally:
         client.disconnect()
         client.loop_stop()
-        if not as_json:
-            click.echo(f"# {dict(seen)}", err=True)
+        click.echo(summary(seen, as_json), err=True)
     sys.exit(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for nodeid in _skipped:
             print(f"  {nodeid}")
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_user_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`camfleet controller run` saves its API token in the user's config directory, an edge
+    agent without agent.state_dir keeps its state in the user's state directory: tests (and the
+    processes they start) get their own, never the developer's ~/.config or ~/.local/state."""
+    names = ("XDG_CONFIG_HOME", "XDG_STATE_HOME")
+    old = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
+    yield
+    for name, value in old.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

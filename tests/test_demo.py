@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -45,3 +46,65 @@ def test_demo_stores_frames_from_every_kind_of_device_and_runs_a_queued_command(
     devices = {p.name for p in frames.iterdir()}
     assert {"demo-cam-0", "demo-esp32-0", "demo-esp32-1"} <= devices
     assert all(p.read_bytes()[:2] == b"\xff\xd8" for p in frames.rglob("*.jpg"))
+    # The status table: a header in words, then rows whose numbers end under their headings.
+    from camfleet.demo import STATUS_HEADER
+
+    lines = out.splitlines()
+    assert "{" not in out and "'" not in out  # no Python dict anywhere
+    rows = lines[lines.index(STATUS_HEADER) + 1 : lines.index("stopping ...")]
+    assert rows
+    header_ends = [m.end() for m in re.finditer(r"\S+(?: stored)?", STATUS_HEADER)][:7]
+    for row in rows:
+        cell_ends = [m.end() for m in re.finditer(r"\S+", row)][:7]
+        assert cell_ends == header_ends, (STATUS_HEADER, row)
+
+
+@pytest.mark.slow
+def test_demo_json_prints_one_object_a_line_on_stdout(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "camfleet", "demo", "--json", "--duration", "6"),
+            *("--cameras", "1", "--esp32", "0", "--http", "127.0.0.1:0"),
+            *("--data", str(tmp_path / "demo")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[-1]["done"]["frames_stored"] >= 1
+    assert len(records) >= 2 and all("elapsed_s" in r for r in records[:-1])
+    assert all(r["devices"] <= 1 and set(r["states"]) <= {"online"} for r in records[:-1])
+    assert "controller  http://127.0.0.1:" in result.stderr
+
+
+@pytest.mark.slow
+def test_secure_demo_runs_on_the_prod_profile_with_enrolled_devices(tmp_path: Path) -> None:
+    """--secure: TLS, no anonymous clients, each device its own identity and key. Frames from
+    every kind of device are stored and receipted (the receipts are signed: nodes keep no
+    spooled frame), the queued command runs, nothing is refused."""
+    import sqlite3
+
+    demo = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "camfleet", "demo", "--secure", "--duration", "10",
+         "--cameras", "1", "--esp32", "2", "--http", "127.0.0.1:0", "--data", str(demo)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert re.search(r"mqtts://127\.0\.0\.1:\d+ for devices \(prod profile", out), out
+    assert re.search(r"capture command c\w+ for sleeping node demo-esp32-0: done", out), out
+    db = sqlite3.connect(demo / "controller" / "registry.sqlite3")
+    stored = dict(db.execute("SELECT device_id, COUNT(*) FROM frames GROUP BY device_id"))
+    assert {"demo-cam-0", "demo-esp32-0", "demo-esp32-1"} <= set(stored), stored
+    refused = db.execute("SELECT COUNT(*) FROM events WHERE type = 'signature_refused'")
+    assert refused.fetchone() == (0,)
+    keys = {row[0] for row in db.execute("SELECT device_id FROM ota_device_keys")}
+    assert keys == {"demo-cam-0", "demo-esp32-0", "demo-esp32-1"}
+    for node in ("demo-esp32-0", "demo-esp32-1"):
+        assert not list((demo / "esp32" / node / "fs" / "spool").glob("*.f")), node
+    conf = (demo / "broker-prod" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf

@@ -47,6 +47,8 @@ def test_wheel_ships_every_package_and_the_node_files_the_simulator_runs(wheel: 
         "camfleet/proto/v1/frame_pb2.py",
         "camfleet/proto/camfleet/v1/frame.proto",
         "camfleet/broker_config/dev.conf",
+        "camfleet/broker_config/common.conf",
+        "camfleet/broker_config/prod.conf",
         "camfleet/controller/service.py",
         "camfleet/edge/agent.py",
         "camfleet/esp32_node/firmware/partitions.csv",
@@ -109,3 +111,34 @@ def test_wheel_installs_in_a_clean_venv_and_every_subcommand_starts(
         cwd=elsewhere,
     ).stdout.split()
     assert probe[0].startswith(str(env_dir)) and probe[1] == "3"
+
+
+def test_every_package_data_glob_in_setup_py_matches_a_file() -> None:
+    import ast
+
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    areas = next(
+        ast.literal_eval(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "AREAS"
+    )
+    package_data = next(
+        ast.literal_eval(k.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        for k in n.keywords
+        if k.arg == "package_data"
+    )
+
+    def folder(package: str) -> Path:
+        # a sub-package (camfleet.controller.web) lives under its area's folder
+        area = max((a for a in areas if package == a or package.startswith(a + ".")), key=len)
+        return ROOT / areas[area] / package[len(area) :].lstrip(".").replace(".", "/")
+
+    empty = [
+        (package, pattern)
+        for package, patterns in package_data.items()
+        for pattern in patterns
+        if not list(folder(package).glob(pattern))
+    ]
+    assert not empty, f"package_data globs that match nothing: {empty}"

@@ -12,6 +12,9 @@ Which leaks it catches (each one a violation, so the test fails):
   thread, socket or file per message or per wake (fds and threads must stay flat: bench/soak's
   FD_ALLOWANCE / THREAD_ALLOWANCE);
 - RSS growth beyond bench/soak.RSS_ALLOWANCE_MB over the measured part of the run;
+- broker heap growth per wake beyond bench/soak.BROKER_HEAP_ALLOWANCE (nodes that SUBSCRIBE
+  again on every wake grew mosquitto's heap ~230 B a wake; with that put back in the node this
+  test fails);
 - a registry table other than frames above the bound its settings allow (telemetry, events,
   finished commands);
 - any frame lost, stored twice, without its file or with a wrong SHA-256 (exactly once).

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
+from fastapi_offline import FastAPIOffline
 
 from camfleet import __version__
-from camfleet.controller.api import commands, devices, frames, schedules
+from camfleet.controller.api import commands, dashboard, devices, frames, ota, schedules, users
 from camfleet.controller.api.deps import ctl
 
 if TYPE_CHECKING:
@@ -16,15 +17,24 @@ if TYPE_CHECKING:
 
 
 def create_app(controller: Controller) -> FastAPI:
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc with their scripts served by the controller itself, from
+    # the fastapi-offline package: a fleet's controller often has no internet, and FastAPI's own
+    # pages load theirs from a CDN (a blank page offline).
+    app = FastAPIOffline(
         title="camfleet controller",
         version=__version__,
         description="Fleet registry, frames, commands, desired config and schedules. "
-        "Write endpoints need `Authorization: Bearer <token>`.",
+        "Writes need `Authorization: Bearer <token>` (the bearerAuth scheme) of a user whose "
+        "role allows them: each route's `x-camfleet-role` (operator or admin); reads are open.",
+        static_url="/docs-assets",
+        favicon_url="data:,",
     )
     app.state.controller = controller
-    for module in (devices, frames, commands, schedules):
+    for module in (devices, frames, commands, schedules, ota, users, dashboard):
         app.include_router(module.router)
+    from camfleet.controller.web import routes as web
+
+    web.mount(app)  # the dashboard at /
 
     @app.get("/health", tags=["ops"])
     def health(request: Request) -> Any:

@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from camfleet.controller import registry
-from camfleet.controller.api.deps import bad_request, ctl, device_id_or_404, page, require_token
+from camfleet.controller.api.deps import (
+    BAD_DEVICE_ID,
+    BAD_GROUP,
+    bad_request,
+    ctl,
+    device_id_or_404,
+    group_or_404,
+    not_found,
+    page,
+    write,
+)
 from camfleet.controller.commands import config_from_json
 from camfleet.controller.desired import validate_config
 from camfleet.errors import UserError
@@ -35,7 +45,7 @@ def list_devices(request: Request, state: str | None = None, group: str | None =
     return page(items)
 
 
-@router.get("/devices/{device_id}")
+@router.get("/devices/{device_id}", responses=not_found("device"))
 def device_detail(request: Request, device_id: str) -> Any:
     c = ctl(request)
     device_id_or_404(device_id)
@@ -64,7 +74,7 @@ class DevicePatch(BaseModel):
     tags: dict[str, str] | None = Field(default=None, description="Replace the device's tags.")
 
 
-@router.patch("/devices/{device_id}", dependencies=[Depends(require_token)])
+@router.patch("/devices/{device_id}", **write(BAD_DEVICE_ID))
 def patch_device(request: Request, device_id: str, body: DevicePatch) -> Any:
     c = ctl(request)
     device_id_or_404(device_id)
@@ -82,7 +92,7 @@ def patch_device(request: Request, device_id: str, body: DevicePatch) -> Any:
     return device_detail(request, device_id)
 
 
-@router.get("/devices/{device_id}/telemetry")
+@router.get("/devices/{device_id}/telemetry", responses=BAD_DEVICE_ID)
 def telemetry(request: Request, device_id: str, limit: int = 100) -> Any:
     device_id_or_404(device_id)
     with ctl(request).db.read() as tx:
@@ -94,7 +104,7 @@ def telemetry(request: Request, device_id: str, limit: int = 100) -> Any:
     return page([{"received_ms": r["received_ms"], **json.loads(r["data"])} for r in rows])
 
 
-@router.get("/devices/{device_id}/events")
+@router.get("/devices/{device_id}/events", responses=BAD_DEVICE_ID)
 def events(request: Request, device_id: str, limit: int = 100, type: str | None = None) -> Any:
     device_id_or_404(device_id)
     sql = "SELECT * FROM events WHERE device_id = ?"
@@ -125,7 +135,7 @@ def _set_config(request: Request, scope: str, name: str, body: ConfigBody) -> No
     ctl(request).desired.set_layer(scope, name, cfg, merge=not body.replace)
 
 
-@router.get("/devices/{device_id}/config")
+@router.get("/devices/{device_id}/config", responses=BAD_DEVICE_ID)
 def get_device_config(request: Request, device_id: str) -> Any:
     """Desired (merged) config with version, the device's overrides, reported version, drift."""
     device_id_or_404(device_id)
@@ -134,28 +144,26 @@ def get_device_config(request: Request, device_id: str) -> Any:
         return c.desired.status(tx, device_id)
 
 
-@router.put("/devices/{device_id}/config", dependencies=[Depends(require_token)])
+@router.put("/devices/{device_id}/config", **write(BAD_DEVICE_ID))
 def put_device_config(request: Request, device_id: str, body: ConfigBody) -> Any:
     device_id_or_404(device_id)
     _set_config(request, "device", device_id, body)
     return get_device_config(request, device_id)
 
 
-@router.get("/groups/{group}/config")
+@router.get("/groups/{group}/config", responses=BAD_GROUP)
 def get_group_config(request: Request, group: str) -> Any:
     from camfleet.controller.desired import to_json
 
+    group_or_404(group)
     c = ctl(request)
     with c.db.read() as tx:
         return {"group": group, "config": to_json(c.desired.get_layer(tx, "group", group))}
 
 
-@router.put("/groups/{group}/config", dependencies=[Depends(require_token)])
+@router.put("/groups/{group}/config", **write(BAD_GROUP))
 def put_group_config(request: Request, group: str, body: ConfigBody) -> Any:
-    try:
-        validate_group(group)
-    except ValueError as exc:
-        raise bad_request(exc) from None
+    group_or_404(group)
     _set_config(request, "group", group, body)
     return get_group_config(request, group)
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
-from camfleet.controller.api.deps import ctl, device_id_or_404, page
+from camfleet.controller.api.deps import ErrorBody, ctl, device_id_or_404, not_found, page
 from camfleet.controller.frames import index as frames_index
 
 _UINT32 = 2**32 - 1
@@ -56,13 +56,21 @@ def _row(request: Request, device_id: str, frame_id: str) -> dict[str, Any]:
     return row
 
 
-@router.get("/frames/{device_id}/{frame_id}")
+@router.get("/frames/{device_id}/{frame_id}", responses=not_found("frame"))
 def frame_meta(request: Request, device_id: str, frame_id: str) -> Any:
     """Metadata of a frame (``latest`` for the newest)."""
     return frames_index.to_json(_row(request, device_id, frame_id))
 
 
-@router.get("/frames/{device_id}/{frame_id}/image", response_class=Response)
+@router.get(
+    "/frames/{device_id}/{frame_id}/image",
+    response_class=Response,
+    responses={
+        **not_found("frame"),
+        200: {"content": {"image/jpeg": {}}, "description": "The image bytes."},
+        410: {"model": ErrorBody, "description": "The frame's file is gone from the store."},
+    },
+)
 def frame_image(request: Request, device_id: str, frame_id: str) -> Any:
     """The image bytes (``latest`` for the newest)."""
     row = _row(request, device_id, frame_id)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from camfleet.controller.api.deps import bad_request, ctl, page, require_token
+from camfleet.controller.api.deps import WRITE, bad_request, ctl, not_found, page, write
 from camfleet.errors import UserError
 from camfleet.proto.errors import ContractError
 
@@ -32,7 +32,7 @@ def list_schedules(request: Request) -> Any:
     return page(ctl(request).scheduler.list_all())
 
 
-@router.post("/schedules", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/schedules", status_code=201, **WRITE)
 def create_schedule(request: Request, body: ScheduleBody) -> Any:
     try:
         return ctl(request).scheduler.create(
@@ -42,7 +42,7 @@ def create_schedule(request: Request, body: ScheduleBody) -> Any:
         raise bad_request(exc) from None
 
 
-@router.get("/schedules/{schedule_id}")
+@router.get("/schedules/{schedule_id}", responses=not_found("schedule"))
 def get_schedule(request: Request, schedule_id: str) -> Any:
     try:
         return ctl(request).scheduler.get(schedule_id)
@@ -50,7 +50,7 @@ def get_schedule(request: Request, schedule_id: str) -> Any:
         raise HTTPException(404, f"no schedule {schedule_id!r}") from None
 
 
-@router.patch("/schedules/{schedule_id}", dependencies=[Depends(require_token)])
+@router.patch("/schedules/{schedule_id}", **write(not_found("schedule")))
 def patch_schedule(request: Request, schedule_id: str, body: SchedulePatch) -> Any:
     try:
         return ctl(request).scheduler.set_enabled(schedule_id, body.enabled)
@@ -58,7 +58,7 @@ def patch_schedule(request: Request, schedule_id: str, body: SchedulePatch) -> A
         raise HTTPException(404, f"no schedule {schedule_id!r}") from None
 
 
-@router.delete("/schedules/{schedule_id}", status_code=204, dependencies=[Depends(require_token)])
+@router.delete("/schedules/{schedule_id}", status_code=204, **write(not_found("schedule")))
 def delete_schedule(request: Request, schedule_id: str) -> None:
     if not ctl(request).scheduler.delete(schedule_id):
         raise HTTPException(404, f"no schedule {schedule_id!r}")

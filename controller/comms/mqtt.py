@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import ssl
 import struct
@@ -36,6 +37,10 @@ from camfleet.proto.v1 import state_pb2
 log = logging.getLogger("camfleet.controller.mqtt")
 
 OnMessage = Callable[[str, bytes, int, int, bool, Callable[[int, int], object]], None]
+
+
+# paho doubles its wait between connection attempts from the first to the second.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 5
 
 
 class MqttChannel:
@@ -61,6 +66,11 @@ class MqttChannel:
         self.started_ms = int(time.time() * 1000)
         self._on_message = on_message
         self.on_connected: list[Callable[[], None]] = []
+        #: Filters outside ``{root}/v1/`` (integrations: Home Assistant's button) -> handler
+        #: (topic, payload), called in the network thread; set before ``start``. Subscribed as
+        #: shared subscriptions when ``share_group`` is set.
+        self.extra_subscriptions: dict[str, Callable[[str, bytes], None]] = {}
+        self._device_prefix = f"{root}/v1/"
         self.connected = threading.Event()
         # (MessageInfo, callback) pairs waiting for the broker's PUBACK. Polled by a small
         # thread rather than paho's on_publish: paho calls on_publish holding its own locks, and
@@ -94,7 +104,12 @@ class MqttChannel:
         # Unlimited outgoing window: a receipt must never queue behind it while the PUBACK that
         # follows it goes out first (see Writer._process).
         self.client.max_inflight_messages_set(0)
-        self.client.reconnect_delay_set(1, 5)
+        self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        #: Failed connection attempts since the last success, and when the last one failed: the
+        #: log names each attempt and the wait since the one before (paho's backoff, which it
+        #: does not expose).
+        self.failed_attempts = 0
+        self._last_failure = 0.0
         self.client.will_set(
             topics.controller_state_topic(root),
             self._presence(state_pb2.PRESENCE_OFFLINE),
@@ -104,6 +119,7 @@ class MqttChannel:
         self._acker = Acker(self.client)
         self._subscribe_mid: int | None = None
         self.client.on_connect = self._connected
+        self.client.on_connect_fail = self._connect_failed
         self.client.on_subscribe = self._subscribed
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
@@ -150,12 +166,41 @@ class MqttChannel:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def _connect_failed(self, client: mqtt.Client, userdata: object) -> None:
+        """paho could not open a connection (refused, no route, DNS): say so on every attempt."""
+        now = time.monotonic()
+        self.failed_attempts += 1
+        since = (
+            f", {now - self._last_failure:.0f} s after attempt {self.failed_attempts - 1}"
+            if self.failed_attempts > 1
+            else ""
+        )
+        self._last_failure = now
+        log.warning(
+            "cannot reach the broker at %s (attempt %d failed%s); retrying with a backoff of "
+            "%d to %d s",
+            self.url,
+            self.failed_attempts,
+            since,
+            RECONNECT_MIN_S,
+            RECONNECT_MAX_S,
+        )
+
     def _connected(self, client: mqtt.Client, userdata: object, flags, rc, props=None) -> None:  # type: ignore[no-untyped-def]
         if rc.is_failure:
             log.error("broker refused the connection: %s", rc)
             return
+        if self.failed_attempts:
+            log.warning(
+                "reached the broker at %s after %d failed attempts", self.url, self.failed_attempts
+            )
+        self.failed_attempts = 0
         log.info("connected to %s (session present: %s)", self.url, flags.session_present)
         filters = topics.controller_filters(self.root, self.share_group)
+        # Shared like frames: with several controllers, one of them handles each message (one
+        # Home Assistant button press is one capture command, not one per controller).
+        share = f"$share/{self.share_group}/" if self.share_group else ""
+        filters += [share + f for f in self.extra_subscriptions]
         _, self._subscribe_mid = client.subscribe([(f, 1) for f in filters])
 
     def _subscribed(
@@ -196,6 +241,13 @@ class MqttChannel:
             log.warning("disconnected from %s (%s); reconnecting", self.url, rc)
 
     def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self.extra_subscriptions and not msg.topic.startswith(self._device_prefix):
+            for pattern, handler in self.extra_subscriptions.items():
+                if mqtt.topic_matches_sub(pattern, msg.topic):
+                    _safe(functools.partial(handler, msg.topic, bytes(msg.payload)))()
+                    if msg.qos:
+                        self._acker(msg.mid, msg.qos)
+                    return
         self._on_message(
             msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain), self._acker
         )

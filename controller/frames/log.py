@@ -32,6 +32,8 @@ import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from camfleet.atomic import sync_dir
+
 MAGIC = b"CFR1"
 _HEADER = struct.Struct(">4sIHI")
 _SUFFIX = ".seg"
@@ -57,7 +59,7 @@ class FrameLog:
         self.dir.mkdir()
         self._lock = os.open(self.dir / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _fsync_dir(self.base)
+        sync_dir(self.base)
         self.segment_bytes = segment_bytes
         #: The segment being appended to; every lower number is sealed.
         self.current = 1
@@ -95,8 +97,9 @@ class FrameLog:
             buffers.append(_HEADER.pack(MAGIC, self.current, 0, pad - _HEADER.size))
             total += pad
         if self._size + total > self._allocated:  # a batch larger than what is left
-            self._allocated = max(self._allocated * 2, self._size + total)
-            os.posix_fallocate(self._fd, 0, self._allocated)
+            want = max(self._allocated * 2, self._size + total)
+            os.posix_fallocate(self._fd, 0, want)
+            self._allocated = want
         if self._direct:
             self._pwrite_direct(buffers, total)
         else:
@@ -148,10 +151,11 @@ class FrameLog:
             self._fd = os.open(self.path(self.current), flags, 0o644)
             self._direct = False
         self._size = 0
+        self._allocated = 0  # until fallocate succeeds (ENOSPC): the next append allocates
+        os.posix_fallocate(self._fd, 0, self.segment_bytes)
         self._allocated = self.segment_bytes
-        os.posix_fallocate(self._fd, 0, self._allocated)
         os.fsync(self._fd)
-        _fsync_dir(self.dir)  # the new segment's name must survive a crash too
+        sync_dir(self.dir)  # the new segment's name must survive a crash too
 
     def delete(self, segment: int) -> None:
         """Remove a sealed segment whose files are all durable."""
@@ -263,11 +267,3 @@ def _pwritev_all(fd: int, buffers: list[bytes], offset: int) -> None:
             else:
                 views[i] = views[i][written:]
                 written = 0
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from camfleet.atomic import sync_dir
 from camfleet.controller.frames.log import FrameLog, abandoned, read_at, read_segment
+from camfleet.controller.ratelog import RateLimitedLog
 
 log = logging.getLogger("camfleet.controller.frames.store")
 
@@ -131,6 +133,7 @@ class LocalFrameStore(FrameStore):
         self.max_pending_bytes = max_pending_bytes
         self._pool = ThreadPoolExecutor(threads, "camfleet-files") if threads > 1 else None
         self._syncfs = _load_syncfs()
+        self._ratelog = RateLimitedLog(log)  # a full disk fails every retry: not a line each
         self._known_dirs: set[str] = set()
         self._cond = threading.Condition()
         #: Put down by the last put_batch, not yet committed.
@@ -214,7 +217,10 @@ class LocalFrameStore(FrameStore):
             try:
                 self._write_files(self._read_records(batch))
             except Exception:
-                log.exception("writing %d frame files failed; retrying", len(batch))
+                self._ratelog(
+                    "files", logging.ERROR, "writing %d frame files failed; retrying",
+                    len(batch), exc=True,
+                )  # fmt: skip
                 with self._cond:
                     self._queue.extendleft(reversed(batch))
                     self._busy = 0
@@ -413,11 +419,7 @@ class LocalFrameStore(FrameStore):
             finally:
                 os.close(fd)
         for d in dirs:  # fallback: the files are fsynced; make their renames durable too
-            fd = os.open(d, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_dir(d)
 
     def get(self, key: str) -> bytes:
         with self._cond:

@@ -22,9 +22,10 @@ from typing import Any
 from camfleet.controller import registry
 from camfleet.controller.frames import index as frames_index
 from camfleet.controller.frames.store import FrameStore, frame_key, incarnation_tag
-from camfleet.controller.ingest.diskspace import DiskGuard, RateLimitedLog, is_out_of_space
+from camfleet.controller.ingest.diskspace import DiskGuard, is_out_of_space
 from camfleet.controller.ingest.jobs import AfterCommit, Delivery, Job
 from camfleet.controller.metrics import Metrics, StageClock, thread_cpu_seconds
+from camfleet.controller.ratelog import RateLimitedLog
 from camfleet.controller.storage.database import Database, Tx
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import frame_pb2

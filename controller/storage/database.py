@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 Row = dict[str, Any]
+
+# A quoted literal or identifier, a comment, a placeholder, or a percent sign, in that order.
+_TOKENS = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|\?|%""", re.S)
+
+
+@functools.lru_cache(maxsize=1024)
+def format_style(sql: str) -> str:
+    """Queries are written with ``?`` (SQLite's style); psycopg wants ``%s``.
+
+    Only a ``?`` outside string literals, quoted identifiers and comments is a placeholder, and
+    psycopg reads every ``%`` of the text (literals included) as the start of one, so a literal
+    ``%`` becomes ``%%``. Cached: the queries are a fixed set of constants.
+    """
+
+    def swap(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token == "?":
+            return "%s"
+        return token.replace("%", "%%")
+
+    return _TOKENS.sub(swap, sql)
 
 
 class Tx:
@@ -18,7 +41,7 @@ class Tx:
         self._placeholder = placeholder
 
     def _sql(self, sql: str) -> str:
-        return sql if self._placeholder == "?" else sql.replace("?", self._placeholder)
+        return sql if self._placeholder == "?" else format_style(sql)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         self._cur.execute(self._sql(sql), tuple(params))

@@ -180,6 +180,77 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "commands by device and status",
         ["CREATE INDEX commands_by_device_status ON commands (device_id, status)"],
     ),
+    (
+        "ota: artifacts, device keys, rollouts",
+        [
+            """CREATE TABLE ota_artifacts (
+                id {text} PRIMARY KEY,
+                sha256 {text} NOT NULL UNIQUE,
+                kind {text} NOT NULL,
+                version {text} NOT NULL,
+                project {text} NOT NULL DEFAULT '',
+                idf_version {text} NOT NULL DEFAULT '',
+                chip {text} NOT NULL DEFAULT '',
+                platform {text} NOT NULL,
+                size {bigint} NOT NULL,
+                filename {text} NOT NULL DEFAULT '',
+                created_ms {bigint} NOT NULL
+            )""",
+            """CREATE TABLE ota_device_keys (
+                device_id {text} PRIMARY KEY,
+                hmac_key {blob} NOT NULL,
+                updated_ms {bigint} NOT NULL
+            )""",
+            """CREATE TABLE ota_rollouts (
+                id {text} PRIMARY KEY,
+                artifact_id {text} NOT NULL,
+                version {text} NOT NULL,
+                target {text} NOT NULL,
+                options {text} NOT NULL,
+                state {text} NOT NULL,
+                phase {bigint} NOT NULL DEFAULT 0,
+                reason {text} NOT NULL DEFAULT '',
+                created_ms {bigint} NOT NULL,
+                updated_ms {bigint} NOT NULL
+            )""",
+            """CREATE TABLE ota_rollout_devices (
+                rollout_id {text} NOT NULL,
+                device_id {text} NOT NULL,
+                phase {bigint} NOT NULL,
+                status {text} NOT NULL,
+                from_version {text} NOT NULL DEFAULT '',
+                attempts {bigint} NOT NULL DEFAULT 0,
+                command_id {text} NOT NULL DEFAULT '',
+                offered_ms {bigint} NOT NULL DEFAULT 0,
+                deadline_ms {bigint} NOT NULL DEFAULT 0,
+                blocks_done {bigint} NOT NULL DEFAULT 0,
+                blocks_total {bigint} NOT NULL DEFAULT 0,
+                detail {text} NOT NULL DEFAULT '',
+                updated_ms {bigint} NOT NULL,
+                PRIMARY KEY (rollout_id, device_id)
+            )""",
+            "CREATE INDEX ota_rollout_devices_by_device ON ota_rollout_devices (device_id)",
+            """CREATE TABLE ota_rollout_events (
+                rollout_id {text} NOT NULL,
+                device_id {text} NOT NULL,
+                ts_ms {bigint} NOT NULL,
+                step {text} NOT NULL,
+                detail {text} NOT NULL DEFAULT ''
+            )""",
+            "CREATE INDEX ota_rollout_events_by_rollout ON ota_rollout_events (rollout_id, ts_ms)",
+        ],
+    ),
+    (
+        "API users with roles (tokens hashed)",
+        [
+            """CREATE TABLE api_users (
+                name {text} PRIMARY KEY,
+                role {text} NOT NULL,
+                token_hash {text} NOT NULL UNIQUE,
+                created_ms {bigint} NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ import binascii
 import time
 
 import _hostflash as _flash
+import _signedapp
 
 WAKEUP_ALL_LOW = False
 WAKEUP_ANY_HIGH = True
@@ -333,6 +334,11 @@ class Partition:
         if self._label not in slots:
             raise _esp_err(0x102, "ESP_ERR_INVALID_ARG")
         if not self._image_valid():
+            raise _esp_err(0x1503, "ESP_ERR_OTA_VALIDATE_FAILED")
+        refused = _signedapp.check_update(self, Partition(Partition.RUNNING))
+        if refused:
+            # the signed-app step of the same verification; ESP-IDF logs why, returns the code
+            print("E secure_boot_v2: " + refused)
             raise _esp_err(0x1503, "ESP_ERR_OTA_VALIDATE_FAILED")
         data = _flash.read_json("otadata.json", None) or [[0, _flash.OTA_UNDEFINED]] * 2
         top = 0

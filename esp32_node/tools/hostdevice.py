@@ -74,18 +74,23 @@ class HostDevice:
         groups: tuple[str, ...] = (),
         root: str = "camfleet",
         extra_nvs: dict[str, int | bytes | str] | None = None,
+        factory_image: bytes | None = None,
     ) -> None:
         """Fresh flash: NVS settings, partition table, factory image in ota_0, camera JPEGs.
 
         ``config`` is an encoded DeviceConfig (the node's starting config, e.g. capture
-        defaults); ``jpegs`` either a list (any framesize) or {"WxH": [jpeg, ...]}.
+        defaults); ``jpegs`` either a list (any framesize) or {"WxH": [jpeg, ...]};
+        ``factory_image`` the app in ota_0 (default: an unsigned ``firmware_version`` image; a
+        signed one makes the emulated chip accept only updates signed with the same key).
         """
         if self.dir.exists():
             shutil.rmtree(self.dir)
         for sub in ("nvs", "flash", "fs", "camera"):
             (self.dir / sub).mkdir(parents=True)
         shutil.copy(NODE_DIR / "firmware" / "partitions.csv", self.dir / "partitions.csv")
-        (self.dir / "flash" / "ota_0.bin").write_bytes(make_app_image(firmware_version))
+        (self.dir / "flash" / "ota_0.bin").write_bytes(
+            factory_image or make_app_image(firmware_version)
+        )
         nvs: dict[str, int | bytes | str] = {
             "device_id": self.device_id,
             "wifi_ssid": "camfleet-lab",

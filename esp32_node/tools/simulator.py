@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from camfleet.controller.device_keys import registry_keys
 from camfleet.esp32_node.tools.hostdevice import HostDevice, WakeResult
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec
@@ -31,6 +33,18 @@ class WakeReport:
     ended: str
     sleep_ms: int
     wall_ms: int
+    #: Why the node stayed offline this wake (its own log line, e.g. "broker unreachable:
+    #: [Errno 111] ECONNREFUSED"), "" when it reached the broker.
+    offline: str = ""
+
+
+# The node's log lines (esp32_node/node.py) when a wake cannot get online.
+_OFFLINE = re.compile(r"^\[node [^\]]+\] \d+ ms: ((?:broker unreachable|wifi failed).*)$", re.M)
+
+
+def offline_reason(result: WakeResult) -> str:
+    found = _OFFLINE.search(result.output)
+    return found.group(1) if found else ""
 
 
 def scene_jpegs(seed: int, count: int = 3, size: tuple[int, int] = (640, 480)) -> list[bytes]:
@@ -68,9 +82,15 @@ class Fleet:
         interval_s: int = 300,
         time_scale: float = 0.01,
         max_payload: int = 128 * 1024,
-        hmac_key: bytes = b"camfleet-sim-device-key",
+        keys_in: Path | None = None,
+        enrol: Callable[[str], dict[str, int | bytes | str]] | None = None,
         fresh: bool = True,
     ) -> None:
+        """``keys_in``: a controller's data directory; each node gets its own key in its registry
+        (as ``camfleet device add`` does) and then acts only on what that controller signs.
+        Without it the nodes have no key and check nothing (a development fleet).
+        ``enrol(device_id)``: NVS settings of the node's own enrolment (identity, TLS, key),
+        written over the shared ones (camfleet.enrol, for a prod broker)."""
         self.broker = broker
         self.time_scale = time_scale
         self.stop_event = threading.Event()
@@ -82,16 +102,25 @@ class Fleet:
             extra["mqtt_user"] = broker.username
         if broker.password:
             extra["mqtt_pass"] = broker.password
-        for i, dev in enumerate(self.devices):
-            if fresh or not (dev.dir / "nvs").exists():
-                dev.provision(
-                    broker_host=broker.host,
-                    broker_port=broker.port,
-                    jpegs=scene_jpegs(i),
-                    hmac_key=hmac_key,
-                    config=node_config(interval_s, max_payload),
-                    extra_nvs=extra,
-                )
+        fresh_devices = [
+            (i, dev)
+            for i, dev in enumerate(self.devices)
+            if fresh or not (dev.dir / "nvs").exists()
+        ]
+        hmac_keys: dict[str, bytes] = {}
+        if keys_in is not None:
+            with registry_keys(keys_in) as keys:
+                hmac_keys = {dev.device_id: keys.create(dev.device_id) for _, dev in fresh_devices}
+        for i, dev in fresh_devices:
+            own = enrol(dev.device_id) if enrol is not None else {}
+            dev.provision(
+                broker_host=broker.host,
+                broker_port=broker.port,
+                jpegs=scene_jpegs(i),
+                hmac_key=hmac_keys.get(dev.device_id, b""),
+                config=node_config(interval_s, max_payload),
+                extra_nvs={**extra, **own},
+            )
 
     def run(self, on_wake: Callable[[WakeReport], None], max_wakes: int = 0) -> None:
         """Run every node until stop() (or each has woken ``max_wakes`` times)."""
@@ -123,7 +152,11 @@ class Fleet:
                 raise
             n += 1
             wall = int((time.monotonic() - started) * 1000)
-            on_wake(WakeReport(dev.device_id, n, result.ended, result.sleep_ms, wall))
+            on_wake(
+                WakeReport(
+                    dev.device_id, n, result.ended, result.sleep_ms, wall, offline_reason(result)
+                )
+            )
             if self.stop_event.is_set():
                 return
             self.stop_event.wait(result.sleep_ms / 1000 * self.time_scale)

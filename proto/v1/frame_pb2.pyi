@@ -89,7 +89,11 @@ class Frame(_message.Message):
     data: _builtins.bytes
     """the image"""
     uptime_ms: _builtins.int
-    """device uptime at capture, for devices without a clock"""
+    """Milliseconds since the device booted, at capture: the time reference of a device without a
+    wall clock. Same meaning as Telemetry.uptime_ms and Event.uptime_ms: a Linux agent sends the
+    machine's uptime (/proc/uptime, not the agent process's); an ESP32, which boots at every
+    wake, the time since this wake began.
+    """
     incarnation: _builtins.bytes
     """random id (8 bytes) chosen when the device's state was created"""
     @_builtins.property
@@ -233,7 +237,12 @@ class Receipt(_message.Message):
 
     STORED_FIELD_NUMBER: _builtins.int
     TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
+    HMAC_FIELD_NUMBER: _builtins.int
     timestamp_ms: _builtins.int
+    hmac: _builtins.bytes
+    """HMAC-SHA256 with the device's key; see docs/protocol.md "Signed messages". Keep it the
+    highest field number: the signed bytes are everything the encoding puts before it.
+    """
     @_builtins.property
     def stored(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeqRange]: ...
     def __init__(
@@ -241,10 +250,11 @@ class Receipt(_message.Message):
         *,
         stored: _abc.Iterable[Global___SeqRange] | None = ...,
         timestamp_ms: _builtins.int = ...,
+        hmac: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["stored", b"stored", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hmac", b"hmac", "stored", b"stored", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -90,6 +90,9 @@ class Telemetry(_message.Message):
     timestamp_ms: _builtins.int
     session: _builtins.int
     uptime_ms: _builtins.int
+    """Milliseconds since the device booted, as in Frame.uptime_ms: a Linux machine's uptime
+    (/proc/uptime); an ESP32's time since this wake began (it boots at every wake).
+    """
     wake_cause: _common_pb2.WakeCause.ValueType
     battery_mv: _builtins.int
     battery_pct: _builtins.float
@@ -280,6 +283,7 @@ class Event(_message.Message):
     severity: Global___Severity.ValueType
     message: _builtins.str
     uptime_ms: _builtins.int
+    """since the device booted, as in Frame.uptime_ms"""
     @_builtins.property
     def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property

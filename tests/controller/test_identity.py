@@ -228,3 +228,28 @@ def test_frames_of_old_registry_rows_keep_working(controllers, devices, tmp_path
     dev.publish_frame(frames[0])
     assert waiter.wait_for(lambda: ctl.metrics.total("frames_duplicate_total") == 1, 20)
     assert {r["incarnation"] for r in frame_rows(tmp_path / "data", dev.device_id)} == {""}
+
+
+def test_retention_deletes_exactly_the_frames_it_chose(controllers, mosquitto, tmp_path):  # type: ignore[no-untyped-def]
+    from camfleet.controller.config import RetentionPolicy
+
+    ctl = controllers(retention_default=RetentionPolicy(max_count=4), retention_interval_s=3600)
+    device_id = unique_id("retain")
+    old = SimDevice(mosquitto.host, mosquitto.port, device_id, incarnation=b"old-inc!")
+    new = SimDevice(mosquitto.host, mosquitto.port, device_id, incarnation=b"new-inc!")
+    new.frame_size = 3000  # other images
+    old.connect()
+    first = old.send_frames(3, captured_at_ms=1_700_000_000_000)
+    assert old.wait_receipted(timeout=20)
+    old.disconnect()
+    new.connect()
+    second = new.send_frames(3, captured_at_ms=1_700_000_100_000)
+    assert new.wait_receipted(timeout=20)
+    # Same (session, seq) in both incarnations; the two oldest frames of the six must go.
+    assert ctl.retention.run() == {"count": 2}
+    rows = frame_rows(tmp_path / "data", device_id)
+    kept = sorted(r["sha256"] for r in rows)
+    assert len(rows) == 4
+    assert first[0].sha256.hex() not in kept and second[0].sha256.hex() in kept
+    for r in rows:
+        assert ctl.store.get(r["store_key"])

@@ -321,9 +321,10 @@ def test_a_failing_frame_does_not_take_the_rest_of_its_batch_down(
     assert len(frame_rows(data, good.device_id)) == 2
     assert frame_rows(data, bad.device_id) == [] and bad.receipted == set()
     assert ctl.writer._thread.is_alive()  # still ingesting
-    # every delivery is acknowledged: the stored ones, and the failed ones without a receipt
-    # (held, they would block the broker's window for everyone; the device sends them again)
+    # every delivery is acknowledged, the failed ones too (held, they would fill the broker's
+    # window for every device): no receipt covers them, so their device keeps and re-sends them
     assert sum(pubacks) == 7
+    assert ctl.metrics.total("frames_refused_total") == 2
     assert ctl.metrics.total("frames_duplicate_total") == 2  # not stored twice in one batch
     assert ctl.metrics.total("frames_stored_total") == 3
     monkeypatch.setattr(frames_index, "insert", insert)

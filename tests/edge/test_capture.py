@@ -8,8 +8,14 @@ import io
 from PIL import Image
 
 from camfleet.edge.cameras.synthetic import SyntheticCamera
+from camfleet.edge.telemetry import system_uptime_ms
 from camfleet.proto.v1 import command_pb2, common_pb2, state_pb2
 from tests.edge.conftest import agent_config
+
+
+def proc_uptime_ms() -> int:
+    with open("/proc/uptime") as f:
+        return int(float(f.read().split()[0]) * 1000)
 
 
 def test_capture_command_produces_verified_frame(
@@ -32,6 +38,7 @@ def test_capture_command_produces_verified_frame(
     assert birth.platform == "synthetic" and birth.board == "test-board"
     assert birth.session >= 1 and "chunks" in birth.capabilities
 
+    before_ms = system_uptime_ms()
     rx.command(
         "c1",
         capture=command_pb2.CaptureNow(
@@ -44,6 +51,10 @@ def test_capture_command_produces_verified_frame(
     assert len(ack.capture_ids) == 1
     rx.wait_for(lambda g: len(g.frames) == 1, what="the frame")
     frame = next(iter(rx.got.frames.values()))
+    # uptime_ms is the machine's (as in Telemetry), not the agent process's.
+    assert before_ms <= frame.uptime_ms <= system_uptime_ms()
+    assert rx.got.telemetry[0].uptime_ms <= frame.uptime_ms
+    assert abs(frame.uptime_ms - proc_uptime_ms()) < 60_000
     # codec.decode already checked size and sha256; check them again explicitly.
     assert hashlib.sha256(frame.data).digest() == frame.sha256 and frame.size == len(frame.data)
     assert frame.capture_id == ack.capture_ids[0] and frame.command_id == "c1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,14 +30,34 @@ def test_example_config_loads_with_documented_defaults():
     assert (cfg.camera.settings.width, cfg.camera.settings.height) == (640, 480)
     assert cfg.spool.max_bytes == 512 * 1024**2 and cfg.spool.fsync
     assert cfg.broker.max_payload == 131072 and cfg.client_id == "camfleet-edge-garden-cam"
-    assert cfg.agent.state_dir == EXAMPLE.parent / "camfleet-state"
+    # It captures, and keeps its state out of the source tree (in the user's state directory).
+    assert cfg.schedule.interval_s > 0
+    assert cfg.agent.state_dir == Path(os.environ["XDG_STATE_HOME"], "camfleet/edge/garden-cam")
+    assert not cfg.agent.state_dir.is_relative_to(REPO)
 
 
 def test_minimal_config_fills_defaults(tmp_path):
     cfg = load_config(write(tmp_path, '[device]\nid = "a"\n'))
     assert cfg.camera.backend == "synthetic" and str(cfg.broker.url) == "mqtt://127.0.0.1:1883"
     assert cfg.schedule.interval_s == 0 and not cfg.schedule.cron
-    assert cfg.spool.dir == tmp_path / "camfleet-state" / "spool"
+    state = Path(os.environ["XDG_STATE_HOME"], "camfleet", "edge", "a")
+    assert cfg.agent.state_dir == state and cfg.spool.dir == state / "spool"
+
+
+def test_defaults_are_the_section_dataclasses_defaults(tmp_path):
+    from dataclasses import MISSING, fields
+
+    cfg = load_config(write(tmp_path, '[device]\nid = "a"\n'))
+    for section in ("device", "broker", "frames", "spool", "schedule", "agent"):
+        value = getattr(cfg, section)
+        for f in fields(value):
+            if f.default is not MISSING:
+                assert getattr(value, f.name) == f.default, (section, f.name)
+
+
+def test_a_relative_state_dir_is_relative_to_the_config_file(tmp_path):
+    cfg = load_config(write(tmp_path, '[device]\nid = "a"\n[agent]\nstate_dir = "st"\n'))
+    assert cfg.agent.state_dir == tmp_path / "st" and cfg.spool.dir == tmp_path / "st" / "spool"
 
 
 @pytest.mark.parametrize(
@@ -155,8 +176,8 @@ def test_cli_status_reads_the_spool_without_touching_it(tmp_path):
     from camfleet.edge.spool import Spool
     from camfleet.proto import codec
 
-    path = write(tmp_path, '[device]\nid = "a"\n')
-    spool = Spool(tmp_path / "camfleet-state" / "spool", max_frames=10, max_bytes=10**6)
+    path = write(tmp_path, '[device]\nid = "a"\n[agent]\nstate_dir = "state"\n')
+    spool = Spool(tmp_path / "state" / "spool", max_frames=10, max_bytes=10**6)
     for seq in (1, 2, 3):
         spool.put(codec.make_frame(b"jpeg", session=7, seq=seq))
     leftover = spool.directory / ".tmp-0000000007-0000000004.frame"

@@ -23,7 +23,7 @@ def test_every_session_restarting_seq_at_1_is_stored_and_receipted(
         cfg = config_pb2.DeviceConfig()
         cfg.sleep.awake_window_s = 30  # waits for receipts; leaves as soon as they are in
         cfg.camera.width, cfg.camera.height = 640, 480
-        cfg.sleep.ext0_pin, cfg.sleep.ext0_level = 13, 1  # a PIR on an RTC GPIO
+        cfg.sleep.ext0_pin = 13  # the PIR: its deep sleep arms ext0, so motion can wake it
         dev = make_device(mosquitto, config=codec.encode(cfg))
         assert dev.run_wake().ended == "deepsleep"  # power-on: one frame, session 1
         for _ in range(2):  # motion: a burst of three, seq 1..3, in sessions 2 and 3

@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 
 from camfleet.esp32_node.tools.hostdevice import MICROPYTHON, NODE_DIR
 from camfleet.proto import codec
-from camfleet.proto.receipts import make_receipt
+from camfleet.proto.receipts import make_receipt, make_receipts
 from camfleet.proto.v1 import command_pb2, common_pb2, config_pb2, ota_pb2
 
 MP_SCRIPT = Path(__file__).parents[1] / "mp" / "pb_roundtrip.py"
@@ -98,6 +98,7 @@ def test_controller_messages_decode_and_reencode_byte_for_byte(tmp_path):
         ("COMMAND", command_pb2.Command(id="c3", stay_awake=command_pb2.StayAwake(seconds=60))),
         ("COMMAND", command_pb2.Command(id="c4", reannounce=command_pb2.Reannounce())),
         ("RECEIPT", make_receipt([(3, 1), (3, 2), (3, 3), (4, 9)], timestamp_ms=123)),
+        ("RECEIPT", make_receipts({b"\x00inc-id\xff": [(3, 1), (3, 2)], b"": [(4, 9)]}, 5)[0]),
         (
             "OTA_BLOCK",
             ota_pb2.OtaBlock(
@@ -125,7 +126,11 @@ def test_controller_messages_decode_and_reencode_byte_for_byte(tmp_path):
         {"session": 3, "first_seq": 1, "last_seq": 3},
         {"session": 4, "first_seq": 9, "last_seq": 9},
     ]
-    assert results[6]["decoded"]["data"]["hex"] == "e9" * 4096
+    assert results[6]["decoded"]["stored"] == [
+        {"session": 4, "first_seq": 9, "last_seq": 9},
+        {"session": 3, "first_seq": 1, "last_seq": 2, "incarnation": {"hex": "00696e632d6964ff"}},
+    ]
+    assert results[7]["decoded"]["data"]["hex"] == "e9" * 4096
 
 
 def test_unknown_fields_are_skipped(tmp_path):

@@ -98,14 +98,14 @@ def test_incomplete_frame_expires_and_is_counted() -> None:
 
 
 def test_memory_is_bounded_by_evicting_the_oldest_incomplete_frame() -> None:
-    reassembler = Reassembler(max_bytes=5_000)
+    reassembler = Reassembler(max_bytes=5_000, max_bytes_per_device=5_000)  # the global bound
     first = split_frame(sample_frame(os.urandom(10_000), seq=1), 2048)
     second = split_frame(sample_frame(os.urandom(10_000), seq=2), 2048)
     third = split_frame(sample_frame(os.urandom(10_000), seq=3), 2048)
     reassembler.add("cam-1", wire(first[1]))
-    reassembler.add("cam-1", wire(second[1]))
-    reassembler.add("cam-1", wire(third[1]))  # 3 x ~1.9 KB received > 5 000: frame 1 goes
-    assert reassembler.pending() == [("cam-1", b"", 7, 2), ("cam-1", b"", 7, 3)]
+    reassembler.add("cam-2", wire(second[1]))
+    reassembler.add("cam-3", wire(third[1]))  # 3 x ~1.9 KB received > 5 000: frame 1 goes
+    assert reassembler.pending() == [("cam-2", b"", 7, 2), ("cam-3", b"", 7, 3)]
     assert reassembler.stats.evicted_memory == 1
     assert 0 < reassembler.stats.pending_bytes <= 5_000
 
@@ -134,6 +134,21 @@ def test_one_device_cannot_hold_more_than_its_share_of_incomplete_frames() -> No
     evicted = reassembler.take_evicted()
     assert len(evicted) == 46 and {r for _, r in evicted} == {"device"}
     # The well-behaved device's frame was never pushed out: it completes.
+    for c in other[1:]:
+        done = reassembler.add("cam-ok", wire(c))
+    assert done is not None and done.seq == 99
+
+
+def test_one_device_cannot_hold_more_than_its_share_of_bytes() -> None:
+    reassembler = Reassembler(max_bytes=40_000)  # 10 000 per device
+    other = split_frame(sample_frame(os.urandom(5000), seq=99), 2048)
+    reassembler.add("cam-ok", wire(other[0]))
+    for seq in range(1, 30):
+        chunks = split_frame(sample_frame(os.urandom(8000), seq=seq), 2048)
+        for c in chunks[:-1]:  # never completes
+            reassembler.add("cam-bad", wire(c))
+    assert reassembler.stats.pending_bytes <= 10_000 + 2048 * 2
+    assert reassembler.stats.evicted_memory == 0 and reassembler.stats.evicted_device > 0
     for c in other[1:]:
         done = reassembler.add("cam-ok", wire(c))
     assert done is not None and done.seq == 99

@@ -71,10 +71,17 @@ def _wire(chunk: frame_pb2.FrameChunk) -> frame_pb2.FrameChunk:
 
 
 def test_counters_start_at_zero() -> None:
-    stats = dataclasses.asdict(Reassembler().stats)
-    assert {"completed", "duplicates", "expired", "mismatched", "checksum_failed"} <= set(stats)
-    assert {"pending_frames", "pending_bytes"} <= set(stats)
-    assert set(stats.values()) == {0}
+    assert dataclasses.asdict(Reassembler().stats) == {
+        "completed": 0,
+        "duplicates": 0,
+        "expired": 0,
+        "evicted_device": 0,
+        "evicted_memory": 0,
+        "mismatched": 0,
+        "checksum_failed": 0,
+        "pending_frames": 0,
+        "pending_bytes": 0,
+    }
 
 
 def _pending(reassembler: Reassembler) -> list[tuple[int, int]]:
@@ -129,7 +136,7 @@ def test_adding_a_chunk_expires_frames_that_waited_too_long() -> None:
     reassembler.add("cam-1", _wire(old[0]))
     now[0] += 31
     reassembler.add("cam-1", _wire(split_frame(sample_frame(os.urandom(6000), seq=2), 2048)[0]))
-    assert _pending(reassembler) == [(7, 2)]
+    assert reassembler.pending() == [("cam-1", b"", 7, 2)]
     assert reassembler.stats.expired == 1
 
 
@@ -137,22 +144,24 @@ def test_frame_and_memory_limits_are_inclusive() -> None:
     """Catches ``>=`` for ``>`` in the per-frame limit and in the eviction test: a frame of
     exactly ``max_frame_bytes``, and partial frames filling exactly ``max_bytes``, are kept."""
     exact = sample_frame(os.urandom(10_000), seq=1)
-    reassembler = Reassembler(max_bytes=20_000, max_frame_bytes=10_000)
+    reassembler = Reassembler(max_frame_bytes=10_000)
     assert [reassembler.add("cam-1", _wire(c)) for c in split_frame(exact, 2048)][-1] == exact
     over = split_frame(sample_frame(os.urandom(10_001), seq=2), 2048)[0]
     with pytest.raises(ContractError) as info:
         reassembler.add("cam-1", _wire(over))
     assert "cam-1 7-2: frame of 10001 bytes exceeds the reassembly limit 10000" in str(info.value)
-    # memory counts the bytes held: two first chunks fill it exactly, a third evicts the oldest
-    firsts = [split_frame(sample_frame(os.urandom(10_000), seq=s), 2048)[0] for s in (3, 4, 5)]
-    held = Reassembler(max_bytes=2 * len(firsts[0].data))
-    held.add("cam-1", _wire(firsts[0]))
-    held.add("cam-1", _wire(firsts[1]))
-    assert _pending(held) == [(7, 3), (7, 4)]
-    assert held.stats.evicted_memory == 0
-    held.add("cam-1", _wire(firsts[2]))
-    assert _pending(held) == [(7, 4), (7, 5)]
-    assert held.stats.evicted_memory == 1
+    # Memory counts the bytes received: pieces filling exactly max_bytes are all kept.
+    pieces = [split_frame(sample_frame(os.urandom(10_000), seq=s), 2048)[1] for s in (3, 4, 5)]
+    size = len(pieces[0].data)
+    assert all(len(p.data) == size for p in pieces)
+    reassembler = Reassembler(max_bytes=2 * size, max_bytes_per_device=2 * size)
+    reassembler.add("cam-1", _wire(pieces[0]))
+    reassembler.add("cam-1", _wire(pieces[1]))  # 2 x size of 2 x size: both kept
+    assert reassembler.pending() == [("cam-1", b"", 7, 3), ("cam-1", b"", 7, 4)]
+    assert reassembler.stats.evicted == 0
+    reassembler.add("cam-1", _wire(pieces[2]))
+    assert reassembler.pending() == [("cam-1", b"", 7, 4), ("cam-1", b"", 7, 5)]
+    assert reassembler.stats.evicted == 1
 
 
 def test_chunks_that_leave_a_gap_fail_with_the_frame_named_and_counted_once() -> None:
@@ -199,7 +208,7 @@ def test_completed_frames_remembered_are_the_newest_and_bounded() -> None:
     assert reassembler.add("cam-1", _wire(split[2][1])) is None
     assert reassembler.stats.duplicates == 2 and _pending(reassembler) == []
     assert reassembler.add("cam-1", _wire(split[0][1])) is None  # forgotten: a new partial
-    assert _pending(reassembler) == [(7, 1)]
+    assert reassembler.pending() == [("cam-1", b"", 7, 1)]
 
 
 def test_a_frame_expires_at_exactly_its_timeout() -> None:
@@ -209,4 +218,4 @@ def test_a_frame_expires_at_exactly_its_timeout() -> None:
     now[0] += 29.5
     assert reassembler.expire() == []
     now[0] += 0.5
-    assert [k[-2:] for k in reassembler.expire()] == [(7, 1)]
+    assert reassembler.expire() == [("cam-1", b"", 7, 1)]

@@ -76,7 +76,9 @@ def test_a_frame_on_an_ack_topic_is_the_wrong_kind() -> None:
     payload = codec.encode(sample_frame(b"abc"))
     with pytest.raises(ContractError) as info:
         codec.decode(Kind.ACK, payload)
-    assert info.value.reason in (Reason.WRONG_KIND, Reason.BAD_PROTOBUF)
+    # Frame's field 3 is a varint where Ack's is a string: a clash the codec names as such.
+    assert info.value.reason is Reason.WRONG_KIND
+    assert "not a Ack" in str(info.value) and "field detail (3)" in str(info.value)
 
 
 def test_oversize_payload_is_refused_before_parsing() -> None:

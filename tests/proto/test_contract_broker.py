@@ -184,18 +184,33 @@ def test_garbage_on_every_topic_gives_the_documented_error_and_good_messages_sur
 
 
 def test_desired_and_reported_versions_round_trip_through_mosquitto(shared_mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """The controller's retained desired (version 9) and the device's retained reported (version 9
+    applied, or version 10 refused with its error) reach a late subscriber with their versions."""
     device = unique_device()
-    desired = config_pb2.Desired(
-        version=9,
-        config=config_pb2.DeviceConfig(
-            schedule=config_pb2.CaptureSchedule(daily_times_s=[0, 43200])
-        ),
-    )
-    topic = topics.device_topic(device, Kind.DESIRED)
-    publish(shared_mosquitto.host, shared_mosquitto.port, [(topic, codec.encode(desired), True)])
-    sub = Subscriber(shared_mosquitto.host, shared_mosquitto.port, [topic])
+    config = config_pb2.DeviceConfig(schedule=config_pb2.CaptureSchedule(daily_times_s=[0, 43200]))
+    desired = config_pb2.Desired(version=9, updated_at_ms=1_700_000_000_000, config=config)
+    reported = config_pb2.Reported(version=9, applied_at_ms=1_700_000_000_500, config=config)
+    refused = config_pb2.Reported(version=10, error="camera.jpeg_quality: 500 is outside 1..100")
+    desired_topic = topics.device_topic(device, Kind.DESIRED)
+    reported_topic = topics.device_topic(device, Kind.REPORTED)
+    host, port = shared_mosquitto.host, shared_mosquitto.port
+    publish(host, port, [(desired_topic, codec.encode(desired), True)])
+    publish(host, port, [(reported_topic, codec.encode(reported), True)])
+    got: dict[str, object] = {}
+    sub = Subscriber(host, port, [desired_topic, reported_topic])
     try:
-        got = codec.decode(Kind.DESIRED, sub.get().payload).message
+        for _ in range(2):
+            msg = sub.get()
+            assert msg.retain
+            kind = topics.parse(msg.topic).kind
+            got[kind.value] = codec.decode(kind, msg.payload).message
+        # A later reported replaces the retained one: the refusal keeps its version and reason.
+        publish(host, port, [(reported_topic, codec.encode(refused), True)])
+        got_refused = codec.decode(Kind.REPORTED, sub.get().payload).message
     finally:
         sub.close()
-    assert list(got.config.schedule.daily_times_s) == [0, 43200]  # type: ignore[attr-defined]
+    assert got["desired"] == desired and got["reported"] == reported
+    assert got["desired"].version == got["reported"].version == 9  # type: ignore[attr-defined]
+    assert list(got["reported"].config.schedule.daily_times_s) == [0, 43200]  # type: ignore[attr-defined]
+    assert got_refused == refused and got_refused.version == 10  # type: ignore[attr-defined]
+    assert got_refused.error.startswith("camera.jpeg_quality")  # type: ignore[attr-defined]

@@ -1,4 +1,8 @@
-"""Crash-safe file writes: the file holds the old content or the new, never a mix."""
+"""Crash-safe file writes: the file holds the old content or the new, never a mix.
+
+The one home of these steps for the edge agent's spool and state, the controller's frame log and
+store, and the CLI's saved token.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,13 @@ from pathlib import Path
 TMP_PREFIX = ".tmp-"
 
 
-def atomic_write(path: Path, data: bytes, fsync: bool = True) -> None:
-    """Write a temp file next to ``path``, fsync it, rename it over ``path``, fsync the dir."""
+def atomic_write(path: Path, data: bytes, fsync: bool = True, mode: int = 0o644) -> None:
+    """Write a temp file next to ``path``, fsync it, rename it over ``path``, fsync the dir.
+
+    ``mode`` applies from the temp file's creation on: a secret is never readable by others.
+    """
     tmp = path.with_name(TMP_PREFIX + path.name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         view = memoryview(data)
         while view:

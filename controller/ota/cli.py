@@ -1,0 +1,249 @@
+"""``camfleet ota``: artifacts, signing keys, device keys and rollouts, over the controller API.
+
+``keygen`` and ``sign`` run espsecure (the esptool package) on this machine: the release private
+key stays where you sign, the controller only ever gets the public key.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from camfleet.api_client import Api, api_options, emit, table
+from camfleet.errors import UserError
+
+_ARTIFACT_COLS = [
+    ("ARTIFACT", "id"),
+    ("VERSION", "version"),
+    ("PROJECT", "project"),
+    ("CHIP", "chip"),
+    ("SIZE", "size"),
+    ("SHA256", "sha256"),
+    ("UPLOADED", "created_ms"),
+]
+_ROLLOUT_COLS = [
+    ("ROLLOUT", "id"),
+    ("ARTIFACT", "artifact_id"),
+    ("VERSION", "version"),
+    ("TARGET", "target"),
+    ("STATE", "state"),
+    ("PHASE", "phase"),
+    ("REASON", "reason"),
+]
+_DEVICE_COLS = [
+    ("DEVICE", "device_id"),
+    ("PHASE", "phase"),
+    ("STATUS", "shown"),
+    ("FROM", "from_version"),
+    ("RUNS", "firmware"),
+    ("BLOCKS", "blocks"),
+    ("TRIES", "attempts"),
+    ("DETAIL", "detail"),
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def ota() -> None:
+    """Firmware over the air: signed artifacts and staged rollouts."""
+
+
+def _espsecure(*args: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "espsecure", *args], capture_output=True, text=True)
+    if run.returncode != 0:
+        lines = (run.stderr or run.stdout).strip().splitlines()
+        raise UserError(f"espsecure {args[0]} failed: {lines[-1] if lines else run.returncode}")
+
+
+@ota.command()
+@click.argument("keyfile", type=click.Path(dir_okay=False, path_type=Path))
+def keygen(keyfile: Path) -> None:
+    """Make a release signing key (RSA-3072, Secure Boot V2) and KEYFILE.pub.pem beside it.
+
+    Keep KEYFILE off the controller; give the controller the .pub.pem (ota_public_key).
+    """
+    if keyfile.exists():
+        raise UserError(f"{keyfile} exists: refusing to overwrite a signing key")
+    _espsecure("generate-signing-key", "--version", "2", "--scheme", "rsa3072", str(keyfile))
+    pub = keyfile.with_name(keyfile.name + ".pub.pem")
+    _espsecure("extract-public-key", "--version", "2", "--keyfile", str(keyfile), str(pub))
+    click.echo(f"private key {keyfile} (keep it off the controller); public key {pub}")
+
+
+@ota.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--keyfile", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def sign(image: Path, keyfile: str, output: Path) -> None:
+    """Sign an ESP32 app IMAGE (espsecure sign-data --version 2) into OUTPUT."""
+    _espsecure(
+        "sign-data", "--version", "2", "--keyfile", keyfile, "--output", str(output), str(image)
+    )
+    click.echo(f"signed {image} -> {output} ({output.stat().st_size} bytes)")
+
+
+@ota.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", help="Refuse the image unless its own version (app desc) is this.")
+@api_options
+def upload(file: Path, version: str | None, api: str, token: str | None, as_json: bool) -> None:
+    """Upload a signed ESP32 app image; the controller verifies it before storing it."""
+    size = file.stat().st_size
+
+    def body() -> Iterator[bytes]:
+        with (
+            open(file, "rb") as f,
+            click.progressbar(
+                length=size, label=f"uploading {file.name}", file=sys.stderr, hidden=as_json
+            ) as bar,
+        ):
+            while chunk := f.read(64 * 1024):
+                bar.update(len(chunk))
+                yield chunk
+
+    params = {"filename": file.name, **({"version": version} if version else {})}
+    data = Api(api, token).json(
+        "POST",
+        "/api/v1/ota/artifacts",
+        params=params,
+        content=body(),
+    )
+    emit(
+        data,
+        as_json,
+        lambda d: (
+            ("stored " if d["created"] else "already stored as ")
+            + f"{d['id']}: {d['project']} {d['version']} for {d['chip']}, {d['size']} bytes"
+        ),
+    )
+
+
+@ota.command("ls")
+@api_options
+def ls(api: str, token: str | None, as_json: bool) -> None:
+    """List artifacts."""
+    items = Api(api, token).json("GET", "/api/v1/ota/artifacts")["items"]
+    emit(items, as_json, lambda i: table(i, _ARTIFACT_COLS) if i else "no artifacts")
+
+
+@ota.command("rm")
+@click.argument("artifact_id")
+@api_options
+def rm(artifact_id: str, api: str, token: str | None, as_json: bool) -> None:
+    """Remove an artifact no active rollout uses."""
+    data = Api(api, token).json("DELETE", f"/api/v1/ota/artifacts/{artifact_id}")
+    emit(data, as_json, lambda d: f"removed {artifact_id}")
+
+
+@ota.command("key")
+@click.argument("device")
+@click.option("--hex", "key_hex", required=True, help="The device's NVS hmac_key, in hex.")
+@api_options
+def key(device: str, key_hex: str, api: str, token: str | None, as_json: bool) -> None:
+    """Register DEVICE's HMAC key (the one provisioned in its NVS): offers are signed with it."""
+    data = Api(api, token).json(
+        "PUT", f"/api/v1/ota/device-keys/{device}", json={"hmac_key_hex": key_hex}
+    )
+    emit(data, as_json, lambda d: f"key of {device} registered")
+
+
+@ota.group()
+def rollout() -> None:
+    """Staged rollouts: create, pause, resume, abort, status, ls."""
+
+
+@rollout.command("create")
+@click.option("--artifact", required=True)
+@click.option("--target", required=True, help="group:G, devices:a,b or all")
+@click.option("--only-version", help="Only devices running this version.")
+@click.option("--canary", default=0, show_default=True, help="Devices updated first, alone.")
+@click.option("--phases", default="100%", show_default=True, help="Cumulative, e.g. 10%,50%,100%")
+@click.option("--max-failure", default="10%", show_default=True)
+@click.option("--min-sample", default=3, show_default=True)
+@click.option("--device-timeout", default="2h", show_default=True)
+@click.option("--retries", default=0, show_default=True)
+@click.option("--rate", help="Offers per time, e.g. 20/min.")
+@click.option("--manual-gate", is_flag=True, help="Wait for `resume` between phases.")
+@click.option("--allow-downgrade", is_flag=True)
+@api_options
+def rollout_create(api: str, token: str | None, as_json: bool, **opts: Any) -> None:
+    """Start a rollout of an artifact to a target."""
+    body = {k: v for k, v in opts.items() if v is not None}
+    data = Api(api, token).json("POST", "/api/v1/ota/rollouts", json=body)
+    emit(data, as_json, _render_status)
+
+
+def _control(action: str) -> Any:
+    @rollout.command(action, help=f"{action.capitalize()} a rollout.")
+    @click.argument("rollout_id")
+    @api_options
+    def run(rollout_id: str, api: str, token: str | None, as_json: bool) -> None:
+        data = Api(api, token).json("POST", f"/api/v1/ota/rollouts/{rollout_id}/{action}")
+        emit(data, as_json, lambda d: f"rollout {rollout_id}: {d['state']}")
+
+    return run
+
+
+for _action in ("pause", "resume", "abort"):
+    _control(_action)
+
+
+@rollout.command("ls")
+@api_options
+def rollout_ls(api: str, token: str | None, as_json: bool) -> None:
+    """List rollouts."""
+    items = Api(api, token).json("GET", "/api/v1/ota/rollouts")["items"]
+    emit(items, as_json, lambda i: table(i, _ROLLOUT_COLS) if i else "no rollouts")
+
+
+def _render_status(d: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(d["counts"].items()))
+    head = f"rollout {d['id']}: {d['artifact_id']} ({d['version']}) to {d['target']}: {d['state']}"
+    head += f", phase {d['phase']}" + (f" — {d['reason']}" if d["reason"] else "")
+    rows = [
+        {**x, "blocks": f"{x['blocks_done']}/{x['blocks_total']}" if x["blocks_total"] else ""}
+        for x in d["devices"]
+    ]
+    return f"{head}\n{counts}\n{table(rows, _DEVICE_COLS)}"
+
+
+@rollout.command("status")
+@click.argument("rollout_id")
+@click.option("--watch", is_flag=True, help="Follow the device steps until the rollout ends.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+@api_options
+def rollout_status(
+    rollout_id: str, watch: bool, interval: float, api: str, token: str | None, as_json: bool
+) -> None:
+    """Show a rollout: state, phase, each device's step; --watch follows it."""
+    client = Api(api, token)
+    data = client.json("GET", f"/api/v1/ota/rollouts/{rollout_id}")
+    if not watch:
+        emit(data, as_json, _render_status)
+        return
+    since = 0
+    while True:
+        for e in data["events"]:
+            line = {"rollout": rollout_id, **e}
+            if as_json:
+                import json
+
+                click.echo(json.dumps(line, sort_keys=True))
+            else:
+                who = e["device_id"] or "rollout"
+                click.echo(
+                    f"{e['ts_ms']}  {who}: {e['step']}"
+                    + (f" ({e['detail']})" if e["detail"] else "")
+                )
+            since = max(since, e["ts_ms"] + 1)
+        if data["state"] not in ("running", "gated"):
+            if not as_json:
+                click.echo(_render_status(data))
+            return
+        time.sleep(interval)  # polling an HTTP API: the user chose the interval
+        data = client.json("GET", f"/api/v1/ota/rollouts/{rollout_id}", params={"since_ms": since})
