@@ -136,9 +136,9 @@ def test_a_failed_store_is_neither_indexed_nor_receipted_and_is_stored_when_sent
     step: str, controllers, devices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The frame log's fdatasync (EIO), or the index insert, fails for a batch. Catches a writer
-    that indexes, receipts or acknowledges a frame whose batch failed (the device would delete
-    the only copy), one that leaves a browsable file for it, and a dedup that then refuses the
-    frame when the device sends it again."""
+    that indexes or receipts a frame whose batch failed (the device would delete the only copy),
+    one that leaves a browsable file for it, and a dedup that then refuses the frame when the
+    device sends it again."""
     data = tmp_path / "data"
     ctl = controllers(data)
     dev = devices("fail")
