@@ -96,6 +96,9 @@ class AgentSection:
     telemetry_interval_s: float = 60.0
     allow_machine_reboot: bool = False
     max_burst: int = 100
+    # Ed25519 release public key (base64 of the raw 32 bytes) that self-update bundles must be
+    # signed with; "" = self-update off (every bundle refused).
+    update_public_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,15 @@ def config_from_dict(
         telemetry_interval_s=agent_t.number("telemetry_interval_s", low=0, high=86400),
         allow_machine_reboot=agent_t.get("allow_machine_reboot", bool),
         max_burst=agent_t.number("max_burst", low=1, high=10_000, integer=True),
+        update_public_key=agent_t.get("update_public_key", str),
     )
+    if agent.update_public_key:
+        from camfleet.edge.update import load_public_key
+
+        try:
+            load_public_key(agent.update_public_key)
+        except ValueError as exc:
+            agent_t.fail("update_public_key", str(exc))
     agent_t.done()
 
     spool = SpoolSection(
