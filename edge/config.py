@@ -99,6 +99,8 @@ class AgentSection:
     # Ed25519 release public key (base64 of the raw 32 bytes) that self-update bundles must be
     # signed with; "" = self-update off (every bundle refused).
     update_public_key: str = ""
+    # Seconds a newly installed version has to connect, publish its birth and capture once.
+    update_check_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,7 @@ def config_from_dict(
         allow_machine_reboot=agent_t.get("allow_machine_reboot", bool),
         max_burst=agent_t.number("max_burst", low=1, high=10_000, integer=True),
         update_public_key=agent_t.get("update_public_key", str),
+        update_check_s=agent_t.number("update_check_s", low=1, high=3600),
     )
     if agent.update_public_key:
         from camfleet.edge.update import load_public_key

@@ -23,22 +23,36 @@ import binascii
 import hashlib
 import io
 import json
+import logging
+import os
 import shutil
+import sys
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from camfleet.atomic import TMP_PREFIX, atomic_write, sync_dir
+from camfleet.proto.v1 import telemetry_pb2
+
+if TYPE_CHECKING:
+    from camfleet.edge.agent import EdgeAgent
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 PAYLOAD = "payload"
 NAME = "camfleet"
 SLOTS = ("a", "b")
 MAX_MANIFEST = 64 * 1024
+#: Set by the launcher in the process it starts on a slot: the slot directory it runs.
+SLOT_ENV = "CAMFLEET_EDGE_SLOT"
+#: PYTHONPATH as it was before the launcher put a slot in front (restored on a switch back).
+BASE_PATH_ENV = "CAMFLEET_EDGE_BASE_PYTHONPATH"
 
 
 class UpdateError(Exception):
@@ -244,8 +258,100 @@ class Slots:
         self.state.update(pending=None, failed={"version": pending["version"], "reason": reason})
         self._save()
 
-    def clear_failed(self) -> None:
-        """The failure was reported (event + birth): do not report it again."""
-        if self.state["failed"] is not None:
-            self.state["failed"] = None
+    def mark_reported(self) -> None:
+        """The failure was published as an event: do not publish it again at the next start."""
+        failed = self.failed
+        if failed is not None and not failed.get("reported"):
+            failed["reported"] = True
             self._save()
+
+
+def exec_agent(slot: Path | None) -> None:
+    """Replace this process by ``camfleet <same arguments>`` running ``slot`` (None = the
+    package-installed version, through the launcher again). Never returns."""
+    env = dict(os.environ)
+    base = env.get(BASE_PATH_ENV, env.get("PYTHONPATH", ""))
+    if slot is None:
+        env.pop(SLOT_ENV, None)
+        env.pop(BASE_PATH_ENV, None)
+        if base:
+            env["PYTHONPATH"] = base
+        else:
+            env.pop("PYTHONPATH", None)
+    else:
+        # First on the path: the slot's camfleet shadows the installed one (site-packages and
+        # editable finders come after PYTHONPATH).
+        env[SLOT_ENV] = str(slot)
+        env[BASE_PATH_ENV] = base
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(slot), base) if p)
+    log.info("running %s", slot or "the installed package")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "camfleet", *sys.argv[1:]], env)
+
+
+class HealthCheck(threading.Thread):
+    """After a start on a pending slot: broker connected, birth published, one test capture,
+    within ``[agent] update_check_s``; then confirm, or reject and stop the agent so that the
+    CLI re-executes the previous version (``failed`` is set). After a start that followed a
+    rollback: publish the failed version as an ``ota`` event, once."""
+
+    def __init__(
+        self, agent: EdgeAgent, slots: Slots, running: str | None, stop: threading.Event
+    ) -> None:
+        super().__init__(name="edge-update-check", daemon=True)
+        self.agent = agent
+        self.slots = slots
+        self.running = running
+        self.stop = stop
+        self.timeout = agent.config.agent.update_check_s
+        self.failed = False
+
+    def run(self) -> None:
+        pending = self.slots.pending
+        if pending is not None and self.running == str(self.slots.path(pending["slot"])):
+            self._check(pending["version"])
+            return
+        failed = self.slots.failed
+        if failed is not None and not failed.get("reported") and self._online():
+            self.agent.event(
+                "ota",
+                f"rolled back: version {failed['version']} failed: {failed['reason']}",
+                telemetry_pb2.SEVERITY_ERROR,
+                failed_version=failed["version"],
+                phase="rolled_back",
+            )
+            self.slots.mark_reported()
+
+    def _online(self) -> bool:
+        """Wait for the birth (``online`` is set right after it is published)."""
+        deadline = self.timeout
+        while deadline > 0 and not self.stop.is_set():
+            if self.agent.online.wait(min(0.2, deadline)):  # 0.2 s: also notice a stop
+                return True
+            deadline -= 0.2
+        return False
+
+    def _check(self, version: str) -> None:
+        why = ""
+        if not self._online():
+            if self.stop.is_set():
+                return  # stopped during the check: the next start rolls back (tried once)
+            why = f"broker not connected within {self.timeout:g} s"
+        else:
+            try:
+                self.agent.capture(metadata={"trigger": "update-check"})
+            except Exception as exc:  # a new version may fail in any way; all mean roll back
+                why = f"test capture failed: {exc}"
+        if why:
+            log.error("update to %s: health check failed: %s", version, why)
+            self.slots.reject(f"health check failed: {why}")
+            self.failed = True
+            self.stop.set()
+            return
+        self.slots.confirm()
+        self.agent.event(
+            "ota", f"running {version}: health check passed", version=version, phase="confirmed"
+        )

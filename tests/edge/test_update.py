@@ -104,8 +104,8 @@ def test_a_pending_version_that_does_not_confirm_is_rolled_back_and_reported(tmp
     assert slots.boot() == first
     assert slots.failed is not None and slots.failed["version"] == "3.0.0"
     assert update.Slots(tmp_path).boot() == first  # and stays there
-    slots.clear_failed()
-    assert update.Slots(tmp_path).failed is None
+    slots.mark_reported()
+    assert update.Slots(tmp_path).failed["reported"] is True
 
 
 def test_a_failed_health_check_rolls_back_at_once(tmp_path):
