@@ -289,7 +289,8 @@ def exec_agent(slot: Path | None) -> None:
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "camfleet", *sys.argv[1:]], env)
+    # -P: the working directory must not shadow the slot (python -m puts it first otherwise)
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "camfleet", *sys.argv[1:]], env)
 
 
 class HealthCheck(threading.Thread):
