@@ -69,6 +69,8 @@ def run(config_path: Path, log_level: str) -> None:
         config.spool.dir,
         agent.spool.depth,
     )
+    if slots.failed is not None:  # in every birth until a newer version is confirmed
+        agent.birth_info["update_failed_version"] = slots.failed["version"]
     check = update.HealthCheck(agent, slots, running, stop)
     check.start()
     agent.run(stop)

@@ -247,7 +247,9 @@ class Slots:
         pending = self.pending
         if pending is None:
             return
-        self.state.update(active=pending["slot"], version=pending["version"], pending=None)
+        self.state.update(
+            active=pending["slot"], version=pending["version"], pending=None, failed=None
+        )
         self._save()
 
     def reject(self, reason: str) -> None:

@@ -156,6 +156,8 @@ def test_a_bundle_whose_health_check_fails_is_rolled_back(setup):
     assert "test capture failed: this build cannot capture" in event.message
     assert online_on("2.0.1")(rx.got)  # it did start the new version
     rx.wait_for(online_on(__version__), what="birth on the previous version")
+    back = [s for s in rx.got.states if s.firmware_version == __version__]
+    assert back[-1].info["update_failed_version"] == "2.0.1"
     assert proc.poll() is None  # same process (re-exec), still running
     slots = update.Slots(tmp_path / "state")
     assert slots.pending is None and slots.state["active"] is None

@@ -106,6 +106,11 @@ def test_a_pending_version_that_does_not_confirm_is_rolled_back_and_reported(tmp
     assert update.Slots(tmp_path).boot() == first  # and stays there
     slots.mark_reported()
     assert update.Slots(tmp_path).failed["reported"] is True
+    # A newer version that confirms clears the failure (no longer in the birth).
+    slots.install(*update.verify(*bundle("3.0.1"), PUBLIC))
+    assert slots.boot() is not None
+    slots.confirm()
+    assert update.Slots(tmp_path).failed is None
 
 
 def test_a_failed_health_check_rolls_back_at_once(tmp_path):
