@@ -98,6 +98,8 @@ class EdgeAgent:
         self.effective = device_config.merge(self.file_config, self.desired.config, self.overlay)
         self.schedule = self.file_schedule
         self.observers: list[FrameObserver] = []
+        # Extra birth info set by the launcher (self-update: the last version rolled back).
+        self.birth_info: dict[str, str] = {}
         self.counters: dict[str, int] = {
             "frames": 0,
             "bad_messages": 0,
@@ -232,6 +234,7 @@ class EdgeAgent:
                 "camera_backend": self.config.camera.backend,
                 **caps.info,
                 "camera_status": self.camera_status,
+                **self.birth_info,
             }
         )
         return codec.encode(state)

@@ -100,6 +100,11 @@ class AgentSection:
     telemetry_interval_s: float = 60.0
     allow_machine_reboot: bool = False
     max_burst: int = 100
+    # Ed25519 release public key (base64 of the raw 32 bytes) that self-update bundles must be
+    # signed with; "" = self-update off (every bundle refused).
+    update_public_key: str = ""
+    # Seconds a newly installed version has to connect, publish its birth and capture once.
+    update_check_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,16 @@ def config_from_dict(
         telemetry_interval_s=agent_t.number("telemetry_interval_s", low=0, high=86400),
         allow_machine_reboot=agent_t.get("allow_machine_reboot", bool),
         max_burst=agent_t.number("max_burst", low=1, high=10_000, integer=True),
+        update_public_key=agent_t.get("update_public_key", str),
+        update_check_s=agent_t.number("update_check_s", low=1, high=3600),
     )
+    if agent.update_public_key:
+        from camfleet.edge.update import load_public_key
+
+        try:
+            load_public_key(agent.update_public_key)
+        except ValueError as exc:
+            agent_t.fail("update_public_key", str(exc))
     agent_t.done()
 
     spool = SpoolSection(
