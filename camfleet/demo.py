@@ -72,18 +72,29 @@ class Processes:
                 child.proc.wait()
 
 
-def edge_config(path: Path, device_id: str, broker_url: str, seed: int, interval_s: float) -> None:
+def edge_config(
+    path: Path,
+    device_id: str,
+    broker_url: str,
+    seed: int,
+    interval_s: float,
+    key: bytes = b"",
+    ca_file: Path | None = None,
+) -> None:
+    """The agent's config; ``key`` and ``ca_file`` for an enrolled device (--secure)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    key_line = f'key = "{key.hex()}"\n' if key else ""
+    ca_line = f'ca_file = "{ca_file}"\n' if ca_file else ""
     path.write_text(
         f"""# written by camfleet demo
 [device]
 id = "{device_id}"
 board = "demo-synthetic"
 groups = ["demo"]
-
+{key_line}
 [broker]
 url = "{broker_url}"
-
+{ca_line}
 [camera]
 backend = "synthetic"
 width = 640
@@ -101,6 +112,41 @@ state_dir = "state"
 telemetry_interval_s = 10
 """
     )
+
+
+class SecureDemo:
+    """--secure: a prod broker directory in DATA/broker and each device enrolled in it."""
+
+    def __init__(self, data: Path, port: int) -> None:
+        from camfleet.broker_config.profiles import ConfiguredMosquitto, init_broker
+
+        folder = data / "broker-prod"
+        init_broker(folder, "prod", port=port or free_port(), tls_port=free_port(),
+                    websockets="off", force=True)  # fmt: skip
+        self.broker = ConfiguredMosquitto(folder)
+        self.dir = self.broker.broker_dir
+        self.data = data
+
+    @property
+    def tls_url(self) -> str:
+        return str(self.dir.url(tls=True))
+
+    @property
+    def controller_url(self) -> str:
+        from camfleet.broker_config.profiles import url_with_password
+
+        return url_with_password(self.dir.url("controller"))
+
+    def enrol(self, device_id: str) -> tuple[str, bytes]:
+        """Enrol an edge agent: its broker URL (TLS, own identity) and its key."""
+        from camfleet.controller.device_keys import registry_keys
+        from camfleet.enrol import add_device
+
+        with registry_keys(self.data / "controller") as keys:
+            e = add_device(
+                self.dir, keys, device_id, ("demo",), "usb", self.data / "devices", "127.0.0.1"
+            )
+        return f"mqtts://{device_id}:{e.password}@127.0.0.1:{self.dir.settings.tls_port}", e.key
 
 
 def wait_healthy(api: str, child: Child, timeout: float) -> None:
@@ -180,6 +226,12 @@ def status_row(elapsed_s: float, st: dict[str, Any], command: str) -> str:
     help="Working directory (wiped at start unless --keep).",
 )
 @click.option("--keep", is_flag=True, help="Keep the data of a previous demo run.")
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="The prod broker profile: TLS, no anonymous clients, every device enrolled with its "
+    "own identity and key (camfleet device add), signed receipts, commands and config.",
+)
 @click.option("--duration", type=float, default=0, help="Stop after N seconds (0 = until Ctrl-C).")
 @click.option(
     "--interval",
@@ -204,6 +256,7 @@ def demo(
     keep: bool,
     duration: float,
     interval: float,
+    secure: bool,
     as_json: bool,
 ) -> None:
     """Run broker + controller + simulated cameras on this machine.
@@ -226,20 +279,33 @@ def demo(
         raise UserError(f"invalid --http {http!r}: use HOST:PORT") from None
     api = f"http://{host or '127.0.0.1'}:{port}"
 
-    broker: Mosquitto | EmbeddedBroker = (
-        EmbeddedBroker(broker_port or None)
-        if embedded_broker
-        else Mosquitto(data / "broker", broker_port or None)
-    )
+    if secure:
+        if embedded_broker:
+            raise UserError("--secure needs mosquitto (its dynamic security plugin and TLS)")
+        secured = SecureDemo(data, broker_port)
+        broker: Mosquitto | EmbeddedBroker = secured.broker
+    else:
+        secured = None
+        broker = (
+            EmbeddedBroker(broker_port or None)
+            if embedded_broker
+            else Mosquitto(data / "broker", broker_port or None)
+        )
     try:
         broker.start()
-    except UserError:  # the launcher found no mosquitto: the embedded broker runs anywhere
+    except UserError:
+        if secured is not None:
+            raise
+        # the launcher found no mosquitto: the embedded broker runs anywhere
         say("mosquitto is not installed: using the embedded amqtt broker (slower)")
         broker = EmbeddedBroker(broker_port or None)
         broker.start()
     except RuntimeError as exc:  # installed, but it did not start (port taken, bad config)
         raise UserError(str(exc).splitlines()[0]) from None
     say(f"broker      {broker.url} ({type(broker).__name__})")
+    if secured is not None:
+        say(f"            {secured.tls_url} for devices (prod profile: {secured.dir.path})")
+    controller_broker = secured.controller_url if secured is not None else broker.url
 
     procs = Processes(logs)
     command_id = ""
@@ -251,7 +317,7 @@ def demo(
             "controller",
             "run",
             "--broker",
-            broker.url,
+            controller_broker,
             "--data",
             str(data / "controller"),
             "--http",
@@ -265,7 +331,11 @@ def demo(
         say(f"controller  {api}  (OpenAPI UI: {api}/docs; API token in {token_file})")
         for i in range(cameras):
             config = data / f"edge-{i}" / "edge.toml"
-            edge_config(config, f"demo-cam-{i}", broker.url, seed=i, interval_s=interval)
+            if secured is not None:
+                url, key = secured.enrol(f"demo-cam-{i}")
+                edge_config(config, f"demo-cam-{i}", url, i, interval, key, secured.dir.ca_file)
+            else:
+                edge_config(config, f"demo-cam-{i}", broker.url, seed=i, interval_s=interval)
             procs.start(f"edge-{i}", "edge", "run", "--config", str(config))
         if cameras:
             say(
@@ -299,6 +369,11 @@ def demo(
                 "0.01",
                 "--state-dir",
                 str(data / "esp32"),
+                *(
+                    ("--keys-in", str(data / "controller"), "--enrol-on", str(secured.dir.path))
+                    if secured is not None
+                    else ()
+                ),
             )
             say(
                 f"esp32       {esp32} node(s) demo-esp32-0.., "
@@ -306,9 +381,14 @@ def demo(
             )
             say(f"command     capture {command_id} queued for demo-esp32-0 (runs once it wakes)")
         say(f"logs        {logs}/")
+        watch = (
+            f'"$(camfleet broker url --config {secured.dir.path} --identity dashboard)"'
+            if secured is not None
+            else broker.url
+        )
         say(
             f"try         camfleet devices --api {api}\n"
-            f"            camfleet proto watch --broker {broker.url}"
+            f"            camfleet proto watch --broker {watch}"
         )
         say("Ctrl-C stops the demo.\n")
         if not as_json:

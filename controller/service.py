@@ -20,6 +20,7 @@ from camfleet.controller.commands import Commands
 from camfleet.controller.comms.mqtt import MqttChannel, speaks_mqtt5
 from camfleet.controller.config import ControllerConfig
 from camfleet.controller.desired import DesiredState
+from camfleet.controller.device_keys import DeviceKeys
 from camfleet.controller.dispatcher import Dispatcher
 from camfleet.controller.frames.store import LocalFrameStore
 from camfleet.controller.ingest.diskspace import DiskGuard
@@ -35,8 +36,10 @@ from camfleet.controller.ota.images import ota_slot_size
 from camfleet.controller.ota.rollouts import Rollouts
 from camfleet.controller.retention import Retention
 from camfleet.controller.scheduler import Scheduler
+from camfleet.controller.signing import Signer
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
+from camfleet.controller.users import Users
 from camfleet.controller.web.thumbs import ThumbCache
 from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
@@ -102,6 +105,7 @@ class Controller:
         )
         self.metrics = Metrics()
         self.db = open_database(config.database, self.data / "registry.sqlite3")
+        self.users = Users(self.db, self.token)
         migrate(self.db)
         self.disk = DiskGuard(self.data, config.disk_low_bytes, config.disk_resume_bytes)
         self.disk.check(force=True)
@@ -126,7 +130,10 @@ class Controller:
             protocol=protocol,
             receive_maximum=config.receive_maximum,
         )
-        publish = self.channel.publish
+        # Receipts, commands and desired config carry the device's signature (signing.py).
+        self.device_keys = DeviceKeys(self.db, cache_s=1.0)
+        self.signer = Signer(self.device_keys, root)
+        publish = self._publish = self.signer.wrap(self.channel.publish)
         self.commands = Commands(
             self.db,
             publish,
@@ -434,7 +441,7 @@ class Controller:
         now = now_ms()
         for device_id, by_incarnation in result.receipted().items():
             for receipt in make_receipts(by_incarnation, now):
-                self.channel.publish(
+                self._publish(
                     topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
                     codec.encode(receipt),
                     qos=1,

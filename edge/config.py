@@ -43,6 +43,9 @@ class DeviceSection:
     groups: tuple[str, ...] = ()
     location: dict[str, Any] | None = None  # {"lat":, "lon":, "name":} for EXIF and metadata
     firmware_version: str = ""
+    #: Per-device secret (camfleet device add): receipts, commands and desired config must
+    #: carry an HMAC-SHA256 with it. Empty: nothing is checked (development brokers).
+    key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class BrokerSection:
     reconnect_max_s: float = 30.0
     max_payload: int = DEFAULT_MAX_PAYLOAD
     inflight: int = 16  # QoS 1 publishes awaiting PUBACK before the spool sender waits
+    ca_file: Path | None = None  # mqtts:// against a private CA (camfleet broker init's ca.pem)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,21 @@ def load_config(path: str | Path) -> EdgeConfig:
     return config_from_dict(data, source=str(path), base_dir=path.resolve().parent)
 
 
+def _device_key(device_t: _Table) -> bytes:
+    text = device_t.get("key", str, default="")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        device_t.fail("key", "must be hexadecimal (64 digits, as camfleet device add writes it)")
+    if text and len(key) < 16:
+        device_t.fail("key", "must be at least 16 bytes (32 hex digits)")
+    return key
+
+
+def _optional_path(base: Path, text: str) -> Path | None:
+    return base / text if text else None
+
+
 def config_from_dict(
     data: dict[str, Any], source: str = "<dict>", base_dir: Path | None = None
 ) -> EdgeConfig:
@@ -164,6 +183,7 @@ def config_from_dict(
         groups=groups,
         location=location,
         firmware_version=device_t.get("firmware_version", str),
+        key=_device_key(device_t),
     )
     device_t.done()
 
@@ -185,6 +205,7 @@ def config_from_dict(
             "max_payload", low=MIN_MAX_PAYLOAD, high=256 * 1024**2, integer=True
         ),
         inflight=broker_t.number("inflight", low=1, high=1000, integer=True),
+        ca_file=_optional_path(base, broker_t.get("ca_file", str, default="")),
     )
     if broker.reconnect_max_s < broker.reconnect_min_s:
         broker_t.fail("reconnect_max_s", "must be >= reconnect_min_s")

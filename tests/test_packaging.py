@@ -47,6 +47,8 @@ def test_wheel_ships_every_package_and_the_node_files_the_simulator_runs(wheel: 
         "camfleet/proto/v1/frame_pb2.py",
         "camfleet/proto/camfleet/v1/frame.proto",
         "camfleet/broker_config/dev.conf",
+        "camfleet/broker_config/common.conf",
+        "camfleet/broker_config/prod.conf",
         "camfleet/controller/service.py",
         "camfleet/edge/agent.py",
         "camfleet/esp32_node/firmware/partitions.csv",
