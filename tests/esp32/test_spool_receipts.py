@@ -46,7 +46,8 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
     def receipt_after_replay(kind: Kind, message: object) -> None:
         # the node replays oldest first: 3-3 is the last of its spool to go out
         if kind is Kind.FRAME and (message.session, message.seq) == (3, 3):  # type: ignore[attr-defined]
-            rx.client.publish(rx.topic(Kind.RECEIPT), codec.encode(receipt), qos=1)
+            payload = rx.signed(Kind.RECEIPT, codec.encode(receipt))  # with the node's key
+            rx.client.publish(rx.topic(Kind.RECEIPT), payload, qos=1)
 
     rx.handle = receipt_after_replay  # type: ignore[method-assign]
 
