@@ -50,6 +50,7 @@ from pathlib import Path
 
 import pytest
 
+from camfleet.controller.device_keys import registry_keys
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
 from camfleet.esp32_node.tools.hostdevice import HostDevice
@@ -68,6 +69,8 @@ from tests.chaos.faults import (
 EDGE_AGENTS = 3
 ESP32_NODES = 3
 KINDS = ("broker", "controller", "network", "disk", "database")
+
+CHAOS_KEY = b"camfleet-chaos-key"
 
 
 def seed_from_env() -> int:
@@ -153,7 +156,7 @@ def test_random_faults_lose_and_duplicate_nothing(
         observer = Observer(mosquitto.host, mosquitto.port)
         edges = [start_edge(tmp_path, proxy.port, f"chaos-edge-{i}") for i in range(EDGE_AGENTS)]
         nodes = [
-            start_node(tmp_path, proxy.port, f"chaos-esp32-{i}", i, spools)
+            start_node(tmp_path, proxy.port, f"chaos-esp32-{i}", i, spools, data)
             for i in range(ESP32_NODES)
         ]
         assert observer.wait("receipts", 60) is not None, "no receipt before the faults"
@@ -299,7 +302,7 @@ def start_edge(tmp_path: Path, port: int, device_id: str) -> EdgeDevice:
 
 
 def start_node(
-    tmp_path: Path, port: int, device_id: str, seed: int, spools: SpoolWatch
+    tmp_path: Path, port: int, device_id: str, seed: int, spools: SpoolWatch, data: Path
 ) -> NodeLoop:
     dev = HostDevice(tmp_path / device_id, device_id)
     cfg = config_pb2.DeviceConfig()
@@ -310,9 +313,13 @@ def start_node(
         broker_host="127.0.0.1",
         broker_port=port,
         jpegs=scene_jpegs(seed),
-        hmac_key=b"camfleet-chaos-key",
+        hmac_key=CHAOS_KEY,
         config=cfg.SerializeToString(),
     )
+    # The controllers sign the node's receipts and commands with its key (a node with a key
+    # refuses anything unsigned): the key goes into their registry, as `camfleet device add`.
+    with registry_keys(data) as keys:
+        keys.put(device_id, CHAOS_KEY)
     spools.watch(dev.dir / "fs" / "spool", device_id)  # every frame the node captures
     loop = NodeLoop(dev)
     loop.thread.start()
