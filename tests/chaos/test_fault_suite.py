@@ -50,6 +50,7 @@ from pathlib import Path
 
 import pytest
 
+from camfleet.controller.device_keys import registry_keys
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
 from camfleet.esp32_node.tools.hostdevice import HostDevice
@@ -67,6 +68,9 @@ from tests.chaos.faults import (
 
 EDGE_AGENTS = 3
 ESP32_NODES = 3
+#: The ESP32 nodes' key: the controller signs their receipts with it (they refuse unsigned ones).
+NODE_KEY = b"camfleet-chaos-node-key-32-bytes"
+
 KINDS = ("broker", "controller", "network", "disk", "database")
 
 
@@ -143,6 +147,9 @@ def test_random_faults_lose_and_duplicate_nothing(
         )
         for i in range(controllers)
     ]
+    with registry_keys(data) as keys:  # as `camfleet device add` would, before the nodes exist
+        for i in range(ESP32_NODES):
+            keys.put(f"chaos-esp32-{i}", NODE_KEY)
     observer: Observer | None = None
     spools = SpoolWatch(tmp_path / "spool-watch")
     edges: list[EdgeDevice] = []
@@ -310,7 +317,7 @@ def start_node(
         broker_host="127.0.0.1",
         broker_port=port,
         jpegs=scene_jpegs(seed),
-        hmac_key=b"camfleet-chaos-key",
+        hmac_key=NODE_KEY,
         config=cfg.SerializeToString(),
     )
     spools.watch(dev.dir / "fs" / "spool", device_id)  # every frame the node captures
