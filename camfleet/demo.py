@@ -149,6 +149,18 @@ class SecureDemo:
         return f"mqtts://{device_id}:{e.password}@127.0.0.1:{self.dir.settings.tls_port}", e.key
 
 
+def wait_known(api: str, device_id: str, procs: Processes, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = procs.dead()
+        if dead:
+            raise UserError(f"{dead[0].name} exited at start-up: see {dead[0].log}")
+        if httpx.get(f"{api}/api/v1/devices/{device_id}", timeout=5).status_code == 200:
+            return
+        time.sleep(0.2)  # polling another process's HTTP API: nothing to await
+    raise UserError(f"{device_id} did not connect in {timeout:.0f}s: see the logs")
+
+
 def wait_healthy(api: str, child: Child, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -343,16 +355,21 @@ def demo(
                 f"synthetic camera every {interval:g} s"
             )
         if esp32:
-            # A capture for a node that has never connected and will sleep most of the time: the
-            # controller publishes it again after the node's first birth, and the node runs it.
-            created = httpx.post(
-                f"{api}/api/v1/commands",
-                json={"device": "demo-esp32-0", "action": "capture"},
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=10,
-            )
-            created.raise_for_status()
-            command_id = created.json()["items"][0]["id"]
+
+            def queue_capture() -> str:
+                # A capture for a node that will sleep most of the time: it waits in the node's
+                # session (or is published again after the node's first birth) and runs.
+                created = httpx.post(
+                    f"{api}/api/v1/commands",
+                    json={"device": "demo-esp32-0", "action": "capture"},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                )
+                created.raise_for_status()
+                return str(created.json()["items"][0]["id"])
+
+            if secured is None:
+                command_id = queue_capture()  # before the node ever connected
             procs.start(
                 "esp32-sim",
                 "sim",
@@ -375,6 +392,11 @@ def demo(
                     else ()
                 ),
             )
+            if secured is not None:
+                # An enrolled node acts only on what is signed with its key, which the sim
+                # creates when it enrols the node: queue the command once the node is known.
+                wait_known(api, "demo-esp32-0", procs, 60)
+                command_id = queue_capture()
             say(
                 f"esp32       {esp32} node(s) demo-esp32-0.., "
                 "waking every 300 s simulated (3 s real)"

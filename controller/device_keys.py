@@ -27,16 +27,18 @@ KEY_BYTES = 32
 
 
 class DeviceKeys:
-    """``cache_s``: how long a looked-up key (or its absence) is reused. The controller signs
-    every receipt batch, command and desired config, and one registry read each costs ~0.1 ms
-    (SQLite) or a round trip (PostgreSQL), on the thread that publishes receipts; a second is
-    far shorter than it takes to provision or restart a device after ``camfleet device add``
-    (another process), and changes made through this object apply at once."""
+    """``cache_s``: how long a key found in the registry is reused. The controller signs every
+    receipt batch, command and desired config, and one registry read costs ~0.1 ms (SQLite) or
+    a round trip (PostgreSQL), on the thread that publishes receipts. Only keys found are kept:
+    a device enrolled by another process (the CLI, the simulator) is signed for from its first
+    message on; a key replaced by another process is used within ``cache_s`` (meanwhile the
+    device refuses what it cannot verify, and frames are re-sent); changes made through this
+    object apply at once."""
 
     def __init__(self, db: Database, cache_s: float = 0.0) -> None:
         self.db = db
         self.cache_s = cache_s
-        self._cache: dict[str, tuple[float, bytes | None]] = {}  # one entry per device at most
+        self._cache: dict[str, tuple[float, bytes]] = {}  # one entry per device at most
         self._lock = threading.Lock()
 
     def get(self, device_id: str) -> bytes | None:
@@ -51,7 +53,7 @@ class DeviceKeys:
                 "SELECT hmac_key FROM ota_device_keys WHERE device_id = ?", (device_id,)
             )
         key = bytes(value) if value is not None else None
-        if self.cache_s:
+        if self.cache_s and key is not None:
             with self._lock:
                 self._cache[device_id] = (now, key)
         return key
