@@ -45,6 +45,8 @@ setup(
         # The node's MicroPython files travel as data: the simulator runs them under micropython.
         "camfleet.esp32_node": ["*.py", "host/*.py", "firmware/*"],
         "camfleet.broker_config": ["*.conf"],
+        # The dashboard's page, scripts and styles (served by the controller, no build step).
+        "camfleet.controller.web": ["static/*"],
     },
     include_package_data=False,
 )

@@ -418,6 +418,58 @@ def frames_ls(
     emit(data["items"], as_json, lambda items: table(items, cols) if items else "no frames")
 
 
+@frames.command("timelapse")
+@click.argument("device")
+@click.option("--from", "start", required=True, help="Start (ISO 8601, UTC by default).")
+@click.option("--to", "end", required=True, help="End, exclusive (ISO 8601, UTC by default).")
+@click.option("--fps", default=12.0, show_default=True, help="Frames per second of the result.")
+@click.option("--width", default=1280, show_default=True, help="Largest width (scaled down).")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path), help="out.mp4 or out.gif"
+)
+@api_options
+def frames_timelapse(
+    device: str,
+    start: str,
+    end: str,
+    fps: float,
+    width: int,
+    output: Path,
+    api: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Make a timelapse of DEVICE's frames from --from to --to: GIF (Pillow) or MP4 (ffmpeg)."""
+    from camfleet import timelapse
+
+    since, until = timelapse.parse_time(start, "--from"), timelapse.parse_time(end, "--to")
+    if until <= since:
+        raise UserError(f"--to {end} is not after --from {start}")
+    client = Api(api, token)
+
+    def list_frames() -> list[tuple[str, int]]:
+        page = client.json(
+            "GET", f"/api/v1/gallery/{device}", params={"since_ms": since, "until_ms": until}
+        )
+        return [(i, t) for i, t in reversed(page["items"])]
+
+    def fetch(frame_id: str) -> bytes:
+        return client.request("GET", f"/api/v1/frames/{device}/{frame_id}/image").content
+
+    timelapse.check_output(output, fps)
+    ids = list_frames()
+    describe = f"of {device} from {start} to {end} (UTC unless given)"
+    if not ids:
+        raise UserError(f"no frames {describe}: nothing to make a timelapse of")
+    with click.progressbar(length=len(ids), label="timelapse", file=sys.stderr) as bar:
+        count = timelapse.make(ids, fetch, output, fps, width, describe, bar.update)
+    emit(
+        {"device": device, "frames": count, "fps": fps, "output": str(output)},
+        as_json,
+        lambda d: f"{d['output']}: {d['frames']} frames of {d['device']} at {d['fps']:g} fps",
+    )
+
+
 @frames.command("get")
 @click.argument("device")
 @click.argument("frame_id", default="latest")

@@ -33,6 +33,9 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "edge": ("camfleet.edge.cli", "edge", "Run the Linux edge agent."),
     "sim": ("camfleet.esp32_node.tools.cli", "sim", "Run simulated devices against a broker."),
     "broker": ("camfleet.broker_cli", "broker", "Run a local mosquitto with camfleet's config."),
+    "device": ("camfleet.device_cli", "device", "Enrol and revoke devices (prod broker)."),
+    "users": ("camfleet.users_cli", "users", "Manage the controller API's users and roles."),
+    "provision": ("camfleet.provision_cli", "provision", "Enrol and flash an ESP32 over USB."),
     "proto": ("camfleet.proto.cli", "proto", "Decode and inspect camfleet MQTT payloads."),
 }
 

@@ -72,18 +72,29 @@ class Processes:
                 child.proc.wait()
 
 
-def edge_config(path: Path, device_id: str, broker_url: str, seed: int, interval_s: float) -> None:
+def edge_config(
+    path: Path,
+    device_id: str,
+    broker_url: str,
+    seed: int,
+    interval_s: float,
+    key: bytes = b"",
+    ca_file: Path | None = None,
+) -> None:
+    """The agent's config; ``key`` and ``ca_file`` for an enrolled device (--secure)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    key_line = f'key = "{key.hex()}"\n' if key else ""
+    ca_line = f'ca_file = "{ca_file}"\n' if ca_file else ""
     path.write_text(
         f"""# written by camfleet demo
 [device]
 id = "{device_id}"
 board = "demo-synthetic"
 groups = ["demo"]
-
+{key_line}
 [broker]
 url = "{broker_url}"
-
+{ca_line}
 [camera]
 backend = "synthetic"
 width = 640
@@ -101,6 +112,53 @@ state_dir = "state"
 telemetry_interval_s = 10
 """
     )
+
+
+class SecureDemo:
+    """--secure: a prod broker directory in DATA/broker and each device enrolled in it."""
+
+    def __init__(self, data: Path, port: int) -> None:
+        from camfleet.broker_config.profiles import ConfiguredMosquitto, init_broker
+
+        folder = data / "broker-prod"
+        init_broker(folder, "prod", port=port or free_port(), tls_port=free_port(),
+                    websockets="off", force=True)  # fmt: skip
+        self.broker = ConfiguredMosquitto(folder)
+        self.dir = self.broker.broker_dir
+        self.data = data
+
+    @property
+    def tls_url(self) -> str:
+        return str(self.dir.url(tls=True))
+
+    @property
+    def controller_url(self) -> str:
+        from camfleet.broker_config.profiles import url_with_password
+
+        return url_with_password(self.dir.url("controller"))
+
+    def enrol(self, device_id: str) -> tuple[str, bytes]:
+        """Enrol an edge agent: its broker URL (TLS, own identity) and its key."""
+        from camfleet.controller.device_keys import registry_keys
+        from camfleet.enrol import add_device
+
+        with registry_keys(self.data / "controller") as keys:
+            e = add_device(
+                self.dir, keys, device_id, ("demo",), "usb", self.data / "devices", "127.0.0.1"
+            )
+        return f"mqtts://{device_id}:{e.password}@127.0.0.1:{self.dir.settings.tls_port}", e.key
+
+
+def wait_known(api: str, device_id: str, procs: Processes, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = procs.dead()
+        if dead:
+            raise UserError(f"{dead[0].name} exited at start-up: see {dead[0].log}")
+        if httpx.get(f"{api}/api/v1/devices/{device_id}", timeout=5).status_code == 200:
+            return
+        time.sleep(0.2)  # polling another process's HTTP API: nothing to await
+    raise UserError(f"{device_id} did not connect in {timeout:.0f}s: see the logs")
 
 
 def wait_healthy(api: str, child: Child, timeout: float) -> None:
@@ -180,6 +238,12 @@ def status_row(elapsed_s: float, st: dict[str, Any], command: str) -> str:
     help="Working directory (wiped at start unless --keep).",
 )
 @click.option("--keep", is_flag=True, help="Keep the data of a previous demo run.")
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="The prod broker profile: TLS, no anonymous clients, every device enrolled with its "
+    "own identity and key (camfleet device add), signed receipts, commands and config.",
+)
 @click.option("--duration", type=float, default=0, help="Stop after N seconds (0 = until Ctrl-C).")
 @click.option(
     "--interval",
@@ -204,6 +268,7 @@ def demo(
     keep: bool,
     duration: float,
     interval: float,
+    secure: bool,
     as_json: bool,
 ) -> None:
     """Run broker + controller + simulated cameras on this machine.
@@ -226,20 +291,33 @@ def demo(
         raise UserError(f"invalid --http {http!r}: use HOST:PORT") from None
     api = f"http://{host or '127.0.0.1'}:{port}"
 
-    broker: Mosquitto | EmbeddedBroker = (
-        EmbeddedBroker(broker_port or None)
-        if embedded_broker
-        else Mosquitto(data / "broker", broker_port or None)
-    )
+    if secure:
+        if embedded_broker:
+            raise UserError("--secure needs mosquitto (its dynamic security plugin and TLS)")
+        secured = SecureDemo(data, broker_port)
+        broker: Mosquitto | EmbeddedBroker = secured.broker
+    else:
+        secured = None
+        broker = (
+            EmbeddedBroker(broker_port or None)
+            if embedded_broker
+            else Mosquitto(data / "broker", broker_port or None)
+        )
     try:
         broker.start()
-    except UserError:  # the launcher found no mosquitto: the embedded broker runs anywhere
+    except UserError:
+        if secured is not None:
+            raise
+        # the launcher found no mosquitto: the embedded broker runs anywhere
         say("mosquitto is not installed: using the embedded amqtt broker (slower)")
         broker = EmbeddedBroker(broker_port or None)
         broker.start()
     except RuntimeError as exc:  # installed, but it did not start (port taken, bad config)
         raise UserError(str(exc).splitlines()[0]) from None
     say(f"broker      {broker.url} ({type(broker).__name__})")
+    if secured is not None:
+        say(f"            {secured.tls_url} for devices (prod profile: {secured.dir.path})")
+    controller_broker = secured.controller_url if secured is not None else broker.url
 
     procs = Processes(logs)
     command_id = ""
@@ -251,7 +329,7 @@ def demo(
             "controller",
             "run",
             "--broker",
-            broker.url,
+            controller_broker,
             "--data",
             str(data / "controller"),
             "--http",
@@ -265,7 +343,11 @@ def demo(
         say(f"controller  {api}  (OpenAPI UI: {api}/docs; API token in {token_file})")
         for i in range(cameras):
             config = data / f"edge-{i}" / "edge.toml"
-            edge_config(config, f"demo-cam-{i}", broker.url, seed=i, interval_s=interval)
+            if secured is not None:
+                url, key = secured.enrol(f"demo-cam-{i}")
+                edge_config(config, f"demo-cam-{i}", url, i, interval, key, secured.dir.ca_file)
+            else:
+                edge_config(config, f"demo-cam-{i}", broker.url, seed=i, interval_s=interval)
             procs.start(f"edge-{i}", "edge", "run", "--config", str(config))
         if cameras:
             say(
@@ -273,16 +355,21 @@ def demo(
                 f"synthetic camera every {interval:g} s"
             )
         if esp32:
-            # A capture for a node that has never connected and will sleep most of the time: the
-            # controller publishes it again after the node's first birth, and the node runs it.
-            created = httpx.post(
-                f"{api}/api/v1/commands",
-                json={"device": "demo-esp32-0", "action": "capture"},
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=10,
-            )
-            created.raise_for_status()
-            command_id = created.json()["items"][0]["id"]
+
+            def queue_capture() -> str:
+                # A capture for a node that will sleep most of the time: it waits in the node's
+                # session (or is published again after the node's first birth) and runs.
+                created = httpx.post(
+                    f"{api}/api/v1/commands",
+                    json={"device": "demo-esp32-0", "action": "capture"},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                )
+                created.raise_for_status()
+                return str(created.json()["items"][0]["id"])
+
+            if secured is None:
+                command_id = queue_capture()  # before the node ever connected
             procs.start(
                 "esp32-sim",
                 "sim",
@@ -299,16 +386,31 @@ def demo(
                 "0.01",
                 "--state-dir",
                 str(data / "esp32"),
+                *(
+                    ("--keys-in", str(data / "controller"), "--enrol-on", str(secured.dir.path))
+                    if secured is not None
+                    else ()
+                ),
             )
+            if secured is not None:
+                # An enrolled node acts only on what is signed with its key, which the sim
+                # creates when it enrols the node: queue the command once the node is known.
+                wait_known(api, "demo-esp32-0", procs, 60)
+                command_id = queue_capture()
             say(
                 f"esp32       {esp32} node(s) demo-esp32-0.., "
                 "waking every 300 s simulated (3 s real)"
             )
             say(f"command     capture {command_id} queued for demo-esp32-0 (runs once it wakes)")
         say(f"logs        {logs}/")
+        watch = (
+            f'"$(camfleet broker url --config {secured.dir.path} --identity dashboard)"'
+            if secured is not None
+            else broker.url
+        )
         say(
             f"try         camfleet devices --api {api}\n"
-            f"            camfleet proto watch --broker {broker.url}"
+            f"            camfleet proto watch --broker {watch}"
         )
         say("Ctrl-C stops the demo.\n")
         if not as_json:

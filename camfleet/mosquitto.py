@@ -1,8 +1,9 @@
 """Start, stop, kill and restart a local mosquitto with camfleet's configuration.
 
 Used by the tests (each gets its own broker on a free port), the benchmarks and the demo. The
-config is broker_config/dev.conf plus a listener on 127.0.0.1, a persistence directory and the
-current user (so a root run does not drop to a `mosquitto` user that cannot write the files).
+config is broker_config/common.conf + dev.conf plus a listener on 127.0.0.1, a persistence
+directory and the current user (so a root run does not drop to a `mosquitto` user that cannot
+write the files).
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def base_config() -> str:
-    return resources.files("camfleet.broker_config").joinpath("dev.conf").read_text()
+def base_config(profile: str = "dev") -> str:
+    """broker_config/common.conf followed by the profile's security settings (dev.conf, ...)."""
+    folder = resources.files("camfleet.broker_config")
+    return "\n".join(
+        folder.joinpath(name).read_text() for name in ("common.conf", f"{profile}.conf")
+    )
 
 
 class Mosquitto:

@@ -33,6 +33,7 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("home_assistant", bool, "Publish Home Assistant latest-JPEG and discovery topics."),
     ("ha_prefix", str, "Home Assistant discovery prefix."),
     ("jpeg_prefix", str, "Prefix of the retained latest-JPEG topics."),
+    ("ha_state_prefix", str, "Prefix of the availability/telemetry/button topics for HA."),
     ("telemetry_history", int, "Telemetry rows kept per device."),
     ("event_history", int, "Event rows kept per device."),
     ("command_history", int, "Finished commands kept per device (0 = no count limit)."),

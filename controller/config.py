@@ -50,6 +50,8 @@ class ControllerConfig:
     home_assistant: bool = True
     ha_prefix: str = "homeassistant"
     jpeg_prefix: str = "camfleet/jpeg"
+    #: Topics the controller maintains for Home Assistant (availability, telemetry, button).
+    ha_state_prefix: str = "camfleet/ha"
     batch_max: int = 512
     #: Decode and SHA-256-check whole frames on a thread of their own (off the network thread).
     decode_thread: bool = True

@@ -5,10 +5,10 @@ goes to the writer. Malformed input is counted per reason and kind, logged once 
 kind), and acknowledged at once (it will never become valid, and holding it would block the
 broker's in-flight window for the good traffic behind it). Chunks are reassembled here and each
 is acknowledged as soon as it is held (never kept in the broker's in-flight window waiting for
-its siblings: a thousand incomplete frames would otherwise stop every device's ingest). A
-reassembled frame goes to the writer like any other; if the controller dies before it is
-durable, or the partial frame expires or is evicted, the device gets no receipt for it and sends
-it again from its spool.
+its siblings: a thousand incomplete frames would otherwise stop every device's ingest), except
+the chunk completing a frame, acknowledged with the frame by the writer. If the controller dies
+before a frame is durable, or its partial frame expires or is evicted, the device gets no
+receipt for it and sends it again from its spool.
 """
 
 from __future__ import annotations
@@ -198,10 +198,13 @@ class Dispatcher:
         except ContractError:
             self._count_evictions()
             raise
-        delivery.done()  # held in memory now; the device resends the frame if it is lost
-        if frame is not None:
-            self.metrics.inc("frames_reassembled_total")
-            self.writer.submit(Job(Kind.FRAME, device, frame, [], now))
+        if frame is None:
+            delivery.done()  # held in memory now; the device resends the frame if it is lost
+            return
+        # The chunk that completes a frame is acknowledged with the frame (when it is durable,
+        # or refused): the broker's window then still bounds the frames waiting for the writer.
+        self.metrics.inc("frames_reassembled_total")
+        self.writer.submit(Job(Kind.FRAME, device, frame, [delivery], now))
 
     def expire(self) -> None:
         """Give up on incomplete chunked frames past their timeout (call it every second)."""

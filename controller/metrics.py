@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -21,6 +22,15 @@ class Metrics:
 
     def describe(self, name: str, help_text: str) -> None:
         self._help[name] = help_text
+
+    def declare(self, name: str, help_text: str, series: list[dict[str, str]]) -> None:
+        """Describe a counter and create its series at 0 (``[{}]`` for one without labels),
+        so it is scraped before its first increment."""
+        self._help[name] = help_text
+        with self._lock:
+            counter = self._counters[name]
+            for labels in series:
+                counter.setdefault(tuple(sorted(labels.items())), 0)
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
@@ -88,7 +98,6 @@ def thread_cpu_seconds() -> dict[Labels, float]:
     /proc is missing. The bench uses it to say which thread the controller's CPU goes to.
     """
     import os
-    import re
 
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[Labels, float] = {}
@@ -98,10 +107,19 @@ def thread_cpu_seconds() -> dict[Labels, float]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        name = re.sub(r"[_-]\d+$", "", thread.name)
+        name = thread_label(thread.name)
         key = (("thread", name),)
         out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def thread_label(name: str) -> str:
+    """A thread's name without what differs between installs or runs: pool numbers, and the
+    MQTT client id paho puts in its network thread's name (it carries the instance id, and a
+    label value per install breaks every dashboard and alert written for another install)."""
+    if name.startswith("paho-mqtt-client-"):
+        return "paho-mqtt-client"
+    return re.sub(r"[_-]\d+$", "", name)
 
 
 class StageClock:

@@ -20,12 +20,15 @@ from camfleet.controller.commands import Commands
 from camfleet.controller.comms.mqtt import MqttChannel, speaks_mqtt5
 from camfleet.controller.config import ControllerConfig
 from camfleet.controller.desired import DesiredState
+from camfleet.controller.device_keys import DeviceKeys
 from camfleet.controller.dispatcher import Dispatcher
 from camfleet.controller.frames.store import LocalFrameStore
 from camfleet.controller.ingest.diskspace import DiskGuard
 from camfleet.controller.ingest.jobs import AfterCommit, Job
 from camfleet.controller.ingest.writer import BatchResult, Writer
 from camfleet.controller.integrations import HomeAssistant
+from camfleet.controller.live import LiveEvents
+from camfleet.controller.metric_catalog import declare_counters
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.ota.artifacts import ArtifactStore
 from camfleet.controller.ota.delivery import BlockServer
@@ -33,15 +36,18 @@ from camfleet.controller.ota.images import ota_slot_size
 from camfleet.controller.ota.rollouts import Rollouts
 from camfleet.controller.retention import Retention
 from camfleet.controller.scheduler import Scheduler
+from camfleet.controller.signing import Signer
 from camfleet.controller.storage import Tx, open_database
 from camfleet.controller.storage.migrations import migrate
+from camfleet.controller.users import Users
+from camfleet.controller.web.thumbs import ThumbCache
 from camfleet.errors import UserError
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec, topics
 from camfleet.proto.errors import ContractError
 from camfleet.proto.receipts import make_receipts
 from camfleet.proto.topics import Kind
-from camfleet.proto.v1 import state_pb2, telemetry_pb2
+from camfleet.proto.v1 import command_pb2, state_pb2, telemetry_pb2
 
 log = logging.getLogger("camfleet.controller")
 
@@ -99,6 +105,7 @@ class Controller:
         )
         self.metrics = Metrics()
         self.db = open_database(config.database, self.data / "registry.sqlite3")
+        self.users = Users(self.db, self.token)
         migrate(self.db)
         self.disk = DiskGuard(self.data, config.disk_low_bytes, config.disk_resume_bytes)
         self.disk.check(force=True)
@@ -123,7 +130,10 @@ class Controller:
             protocol=protocol,
             receive_maximum=config.receive_maximum,
         )
-        publish = self.channel.publish
+        # Receipts, commands and desired config carry the device's signature (signing.py).
+        self.device_keys = DeviceKeys(self.db, cache_s=1.0)
+        self.signer = Signer(self.device_keys, root)
+        publish = self._publish = self.signer.wrap(self.channel.publish)
         self.commands = Commands(
             self.db,
             publish,
@@ -157,11 +167,25 @@ class Controller:
         self.retention = Retention(self.db, self.store, config, self.metrics)
         self._telemetry = registry.History("telemetry", config.telemetry_history)
         self._events = registry.History("events", config.event_history)
+        #: What the writer just committed, for Home Assistant and the dashboard (live.py).
+        self.live = LiveEvents()
+        self.thumbs = ThumbCache(self.data / "thumbs")
         self.home_assistant = (
-            HomeAssistant(publish, config.jpeg_prefix, config.ha_prefix)
+            HomeAssistant(
+                publish,
+                config.jpeg_prefix,
+                config.ha_prefix,
+                state_prefix=config.ha_state_prefix,
+                capture=self._ha_capture,
+            )
             if config.home_assistant
             else None
         )
+        if self.home_assistant is not None:
+            self.live.subscribe(self.home_assistant.on_event)
+            self.channel.extra_subscriptions[self.home_assistant.button_filter] = (
+                self.home_assistant.on_button
+            )
         self.writer = Writer(
             self.db,
             self.store,
@@ -203,6 +227,8 @@ class Controller:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self, http: bool = True) -> None:
+        if self.home_assistant is not None:
+            self.home_assistant.start()
         self.births.start()
         self.writer.start()
         self.blocks.start()
@@ -220,6 +246,7 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+        self.live.publish({"type": "closing"})  # ends the dashboard's event streams
         if self._http is not None:
             self._http.stop()  # type: ignore[attr-defined]
         self.channel.stop()
@@ -227,6 +254,8 @@ class Controller:
         self.blocks.stop()
         self.writer.stop()
         self.births.stop()
+        if self.home_assistant is not None:
+            self.home_assistant.stop()
         self._ticker.join(5)
         self.db.close()
 
@@ -268,10 +297,23 @@ class Controller:
         assert isinstance(st, state_pb2.DeviceState)
         outcome = registry.apply_state(tx, job.device_id, st, job.received_ms)
         self.metrics.inc("states_total", outcome=outcome)
-        if outcome == "new" or (outcome == "applied" and st.presence == state_pb2.PRESENCE_ONLINE):
-            device = job.device_id
-            return lambda: self._after_birth(device)
-        return None
+        if outcome == "stale":
+            return None
+        device = job.device_id
+        event = {
+            "type": "state",
+            "device_id": device,
+            "presence": registry.PRESENCE_NAMES.get(st.presence, "unknown"),
+            "next_wake_ms": st.next_wake_ms or None,
+        }
+        birth = outcome == "new" or st.presence == state_pb2.PRESENCE_ONLINE
+
+        def after() -> None:
+            if birth:
+                self._after_birth(device)
+            self.live.publish(event)
+
+        return after
 
     def _after_birth(self, device_id: str) -> None:
         self.births.submit(device_id)
@@ -340,24 +382,66 @@ class Controller:
 
     def _apply_telemetry(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Telemetry)
-        registry.add_telemetry(tx, job.device_id, job.message, job.received_ms, self._telemetry)
-        return None
+        t = job.message
+        registry.add_telemetry(tx, job.device_id, t, job.received_ms, self._telemetry)
+        event = {
+            "type": "telemetry",
+            "device_id": job.device_id,
+            "received_ms": job.received_ms,
+            "battery_pct": t.battery_pct if t.HasField("battery_pct") else None,
+            "rssi_dbm": t.rssi_dbm if t.HasField("rssi_dbm") else None,
+            "spool_depth": t.spool_depth if t.HasField("spool_depth") else None,
+        }
+        return lambda: self.live.publish(event)
 
     def _apply_event(self, tx: Tx, job: Job) -> AfterCommit | None:
         assert isinstance(job.message, telemetry_pb2.Event)
-        registry.add_event(tx, job.device_id, job.message, job.received_ms, self._events)
-        return self.rollouts.apply_event(tx, job)
+        e = job.message
+        registry.add_event(tx, job.device_id, e, job.received_ms, self._events)
+        rollout_after = self.rollouts.apply_event(tx, job)
+        event = {
+            "type": "event",
+            "device_id": job.device_id,
+            "received_ms": job.received_ms,
+            "event": e.type,
+            "message": e.message,
+        }
+
+        def after() -> None:
+            if rollout_after is not None:
+                rollout_after()
+            self.live.publish(event)
+
+        return after
 
     def _apply_ack(self, tx: Tx, job: Job) -> AfterCommit | None:
         after = self.commands.apply_ack(tx, job)
         self.rollouts.apply_ack(tx, job)
-        return after
+        assert isinstance(job.message, command_pb2.Ack)
+        event = {"type": "command", "device_id": job.device_id, "id": job.message.command_id}
+
+        def done() -> None:
+            if after is not None:
+                after()
+            self.live.publish(event)
+
+        return done
+
+    def _ha_capture(self, device_id: str) -> None:
+        """A Home Assistant capture button press: a capture command, for a known device only
+        (anyone who may publish on the button topic must not fill the registry)."""
+        with self.db.read() as tx:
+            known = tx.scalar("SELECT 1 FROM devices WHERE device_id = ?", (device_id,))
+        if known is None:
+            log.warning("Home Assistant capture for unknown device %s ignored", device_id)
+            return
+        self.commands.create("capture", {}, device_id)
 
     def _on_batch(self, result: BatchResult) -> None:
         now = now_ms()
         for device_id, by_incarnation in result.receipted().items():
             for receipt in make_receipts(by_incarnation, now):
-                self.channel.publish(
+                self._publish(
                     topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
                     codec.encode(receipt),
                     qos=1,
@@ -365,6 +449,19 @@ class Controller:
                 self.metrics.inc("receipts_sent_total")
         if self.home_assistant is not None:
             self.home_assistant.on_batch(result)
+        for stored in result.frames:
+            if stored.new:
+                f = stored.frame
+                self.live.publish(
+                    {
+                        "type": "frame",
+                        "device_id": stored.device_id,
+                        "frame_id": f"{f.session}-{f.seq}",
+                        "captured_at_ms": f.captured_at_ms,
+                        "historical": f.historical,
+                        "command_id": f.command_id,
+                    }
+                )
         for listener in self.batch_listeners:
             listener(result)
 
@@ -380,46 +477,7 @@ class Controller:
 
     def _describe_metrics(self) -> None:
         m = self.metrics
-        m.describe("frames_stored_total", "Frames durably stored (new, not duplicates).")
-        m.describe("frames_duplicate_total", "Redelivered or replayed frames already stored.")
-        m.describe(
-            "frames_conflict_total",
-            "Frames whose identity was stored with another SHA-256: kept and flagged.",
-        )
-        m.describe(
-            "frames_refused_total",
-            "Frames acknowledged without storing (no receipt: the device sends them again).",
-        )
-        m.describe(
-            "chunked_frames_evicted_total", "Incomplete chunked frames given up to make room."
-        )
-        m.describe(
-            "controller_presence_reasserted_total",
-            "Times the controller presence topic said other than ONLINE while running.",
-        )
-        m.describe("writer_job_errors_total", "Jobs the writer could not apply, by kind.")
-        m.describe("frame_bytes_stored_total", "Image bytes durably stored.")
-        m.describe("malformed_total", "Refused messages by reason and topic kind.")
-        m.describe("messages_total", "Well-formed device messages by kind.")
-        m.describe("chunked_frames_expired_total", "Chunked frames given up as incomplete.")
-        m.describe("receipts_sent_total", "Receipt messages published.")
-        m.describe("commands_created_total", "Commands created, by action.")
-        m.describe("commands_expired_total", "Commands the controller marked expired.")
-        m.describe(
-            "commands_resent_after_birth_total",
-            "Unacknowledged commands published again on a birth.",
-        )
-        m.describe("acks_total", "Command acknowledgements received, by status.")
-        m.describe("schedule_fired_total", "Schedule slots fired.")
-        m.describe("schedule_missed_total", "Schedule slots skipped under the missed-slot policy.")
-        m.describe("retention_deleted_total", "Frames deleted by retention, by reason.")
-        m.describe("commands_deleted_total", "Finished commands deleted by retention.")
-        m.describe("ota_blocks_served_total", "OTA blocks published to devices.")
-        m.describe(
-            "ota_requests_dropped_total",
-            "OTA block requests not answered (queue_full, unknown_artifact, max_transfers).",
-        )
-        m.describe("ota_artifact_mismatch_total", "Artifacts whose file no longer matches.")
+        declare_counters(m)  # every counter at 0 from start, with its HELP text
         m.gauge(
             "ota_active_transfers",
             "Devices being served OTA blocks.",

@@ -28,7 +28,7 @@ from camfleet.edge.sessions import SessionNumbers
 from camfleet.edge.spool import Spool
 from camfleet.edge.state import AgentState
 from camfleet.errors import UserError
-from camfleet.proto import codec
+from camfleet.proto import codec, signing
 from camfleet.proto.errors import ContractError
 from camfleet.proto.receipts import MAX_RANGES
 from camfleet.proto.topics import (
@@ -98,7 +98,14 @@ class EdgeAgent:
         self.effective = device_config.merge(self.file_config, self.desired.config, self.overlay)
         self.schedule = self.file_schedule
         self.observers: list[FrameObserver] = []
-        self.counters: dict[str, int] = {"frames": 0, "bad_messages": 0, "receipted": 0}
+        # Extra birth info set by the launcher (self-update: the last version rolled back).
+        self.birth_info: dict[str, str] = {}
+        self.counters: dict[str, int] = {
+            "frames": 0,
+            "bad_messages": 0,
+            "receipted": 0,
+            "unsigned_refused": 0,
+        }
         self._capture_lock = threading.Lock()
         # notified after every capture, receipt and controller presence change
         self.changed = threading.Condition()
@@ -227,6 +234,7 @@ class EdgeAgent:
                 "camera_backend": self.config.camera.backend,
                 **caps.info,
                 "camera_status": self.camera_status,
+                **self.birth_info,
             }
         )
         return codec.encode(state)
@@ -405,10 +413,30 @@ class EdgeAgent:
         except ContractError as exc:
             self._bad_message(topic, str(exc))
             return
+        key = self.config.device.key
+        if key and kind in signing.SIGNED_KINDS and payload:
+            # Before anything else reads it: a message that is not signed with this device's
+            # key (a misconfigured ACL, a compromised broker, a group-topic command) is refused.
+            # (An empty payload clears a retained topic and carries nothing to act on.)
+            body = signing.verify(key, kind, self.device_id, payload)
+            if body is None:
+                self._refuse_unsigned(topic, kind)
+                return
+            payload = body
         if kind == Kind.CMD:
             self.commands.submit(payload)
         else:  # receipts, desired, and the controller's presence (the only state subscribed)
             self._control.put((kind, payload, retained))
+
+    def _refuse_unsigned(self, topic: str, kind: Kind) -> None:
+        self.counters["unsigned_refused"] += 1
+        log.warning("%s: refused a %s without a valid signature on %s", self.device_id, kind, topic)
+        self.event(
+            "signature_refused",
+            f"{kind.value} on {topic} refused: no valid signature with this device's key",
+            telemetry_pb2.SEVERITY_WARNING,
+            kind=kind.value,
+        )
 
     def _bad_message(self, topic: str, why: str) -> None:
         self.counters["bad_messages"] += 1

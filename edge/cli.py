@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -42,12 +44,19 @@ def edge() -> None:
 )
 def run(config_path: Path, log_level: str) -> None:
     """Connect to the broker and capture, spool and publish frames until stopped (SIGTERM)."""
+    from camfleet.edge import update
     from camfleet.edge.agent import EdgeAgent
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = load_config(config_path)
+    slots = update.Slots(config.agent.state_dir, fsync=config.spool.fsync)
+    running = os.environ.get(update.SLOT_ENV)
+    if running is None:  # launcher: pick the slot (A/B, or the package) and run it
+        slot = slots.boot()
+        if slot is not None:
+            update.exec_agent(slot)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -60,7 +69,46 @@ def run(config_path: Path, log_level: str) -> None:
         config.spool.dir,
         agent.spool.depth,
     )
+    if slots.failed is not None:  # in every birth until a newer version is confirmed
+        agent.birth_info["update_failed_version"] = slots.failed["version"]
+    check = update.HealthCheck(agent, slots, running, stop)
+    check.start()
     agent.run(stop)
+    agent.close()
+    check.join()
+    if check.failed:
+        update.exec_agent(None)  # back through the launcher, which starts the previous slot
+
+
+@edge.command("install-update")
+@CONFIG_OPTION
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--signature",
+    "signature_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="Detached Ed25519 signature (64 raw bytes) of the bundle's SHA-256.",
+)
+def install_update(config_path: Path, bundle: Path, signature_path: Path) -> None:
+    """Verify a self-update bundle and install it into the idle slot; the next start runs it."""
+    from camfleet.edge import update
+
+    config = load_config(config_path)
+    if not config.agent.update_public_key:
+        raise UserError(f"{config.source}: agent.update_public_key is not set: updates are off")
+    data = bundle.read_bytes()
+    try:
+        manifest, files = update.verify(
+            data,
+            hashlib.sha256(data).digest(),
+            signature_path.read_bytes(),
+            update.load_public_key(config.agent.update_public_key),
+        )
+        slot = update.Slots(config.agent.state_dir).install(manifest, files)
+    except update.UpdateError as exc:
+        raise UserError(f"{bundle}: refused: {exc}") from None
+    click.echo(f"installed {manifest.version} into {slot}; it runs at the next agent start")
 
 
 @edge.command("check-config")

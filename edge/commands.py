@@ -208,7 +208,8 @@ class CommandHandler:
         self.ack(
             command.id,
             A.ACK_STATUS_REJECTED,
-            "OTA images are not supported by the Linux edge agent: upgrade the package",
+            "OTA images are not supported by the Linux edge agent: "
+            "install bundles with camfleet edge install-update",
         )
 
 

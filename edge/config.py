@@ -43,6 +43,9 @@ class DeviceSection:
     groups: tuple[str, ...] = ()
     location: dict[str, Any] | None = None  # {"lat":, "lon":, "name":} for EXIF and metadata
     firmware_version: str = ""
+    #: Per-device secret (camfleet device add): receipts, commands and desired config must
+    #: carry an HMAC-SHA256 with it. Empty: nothing is checked (development brokers).
+    key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class BrokerSection:
     reconnect_max_s: float = 30.0
     max_payload: int = DEFAULT_MAX_PAYLOAD
     inflight: int = 16  # QoS 1 publishes awaiting PUBACK before the spool sender waits
+    ca_file: Path | None = None  # mqtts:// against a private CA (camfleet broker init's ca.pem)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,11 @@ class AgentSection:
     telemetry_interval_s: float = 60.0
     allow_machine_reboot: bool = False
     max_burst: int = 100
+    # Ed25519 release public key (base64 of the raw 32 bytes) that self-update bundles must be
+    # signed with; "" = self-update off (every bundle refused).
+    update_public_key: str = ""
+    # Seconds a newly installed version has to connect, publish its birth and capture once.
+    update_check_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,21 @@ def load_config(path: str | Path) -> EdgeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
     return config_from_dict(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def _device_key(device_t: _Table) -> bytes:
+    text = device_t.get("key", str, default="")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        device_t.fail("key", "must be hexadecimal (64 digits, as camfleet device add writes it)")
+    if text and len(key) < 16:
+        device_t.fail("key", "must be at least 16 bytes (32 hex digits)")
+    return key
+
+
+def _optional_path(base: Path, text: str) -> Path | None:
+    return base / text if text else None
 
 
 def config_from_dict(
@@ -164,6 +188,7 @@ def config_from_dict(
         groups=groups,
         location=location,
         firmware_version=device_t.get("firmware_version", str),
+        key=_device_key(device_t),
     )
     device_t.done()
 
@@ -185,6 +210,7 @@ def config_from_dict(
             "max_payload", low=MIN_MAX_PAYLOAD, high=256 * 1024**2, integer=True
         ),
         inflight=broker_t.number("inflight", low=1, high=1000, integer=True),
+        ca_file=_optional_path(base, broker_t.get("ca_file", str, default="")),
     )
     if broker.reconnect_max_s < broker.reconnect_min_s:
         broker_t.fail("reconnect_max_s", "must be >= reconnect_min_s")
@@ -227,7 +253,16 @@ def config_from_dict(
         telemetry_interval_s=agent_t.number("telemetry_interval_s", low=0, high=86400),
         allow_machine_reboot=agent_t.get("allow_machine_reboot", bool),
         max_burst=agent_t.number("max_burst", low=1, high=10_000, integer=True),
+        update_public_key=agent_t.get("update_public_key", str),
+        update_check_s=agent_t.number("update_check_s", low=1, high=3600),
     )
+    if agent.update_public_key:
+        from camfleet.edge.update import load_public_key
+
+        try:
+            load_public_key(agent.update_public_key)
+        except ValueError as exc:
+            agent_t.fail("update_public_key", str(exc))
     agent_t.done()
 
     spool = SpoolSection(

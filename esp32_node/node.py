@@ -29,6 +29,7 @@ import ota as otamod
 import ota_steps
 import pb
 import schemas as S
+import signing
 import store
 import wake
 from spool import Spool
@@ -113,7 +114,10 @@ class Node:
         st.commit()  # before the will carries it: a reset must never reuse a session number
         self.seq = 0
         self.slot, self.firmware = firmware_info.running()
-        self.ota = otamod.Ota(st, st.blob("hmac_key", b""))
+        # Per-device key: OTA offers, receipts, commands and desired config must be signed with
+        # it. Empty (a development node): nothing is checked.
+        self.key = st.blob("hmac_key", b"")
+        self.ota = otamod.Ota(st, self.key)
         pins = st.text("pins")  # "custom" boards: JSON {"d0": 5, ..., "pclk": 22}
         self.camera = camctl.Camera(
             st.text("board", "ai-thinker"), json.loads(pins) if pins else None
@@ -366,6 +370,19 @@ class Node:
         kind = topic.split("/", 3)[-1]
         if topic.startswith(self.root + "/v1/_group/"):
             kind = "cmd"
+        if self.key and payload and kind in signing.SIGNED_KINDS:
+            # Before anything acts on it. Group-topic commands are never signed for one device
+            # (the controller sends each member its own copy), so they are refused too.
+            body = signing.verify(self.key, kind, self.device_id, payload)
+            if body is None:
+                self.event(
+                    "signature_refused",
+                    "%s on %s refused: no valid signature with this device's key" % (kind, topic),
+                    S.SEV_WARNING,
+                    {"kind": kind},
+                )
+                return
+            payload = body
         if kind == "cmd":
             commands.handle(self, payload)
         elif kind == "receipt":

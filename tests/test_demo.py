@@ -78,3 +78,33 @@ def test_demo_json_prints_one_object_a_line_on_stdout(tmp_path: Path) -> None:
     assert len(records) >= 2 and all("elapsed_s" in r for r in records[:-1])
     assert all(r["devices"] <= 1 and set(r["states"]) <= {"online"} for r in records[:-1])
     assert "controller  http://127.0.0.1:" in result.stderr
+
+
+@pytest.mark.slow
+def test_secure_demo_runs_on_the_prod_profile_with_enrolled_devices(tmp_path: Path) -> None:
+    """--secure: TLS, no anonymous clients, each device its own identity and key. Frames from
+    every kind of device are stored and receipted (the receipts are signed: nodes keep no
+    spooled frame), the queued command runs, nothing is refused."""
+    import sqlite3
+
+    demo = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "camfleet", "demo", "--secure", "--duration", "10",
+         "--cameras", "1", "--esp32", "2", "--http", "127.0.0.1:0", "--data", str(demo)],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert re.search(r"mqtts://127\.0\.0\.1:\d+ for devices \(prod profile", out), out
+    assert re.search(r"capture command c\w+ for sleeping node demo-esp32-0: done", out), out
+    db = sqlite3.connect(demo / "controller" / "registry.sqlite3")
+    stored = dict(db.execute("SELECT device_id, COUNT(*) FROM frames GROUP BY device_id"))
+    assert {"demo-cam-0", "demo-esp32-0", "demo-esp32-1"} <= set(stored), stored
+    refused = db.execute("SELECT COUNT(*) FROM events WHERE type = 'signature_refused'")
+    assert refused.fetchone() == (0,)
+    keys = {row[0] for row in db.execute("SELECT device_id FROM ota_device_keys")}
+    assert keys == {"demo-cam-0", "demo-esp32-0", "demo-esp32-1"}
+    for node in ("demo-esp32-0", "demo-esp32-1"):
+        assert not list((demo / "esp32" / node / "fs" / "spool").glob("*.f")), node
+    conf = (demo / "broker-prod" / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf

@@ -22,7 +22,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from camfleet.proto import codec, topics
+from camfleet.proto import codec, signing, topics
 from camfleet.proto.chunking import Reassembler
 from camfleet.proto.errors import ContractError
 from camfleet.proto.receipts import make_receipt
@@ -78,14 +78,22 @@ class DeviceReceiver:
         receipts: bool = True,
         controller_birth: bool = False,
         jpeg_prefix: str = "camfleet/jpeg",
+        username: str | None = None,
+        password: str | None = None,
+        device_key: bytes = b"",
     ) -> None:
         self.host, self.port, self.device_id, self.root = host, port, device_id, root
         self.client_id = client_id or f"test-receiver-{device_id}"
         self.receipts = receipts
+        # Like the controller: with the device's key, receipts, commands and desired are signed.
+        self.device_key = device_key
         self.controller_birth = controller_birth
         self.jpeg_topic = f"{jpeg_prefix}/{device_id}"
         self.sync_topic = f"{root}/v1/_test/{device_id}/sync"
         self.withhold: set[tuple[int, int]] = set()  # frames never receipted (a lost store)
+        #: withhold the first frame that arrives from now on (decided here, on arrival, so a
+        #: test does not race the device to name it)
+        self.withhold_next_arrival = False
         self.got = Received()
         self.cond = threading.Condition()
         self.reassembler = Reassembler(timeout_s=600)
@@ -95,6 +103,8 @@ class DeviceReceiver:
             clean_session=False,
             protocol=paho.MQTTv311,
         )
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.05, 0.2)  # type: ignore[arg-type]  # hinted int; floats work
@@ -189,6 +199,9 @@ class DeviceReceiver:
         header.CopyFrom(frame)
         header.ClearField("data")  # keep memory small: the data is in got.frames
         self.got.arrivals.append(header)
+        if self.withhold_next_arrival:
+            self.withhold_next_arrival = False
+            self.withhold.add(key)
         if key in self.got.frames:
             self.got.duplicates += 1
         else:
@@ -196,7 +209,8 @@ class DeviceReceiver:
             self.got.order.append(key)
         if self.receipts and key not in self.withhold:
             receipt = make_receipt([key], int(time.time() * 1000), frame.incarnation)
-            self.client.publish(self.topic(Kind.RECEIPT), codec.encode(receipt), qos=1)
+            payload = self.signed(Kind.RECEIPT, codec.encode(receipt))
+            self.client.publish(self.topic(Kind.RECEIPT), payload, qos=1)
 
     def _error(self, text: str) -> None:
         with self.cond:
@@ -276,7 +290,13 @@ class DeviceReceiver:
     def send(self, kind: Kind, message: Any, retain: bool = False) -> None:
         """Publish a message (or raw bytes) on one of the device's topics; wait for PUBACK."""
         payload = message if isinstance(message, bytes) else codec.encode(message)
+        payload = self.signed(kind, payload)
         self.client.publish(self.topic(kind), payload, qos=1, retain=retain).wait_for_publish(10)
+
+    def signed(self, kind: Kind, payload: bytes) -> bytes:
+        if not self.device_key or kind not in signing.SIGNED_KINDS or not payload:
+            return payload
+        return signing.sign(self.device_key, kind, self.device_id, payload)
 
     def send_command(self, cmd: command_pb2.Command | bytes) -> None:
         self.send(Kind.CMD, cmd)

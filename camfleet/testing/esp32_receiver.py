@@ -49,8 +49,16 @@ class OtaImage:
 
 
 class Receiver(DeviceReceiver):
-    def __init__(self, host: str, port: int, device_id: str, root: str = "camfleet") -> None:
-        super().__init__(host, port, device_id, root=root)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        device_id: str,
+        root: str = "camfleet",
+        device_key: bytes = b"",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(host, port, device_id, root=root, device_key=device_key, **kwargs)
         self.ota: OtaImage | None = None
         self.on_block_served: Callable[[int], None] | None = None
 

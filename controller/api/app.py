@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi_offline import FastAPIOffline
 
 from camfleet import __version__
-from camfleet.controller.api import commands, devices, frames, ota, schedules
+from camfleet.controller.api import commands, dashboard, devices, frames, ota, schedules, users
 from camfleet.controller.api.deps import ctl
 
 if TYPE_CHECKING:
@@ -24,13 +24,17 @@ def create_app(controller: Controller) -> FastAPI:
         title="camfleet controller",
         version=__version__,
         description="Fleet registry, frames, commands, desired config and schedules. "
-        "Write endpoints need `Authorization: Bearer <token>` (the bearerAuth scheme).",
+        "Writes need `Authorization: Bearer <token>` (the bearerAuth scheme) of a user whose "
+        "role allows them: each route's `x-camfleet-role` (operator or admin); reads are open.",
         static_url="/docs-assets",
         favicon_url="data:,",
     )
     app.state.controller = controller
-    for module in (devices, frames, commands, schedules, ota):
+    for module in (devices, frames, commands, schedules, ota, users, dashboard):
         app.include_router(module.router)
+    from camfleet.controller.web import routes as web
+
+    web.mount(app)  # the dashboard at /
 
     @app.get("/health", tags=["ops"])
     def health(request: Request) -> Any:

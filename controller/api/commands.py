@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Security
 from pydantic import BaseModel, Field
 
-from camfleet.controller.api.deps import WRITE, bad_request, ctl, not_found, page
+from camfleet.controller.api.deps import WRITE, bad_request, ctl, not_found, page, require_token
+from camfleet.controller.users import User
 from camfleet.errors import UserError
 from camfleet.proto.errors import ContractError
 
@@ -15,7 +16,10 @@ router = APIRouter(prefix="/api/v1", tags=["commands"])
 
 
 class CommandBody(BaseModel):
-    action: str = Field(description="capture, set_config, reboot, stay_awake or reannounce")
+    action: str = Field(
+        description="capture, set_config, reboot, stay_awake or reannounce (operator); "
+        "ota_offer (admin)"
+    )
     device: str | None = None
     group: str | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="The action's fields")
@@ -25,8 +29,12 @@ class CommandBody(BaseModel):
 
 
 @router.post("/commands", status_code=201, **WRITE)
-def create_command(request: Request, body: CommandBody) -> Any:
+def create_command(
+    request: Request, body: CommandBody, user: Annotated[User, Security(require_token)]
+) -> Any:
     """One command per target device; each waits in its device's session if it sleeps."""
+    if body.action == "ota_offer" and not user.may("admin"):
+        raise HTTPException(403, f"user {user.name!r} is a {user.role}; OTA offers need admin")
     try:
         items = ctl(request).commands.create(
             body.action, body.params, body.device, body.group, body.expires_in_s

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from camfleet.controller.api.deps import bad_request, ctl, device_id_or_404, page, require_token
+from camfleet.controller.api.deps import (
+    BAD_DEVICE_ID,
+    ErrorBody,
+    admin,
+    bad_request,
+    ctl,
+    device_id_or_404,
+    not_found,
+    page,
+)
 from camfleet.controller.ota import rollouts as ro
-from camfleet.controller.ota.artifacts import NotFound, set_device_key
+from camfleet.controller.ota.artifacts import NotFound
 from camfleet.errors import UserError
 from camfleet.proto.errors import ContractError
 
@@ -18,8 +27,18 @@ router = APIRouter(prefix="/api/v1/ota", tags=["ota"])
 #: Larger than any OTA slot of an ESP32 flash: a body beyond it is refused before it is read.
 MAX_UPLOAD = 16 * 1024 * 1024
 
+REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "Refused; the detail says why."}
+}
+IN_USE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "Not possible in the current state (e.g. in use)."}
+}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": "The image is larger than any OTA slot."}
+}
 
-@router.post("/artifacts", status_code=201, dependencies=[Depends(require_token)])
+
+@router.post("/artifacts", status_code=201, **admin(REFUSED, TOO_LARGE))
 async def upload_artifact(request: Request, version: str = "", filename: str = "") -> Any:
     """Body: the signed ESP32 app image (application/octet-stream). 422 says why it is refused."""
     size = int(request.headers.get("content-length") or 0)
@@ -41,7 +60,7 @@ def list_artifacts(request: Request) -> Any:
     return page(ctl(request).artifacts.list())
 
 
-@router.delete("/artifacts/{artifact_id}", dependencies=[Depends(require_token)])
+@router.delete("/artifacts/{artifact_id}", **admin(not_found("artifact"), IN_USE))
 def remove_artifact(request: Request, artifact_id: str) -> Any:
     try:
         ctl(request).artifacts.remove(artifact_id)
@@ -56,11 +75,12 @@ class DeviceKeyBody(BaseModel):
     hmac_key_hex: str = Field(description="The device's HMAC key (NVS hmac_key), hex")
 
 
-@router.put("/device-keys/{device_id}", dependencies=[Depends(require_token)])
+@router.put("/device-keys/{device_id}", **admin(BAD_DEVICE_ID))
 def put_device_key(request: Request, device_id: str, body: DeviceKeyBody) -> Any:
     device_id_or_404(device_id)
     try:
-        set_device_key(ctl(request).db, device_id, bytes.fromhex(body.hmac_key_hex))
+        # through the controller's key store, so its signing uses the new key at once
+        ctl(request).device_keys.put(device_id, bytes.fromhex(body.hmac_key_hex))
     except ValueError:
         raise HTTPException(422, "hmac_key_hex is not hex") from None
     except UserError as exc:
@@ -83,7 +103,7 @@ class RolloutBody(BaseModel):
     allow_downgrade: bool = False
 
 
-@router.post("/rollouts", status_code=201, dependencies=[Depends(require_token)])
+@router.post("/rollouts", status_code=201, **admin(not_found("artifact"), REFUSED))
 def create_rollout(request: Request, body: RolloutBody) -> Any:
     c = ctl(request)
     try:
@@ -113,7 +133,7 @@ def list_rollouts(request: Request) -> Any:
     return page(ctl(request).rollouts.list())
 
 
-@router.get("/rollouts/{rollout_id}")
+@router.get("/rollouts/{rollout_id}", responses=not_found("rollout"))
 def rollout_status(request: Request, rollout_id: str, since_ms: int = 0) -> Any:
     c = ctl(request)
     try:
@@ -122,7 +142,7 @@ def rollout_status(request: Request, rollout_id: str, since_ms: int = 0) -> Any:
         raise HTTPException(404, str(exc)) from None
 
 
-@router.post("/rollouts/{rollout_id}/{action}", dependencies=[Depends(require_token)])
+@router.post("/rollouts/{rollout_id}/{action}", **admin(not_found("rollout or action"), IN_USE))
 def control_rollout(request: Request, rollout_id: str, action: str) -> Any:
     c = ctl(request)
     if action not in ("pause", "resume", "abort"):

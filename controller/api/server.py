@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -12,6 +14,17 @@ from camfleet.errors import UserError
 
 if TYPE_CHECKING:
     from camfleet.controller.service import Controller
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: may resolve to anything
 
 
 class HttpServer:
@@ -32,6 +45,13 @@ class HttpServer:
             deadline.wait(0.05)  # uvicorn exposes no start event; poll its flag
         if not self.server.started:
             raise UserError(f"the HTTP API could not listen on {self.host}:{self.port}")
+        if not is_loopback(self.host):
+            log.warning(
+                "the HTTP API listens on %s:%d without TLS: bearer tokens travel in clear; "
+                "serve it through a TLS reverse proxy (docs/controller.md, 'API users')",
+                self.host,
+                self.port,
+            )
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import ssl
 import struct
@@ -65,6 +66,11 @@ class MqttChannel:
         self.started_ms = int(time.time() * 1000)
         self._on_message = on_message
         self.on_connected: list[Callable[[], None]] = []
+        #: Filters outside ``{root}/v1/`` (integrations: Home Assistant's button) -> handler
+        #: (topic, payload), called in the network thread; set before ``start``. Subscribed as
+        #: shared subscriptions when ``share_group`` is set.
+        self.extra_subscriptions: dict[str, Callable[[str, bytes], None]] = {}
+        self._device_prefix = f"{root}/v1/"
         self.connected = threading.Event()
         # (MessageInfo, callback) pairs waiting for the broker's PUBACK. Polled by a small
         # thread rather than paho's on_publish: paho calls on_publish holding its own locks, and
@@ -191,6 +197,10 @@ class MqttChannel:
         self.failed_attempts = 0
         log.info("connected to %s (session present: %s)", self.url, flags.session_present)
         filters = topics.controller_filters(self.root, self.share_group)
+        # Shared like frames: with several controllers, one of them handles each message (one
+        # Home Assistant button press is one capture command, not one per controller).
+        share = f"$share/{self.share_group}/" if self.share_group else ""
+        filters += [share + f for f in self.extra_subscriptions]
         _, self._subscribe_mid = client.subscribe([(f, 1) for f in filters])
 
     def _subscribed(
@@ -231,6 +241,13 @@ class MqttChannel:
             log.warning("disconnected from %s (%s); reconnecting", self.url, rc)
 
     def _message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self.extra_subscriptions and not msg.topic.startswith(self._device_prefix):
+            for pattern, handler in self.extra_subscriptions.items():
+                if mqtt.topic_matches_sub(pattern, msg.topic):
+                    _safe(functools.partial(handler, msg.topic, bytes(msg.payload)))()
+                    if msg.qos:
+                        self._acker(msg.mid, msg.qos)
+                    return
         self._on_message(
             msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain), self._acker
         )

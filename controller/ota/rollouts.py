@@ -349,7 +349,13 @@ class Rollouts:
             key = tx.scalar("SELECT hmac_key FROM ota_device_keys WHERE device_id = ?", (device,))
             if key is None:
                 self._fail(
-                    tx, rid, device, "failed", "no device key registered (ota key set)", now, opts
+                    tx,
+                    rid,
+                    device,
+                    "failed",
+                    "no device key registered (camfleet ota key)",
+                    now,
+                    opts,
                 )
                 continue
             offer = command_pb2.OtaOffer(

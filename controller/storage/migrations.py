@@ -240,6 +240,17 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX ota_rollout_events_by_rollout ON ota_rollout_events (rollout_id, ts_ms)",
         ],
     ),
+    (
+        "API users with roles (tokens hashed)",
+        [
+            """CREATE TABLE api_users (
+                name {text} PRIMARY KEY,
+                role {text} NOT NULL,
+                token_hash {text} NOT NULL UNIQUE,
+                created_ms {bigint} NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 

@@ -21,6 +21,7 @@ NODE_MODULES = (
     "ota_steps.py",
     "pb.py",
     "schemas.py",
+    "signing.py",
     "spool.py",
     "store.py",
     "ulp_pir.py",

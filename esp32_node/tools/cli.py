@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -84,6 +85,20 @@ def sim() -> None:
     help="Stop after each node woke this many times (0 = run until Ctrl-C).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per wake instead of text.")
+@click.option(
+    "--keys-in",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A controller's data directory: each node gets its own key there and then acts only "
+    "on receipts, commands and desired config that controller signs.",
+)
+@click.option(
+    "--enrol-on",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A prod `camfleet broker init` directory: each node is enrolled there (its own "
+    "identity, key and TLS settings, as `camfleet device add`); needs --keys-in.",
+)
 def esp32(
     count: int,
     broker: str,
@@ -95,6 +110,8 @@ def esp32(
     keep: bool,
     wakes: int,
     as_json: bool,
+    keys_in: Path | None,
+    enrol_on: Path | None,
 ) -> None:
     """Run COUNT simulated ESP32-CAM nodes (real node code, MicroPython) until stopped."""
     from camfleet.esp32_node.tools.hostdevice import MICROPYTHON
@@ -109,6 +126,11 @@ def esp32(
     if state_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="camfleet-sim-")
         state_dir = Path(tmp.name)
+    enrol = None
+    if enrol_on is not None:
+        if keys_in is None:
+            raise UserError("--enrol-on needs --keys-in (the controller's data directory)")
+        enrol = _enroller(enrol_on, keys_in, state_dir / "enrolment", url.host)
     fleet = Fleet(
         url,
         state_dir,
@@ -117,6 +139,8 @@ def esp32(
         interval_s=interval,
         time_scale=time_scale,
         max_payload=max_payload,
+        keys_in=None if enrol is not None else keys_in,
+        enrol=enrol,
         fresh=not keep,
     )
 
@@ -154,3 +178,20 @@ def esp32(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def _enroller(
+    broker_dir: Path, data: Path, out: Path, host: str
+) -> Callable[[str], dict[str, int | bytes | str]]:
+    from camfleet.broker_config.profiles import BrokerDir
+    from camfleet.controller.device_keys import registry_keys
+    from camfleet.enrol import add_device, esp32_settings
+
+    broker = BrokerDir.open(broker_dir)
+
+    def enrol(device_id: str) -> dict[str, int | bytes | str]:
+        with registry_keys(data) as keys:
+            e = add_device(broker, keys, device_id, (), "esp32-cam", out, host)
+        return esp32_settings(broker, device_id, (), "esp32-cam", e.password, e.key, host, ("", ""))
+
+    return enrol

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from camfleet.controller.device_keys import registry_keys
 from camfleet.esp32_node.tools.hostdevice import HostDevice, WakeResult
 from camfleet.mqtt_url import BrokerUrl
 from camfleet.proto import codec
@@ -81,9 +82,15 @@ class Fleet:
         interval_s: int = 300,
         time_scale: float = 0.01,
         max_payload: int = 128 * 1024,
-        hmac_key: bytes = b"camfleet-sim-device-key",
+        keys_in: Path | None = None,
+        enrol: Callable[[str], dict[str, int | bytes | str]] | None = None,
         fresh: bool = True,
     ) -> None:
+        """``keys_in``: a controller's data directory; each node gets its own key in its registry
+        (as ``camfleet device add`` does) and then acts only on what that controller signs.
+        Without it the nodes have no key and check nothing (a development fleet).
+        ``enrol(device_id)``: NVS settings of the node's own enrolment (identity, TLS, key),
+        written over the shared ones (camfleet.enrol, for a prod broker)."""
         self.broker = broker
         self.time_scale = time_scale
         self.stop_event = threading.Event()
@@ -95,16 +102,25 @@ class Fleet:
             extra["mqtt_user"] = broker.username
         if broker.password:
             extra["mqtt_pass"] = broker.password
-        for i, dev in enumerate(self.devices):
-            if fresh or not (dev.dir / "nvs").exists():
-                dev.provision(
-                    broker_host=broker.host,
-                    broker_port=broker.port,
-                    jpegs=scene_jpegs(i),
-                    hmac_key=hmac_key,
-                    config=node_config(interval_s, max_payload),
-                    extra_nvs=extra,
-                )
+        fresh_devices = [
+            (i, dev)
+            for i, dev in enumerate(self.devices)
+            if fresh or not (dev.dir / "nvs").exists()
+        ]
+        hmac_keys: dict[str, bytes] = {}
+        if keys_in is not None:
+            with registry_keys(keys_in) as keys:
+                hmac_keys = {dev.device_id: keys.create(dev.device_id) for _, dev in fresh_devices}
+        for i, dev in fresh_devices:
+            own = enrol(dev.device_id) if enrol is not None else {}
+            dev.provision(
+                broker_host=broker.host,
+                broker_port=broker.port,
+                jpegs=scene_jpegs(i),
+                hmac_key=hmac_keys.get(dev.device_id, b""),
+                config=node_config(interval_s, max_payload),
+                extra_nvs={**extra, **own},
+            )
 
     def run(self, on_wake: Callable[[WakeReport], None], max_wakes: int = 0) -> None:
         """Run every node until stop() (or each has woken ``max_wakes`` times)."""

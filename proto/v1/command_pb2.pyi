@@ -276,6 +276,7 @@ class Command(_message.Message):
     STAY_AWAKE_FIELD_NUMBER: _builtins.int
     REANNOUNCE_FIELD_NUMBER: _builtins.int
     OTA_OFFER_FIELD_NUMBER: _builtins.int
+    HMAC_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """unique, chosen by the controller"""
     issued_at_ms: _builtins.int
@@ -283,6 +284,10 @@ class Command(_message.Message):
     """0 = never; past it the device acks EXPIRED, does nothing"""
     group: _builtins.str
     """set when sent to a group topic"""
+    hmac: _builtins.bytes
+    """HMAC-SHA256 with the device's key; see docs/protocol.md "Signed messages". Keep it the
+    highest field number: the signed bytes are everything the encoding puts before it.
+    """
     @_builtins.property
     def capture(self) -> Global___CaptureNow: ...
     @_builtins.property
@@ -308,10 +313,11 @@ class Command(_message.Message):
         stay_awake: Global___StayAwake | None = ...,
         reannounce: Global___Reannounce | None = ...,
         ota_offer: Global___OtaOffer | None = ...,
+        hmac: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "capture", b"capture", "ota_offer", b"ota_offer", "reannounce", b"reannounce", "reboot", b"reboot", "set_config", b"set_config", "stay_awake", b"stay_awake"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "capture", b"capture", "expires_at_ms", b"expires_at_ms", "group", b"group", "id", b"id", "issued_at_ms", b"issued_at_ms", "ota_offer", b"ota_offer", "reannounce", b"reannounce", "reboot", b"reboot", "set_config", b"set_config", "stay_awake", b"stay_awake"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "capture", b"capture", "expires_at_ms", b"expires_at_ms", "group", b"group", "hmac", b"hmac", "id", b"id", "issued_at_ms", b"issued_at_ms", "ota_offer", b"ota_offer", "reannounce", b"reannounce", "reboot", b"reboot", "set_config", b"set_config", "stay_awake", b"stay_awake"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_action: _TypeAlias = _typing.Literal["capture", "set_config", "reboot", "stay_awake", "reannounce", "ota_offer"]  # noqa: Y015
     _WhichOneofArgType_action: _TypeAlias = _typing.Literal["action", b"action"]  # noqa: Y015

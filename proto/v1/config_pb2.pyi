@@ -326,9 +326,14 @@ class Desired(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
+    HMAC_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """increases with every change; device applies the highest"""
     updated_at_ms: _builtins.int
+    hmac: _builtins.bytes
+    """HMAC-SHA256 with the device's key; see docs/protocol.md "Signed messages". Keep it the
+    highest field number: the signed bytes are everything the encoding puts before it.
+    """
     @_builtins.property
     def config(self) -> Global___DeviceConfig:
         """the full merged config (group defaults + device overrides)"""
@@ -339,10 +344,11 @@ class Desired(_message.Message):
         version: _builtins.int = ...,
         updated_at_ms: _builtins.int = ...,
         config: Global___DeviceConfig | None = ...,
+        hmac: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "updated_at_ms", b"updated_at_ms", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "hmac", b"hmac", "updated_at_ms", b"updated_at_ms", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

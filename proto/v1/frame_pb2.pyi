@@ -237,7 +237,12 @@ class Receipt(_message.Message):
 
     STORED_FIELD_NUMBER: _builtins.int
     TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
+    HMAC_FIELD_NUMBER: _builtins.int
     timestamp_ms: _builtins.int
+    hmac: _builtins.bytes
+    """HMAC-SHA256 with the device's key; see docs/protocol.md "Signed messages". Keep it the
+    highest field number: the signed bytes are everything the encoding puts before it.
+    """
     @_builtins.property
     def stored(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeqRange]: ...
     def __init__(
@@ -245,10 +250,11 @@ class Receipt(_message.Message):
         *,
         stored: _abc.Iterable[Global___SeqRange] | None = ...,
         timestamp_ms: _builtins.int = ...,
+        hmac: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["stored", b"stored", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hmac", b"hmac", "stored", b"stored", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

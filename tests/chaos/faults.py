@@ -8,8 +8,11 @@ decides when (seeded random moments) and waits on events between faults.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
 import sqlite3
+import struct
 import subprocess
 import threading
 import time
@@ -205,3 +208,65 @@ class Observer:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class SpoolWatch:
+    """Every frame file that appears in the watched spool directories (inotify IN_MOVED_TO: the
+    ESP32 node writes ``.tmp`` and renames it to ``<session>-<seq>.f``), i.e. every frame a
+    node captured, whether or not it is still there: the node deletes receipted frames."""
+
+    _IN_MOVED_TO = 0x80
+    _EVENT = struct.Struct("iIII")
+
+    def __init__(self, own_dir: Path) -> None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self._add_watch = libc.inotify_add_watch
+        self._add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        self._fd = libc.inotify_init1(os.O_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self._dirs: dict[int, str] = {}
+        self._closing = False
+        self.frames: dict[str, set[tuple[int, int]]] = {}
+        self._lock = threading.Lock()
+        self._own = own_dir
+        self.watch(own_dir, "")  # where close() wakes the reader
+        self._thread = threading.Thread(target=self._run, name="spool-watch", daemon=True)
+        self._thread.start()
+
+    def watch(self, directory: Path, device_id: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        wd = self._add_watch(self._fd, str(directory).encode(), self._IN_MOVED_TO)
+        if wd < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
+        with self._lock:
+            self._dirs[wd] = device_id
+            self.frames.setdefault(device_id, set())
+
+    def captured(self, device_id: str) -> set[tuple[int, int]]:
+        with self._lock:
+            return set(self.frames.get(device_id, ()))
+
+    def _run(self) -> None:
+        while True:
+            data = os.read(self._fd, 65536)
+            if self._closing:
+                return
+            pos = 0
+            while pos < len(data):
+                wd, _mask, _cookie, length = self._EVENT.unpack_from(data, pos)
+                name = data[pos + 16 : pos + 16 + length].rstrip(b"\0").decode()
+                pos += 16 + length
+                if name.endswith(".f"):
+                    session, seq = name[:-2].split("-")
+                    with self._lock:
+                        self.frames[self._dirs[wd]].add((int(session), int(seq)))
+
+    def close(self) -> None:
+        """Stop the reader (woken by a rename in its own directory), then close the fd."""
+        self._closing = True
+        wake = self._own / "close.tmp"
+        wake.write_bytes(b"")
+        wake.rename(self._own / "close.x")
+        self._thread.join(10)
+        os.close(self._fd)

@@ -14,6 +14,14 @@ import pytest
 from camfleet.controller.frames.log import FrameLog, abandoned, read_segment
 
 
+def _points_into(fd: int, directory: Path) -> bool:
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return target.startswith(str(directory)) and target.endswith(".seg")
+
+
 def _records(n: int, size: int, tag: str) -> list[tuple[str, bytes]]:
     return [(f"frames/cam/d/{tag}_{i}.jpg", bytes([i % 251]) * (size + i % 7)) for i in range(n)]
 
@@ -103,9 +111,9 @@ def test_short_writes_and_many_buffers_still_lay_down_whole_records(
 
 
 def test_rotation_and_preallocation_growth(tmp_path: Path, io_path: list[str]) -> None:
-    """Catches a segment that is not rotated when full, a rotation that reuses a number, a batch
-    larger than a segment that overruns its preallocation, and a new segment whose file or name
-    is not synced before records go in."""
+    """Catches a segment that is not rotated when full, a rotation that reuses a number or keeps
+    the old segment's descriptor open, a batch larger than a segment that overruns its
+    preallocation, and a new segment whose file or name is not synced before records go in."""
     log = FrameLog(tmp_path / "log", segment_bytes=64 * 1024)
     small = _records(2, 1000, "s")
     big = _records(1, 200_000, "big")  # more than the whole segment
@@ -115,6 +123,8 @@ def test_rotation_and_preallocation_growth(tmp_path: Path, io_path: list[str]) -
     s2, _ = log.append(after)  # now full: the next one
     assert (s1, s1b, s2) == (1, 1, 2)
     assert log.segments() == [1, 2]
+    open_segments = [fd for fd in os.listdir("/proc/self/fd") if _points_into(int(fd), log.dir)]
+    assert len(open_segments) == 1  # the sealed segment's descriptor was closed
     assert list(read_segment(log.path(1))) == small + big
     assert list(read_segment(log.path(2))) == after
     second_open = len(io_path) - 1 - io_path[::-1].index("fsync-segment")

@@ -8,21 +8,19 @@ from camfleet.controller.storage.database import Database
 
 
 def test_frames_stored_before_incarnations_survive_the_migration(database: Database) -> None:
-    tables = [
-        "frames",
-        "devices",
-        "device_groups",
-        "telemetry",
-        "events",
-        "commands",
-        "desired_layers",
-        "device_desired",
-        "schedules",
-        "schema_version",
-    ]
+    with database.read() as tx:  # every table the migrations made, whatever steps exist now
+        if database.dialect == "sqlite":
+            sql = "SELECT name AS t FROM sqlite_master WHERE type = 'table'"
+        else:
+            sql = "SELECT tablename AS t FROM pg_tables WHERE schemaname = current_schema()"
+        tables = [r["t"] for r in tx.query(sql) if not r["t"].startswith("sqlite_")]
     with database.transaction() as tx:  # the fixture migrated to the latest: start over at 1
         for table in tables:
-            tx.execute(f"DROP TABLE {table}")
+            tx.execute(
+                f"DROP TABLE {table} CASCADE"
+                if database.dialect != "sqlite"
+                else f"DROP TABLE {table}"
+            )
     latest = migrations.MIGRATIONS
     try:
         migrations.MIGRATIONS = latest[:1]

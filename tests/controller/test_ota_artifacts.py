@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import httpx
 from click.testing import CliRunner
 
 from camfleet.cli import cli
@@ -141,3 +142,24 @@ def test_artifact_registry_on_both_databases(database, release_key, tmp_path):  
         assert "corrupted image" in str(exc) or "not an ESP32" in str(exc)
     else:
         raise AssertionError("a broken image was accepted")
+
+
+def test_a_controller_without_the_release_key_refuses_every_image(
+    controllers, release_key, tmp_path
+):  # type: ignore[no-untyped-def]
+    port = free_port()
+    controllers(http=f"127.0.0.1:{port}", token=TOKEN)
+    api = f"http://127.0.0.1:{port}"
+    good = tmp_path / "fw.bin"
+    good.write_bytes(signed_image("2.1.0", 60_000, release_key, tmp_path))
+    code, _, err = run_cli(api, "ota", "upload", str(good))
+    assert code != 0 and "no release public key configured" in err
+    too_big = httpx.post(
+        f"{api}/api/v1/ota/artifacts",
+        content=b"\xe9" * (16 * 1024 * 1024 + 1),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=60,
+    )
+    assert too_big.status_code == 413
+    unauthorized = httpx.post(f"{api}/api/v1/ota/artifacts", content=good.read_bytes())
+    assert unauthorized.status_code == 401

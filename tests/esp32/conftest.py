@@ -57,10 +57,10 @@ def make_device(tmp_path: Path) -> Callable[..., HostDevice]:
     def make(broker: Mosquitto, config: bytes | None = None, **kwargs: object) -> HostDevice:
         dev = HostDevice(tmp_path / f"dev{len(made)}", f"cam-{next(_ids)}")
         kwargs.setdefault("jpegs", [jpeg(seed=1), jpeg(seed=2)])
+        kwargs.setdefault("hmac_key", DEVICE_KEY)
         dev.provision(
             broker_host=broker.host,
             broker_port=broker.port,
-            hmac_key=DEVICE_KEY,
             config=node_config() if config is None else config,
             **kwargs,  # type: ignore[arg-type]
         )
@@ -77,7 +77,7 @@ def receiver_for() -> Iterator[Callable[[Mosquitto, HostDevice], Receiver]]:
     started: list[Receiver] = []
 
     def start(broker: Mosquitto, dev: HostDevice) -> Receiver:
-        r = Receiver(broker.host, broker.port, dev.device_id).start()
+        r = Receiver(broker.host, broker.port, dev.device_id, device_key=DEVICE_KEY).start()
         started.append(r)
         return r
 

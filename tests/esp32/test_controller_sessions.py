@@ -9,6 +9,7 @@ from pathlib import Path
 from camfleet.proto import codec
 from camfleet.proto.v1 import config_pb2
 from camfleet.testing.controller_process import frame_rows, start_controller
+from tests.esp32.conftest import DEVICE_KEY
 
 
 def test_every_session_restarting_seq_at_1_is_stored_and_receipted(
@@ -25,6 +26,7 @@ def test_every_session_restarting_seq_at_1_is_stored_and_receipted(
         cfg.camera.width, cfg.camera.height = 640, 480
         cfg.sleep.ext0_pin = 13  # the PIR: its deep sleep arms ext0, so motion can wake it
         dev = make_device(mosquitto, config=codec.encode(cfg))
+        ctl.device_keys.put(dev.device_id, DEVICE_KEY)  # the controller signs its receipts
         assert dev.run_wake().ended == "deepsleep"  # power-on: one frame, session 1
         for _ in range(2):  # motion: a burst of three, seq 1..3, in sessions 2 and 3
             woke = dev.run_wake("ext0")

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from camfleet.esp32_node.tools.hostdevice import HostDevice
-from camfleet.proto import codec, topics
+from camfleet.proto import codec, signing, topics
 from camfleet.proto.v1 import frame_pb2
 from camfleet.testing.controller_process import Waiter, frame_rows, start_controller
 from tests.esp32.conftest import DEVICE_KEY, jpeg, node_config
@@ -35,6 +35,7 @@ def test_a_wiped_node_loses_nothing_at_the_controller(mosquitto, tmp_path):  # t
     try:
         waiter = Waiter(ctl)
         device_id = f"wiped-{next(_ids)}"
+        ctl.device_keys.put(device_id, DEVICE_KEY)  # the controller signs with it
         first = _provision(tmp_path / "first", device_id, mosquitto)
         for _ in range(2):
             assert first.run_wake().ended == "deepsleep"
@@ -99,7 +100,12 @@ def test_no_receipt_crashes_the_node_or_deletes_what_it_did_not_send(  # type: i
     )
     # Waiting in the node's persistent session: delivered before it sends anything.
     topic = topics.device_topic(dev.device_id, topics.Kind.RECEIPT)
-    _publish(mosquitto, topic, [codec.encode(huge), codec.encode(lies), codec.encode(other)])
+    # Signed with the node's key (a controller bug, not a forgery), so they reach the checks.
+    signed = [
+        signing.sign(DEVICE_KEY, topics.Kind.RECEIPT, dev.device_id, codec.encode(r))
+        for r in (huge, lies, other)
+    ]
+    _publish(mosquitto, topic, signed)
     rx = receiver_for(mosquitto, dev)
     rx.receipts = False
     woke = dev.run_wake()

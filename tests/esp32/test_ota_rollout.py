@@ -13,7 +13,6 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from camfleet.controller.ota.artifacts import set_device_key
 from camfleet.controller.ota.rollouts import RolloutOptions
 from camfleet.controller.service import Controller
 from camfleet.esp32_node.tools.hostdevice import HostDevice
@@ -75,7 +74,7 @@ def fleet(
     verifies updates against the release key), known to the controller with their keys."""
     devs = [make_device(mosquitto, factory_image=factory) for _ in range(n)]
     for d in devs:
-        set_device_key(ctl.db, d.device_id, DEVICE_KEY)
+        ctl.device_keys.put(d.device_id, DEVICE_KEY)  # the key the controller signs with
     assert set(wake_all(devs).values()) == {"deepsleep"}  # births: the registry knows them
     settle(ctl, devs)
     with ctl.db.read() as tx:

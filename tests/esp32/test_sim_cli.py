@@ -67,3 +67,33 @@ def test_sim_bad_broker_url_is_one_clear_line():
     assert run.stderr.strip().splitlines() == [
         "camfleet: error: invalid broker address 'http://nowhere': scheme must be mqtt:// or mqtts://"
     ]
+
+
+def test_sim_nodes_with_keys_act_on_what_the_real_controller_signs(mosquitto, tmp_path):
+    """--keys-in: each node gets a key in the controller's data directory, so the receipts of
+    that controller (signed) empty its spool; no refusals."""
+    from camfleet.controller.device_keys import registry_keys
+    from camfleet.testing.controller_process import frame_rows, start_controller
+
+    data = tmp_path / "data"
+    ctl = start_controller(mosquitto.url, data)
+    try:
+        run = subprocess.run(
+            [
+                *(CAMFLEET, "sim", "esp32", "-n", "1", "--broker", mosquitto.url, "--wakes", "3"),
+                *("--interval", "60", "--time-scale", "0.001", "--json"),
+                *("--keys-in", str(data), "--state-dir", str(tmp_path / "sim")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        ctl.stop()
+    assert run.returncode == 0, run.stderr
+    with registry_keys(data) as keys:
+        key = keys.get("sim-esp32-0")
+    assert key is not None and len(key) == 32
+    stored = sorted((r["session"], r["seq"]) for r in frame_rows(data, "sim-esp32-0"))
+    assert stored == [(1, 1), (2, 1), (3, 1)]  # each frame once: receipts were accepted
+    assert not list((tmp_path / "sim" / "sim-esp32-0" / "fs" / "spool").glob("*.f"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from camfleet.proto import codec
 from camfleet.proto.topics import Kind
-from camfleet.proto.v1 import config_pb2, frame_pb2
+from camfleet.proto.v1 import command_pb2, config_pb2, frame_pb2
 
 
 def _spooled(dev) -> set[tuple[int, int]]:  # type: ignore[no-untyped-def]
@@ -18,7 +18,8 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
     mosquitto, make_device, receiver_for
 ):
     """Catches an off-by-one at either end of a range (``<`` for ``<=``), a range applied to
-    another session's frames, and a receipt that deletes past its last range."""
+    another session's frames or another incarnation's (from the first session of this one on),
+    and a receipt that deletes past its last range."""
     cfg = config_pb2.DeviceConfig()
     cfg.sleep.awake_window_s = 1  # unreceipted frames keep a wake up this long
     cfg.camera.width, cfg.camera.height = 640, 480
@@ -40,17 +41,28 @@ def test_a_receipt_deletes_exactly_the_frames_its_ranges_cover(
             frame_pb2.SeqRange(session=3, first_seq=1, last_seq=1, incarnation=inc),  # one frame
             frame_pb2.SeqRange(session=3, first_seq=3, last_seq=3, incarnation=inc),  # gap, last
             frame_pb2.SeqRange(session=9, first_seq=1, last_seq=100, incarnation=inc),  # none
+            # the same frame named without this incarnation (a receipt for the 1-1 of the device
+            # before its flash was wiped): must not delete 1-1, the first session of this one
+            frame_pb2.SeqRange(session=1, first_seq=1, last_seq=1),
         ]
     )
 
-    def receipt_after_replay(kind: Kind, message: object) -> None:
-        # the node replays oldest first: 3-3 is the last of its spool to go out
-        if kind is Kind.FRAME and (message.session, message.seq) == (3, 3):  # type: ignore[attr-defined]
-            rx.client.publish(rx.topic(Kind.RECEIPT), codec.encode(receipt), qos=1)
+    # A node applies a receipt to the frames it sent in the same wake: keep the next wake up
+    # (stay_awake), send the receipt once its replays are in, then end the stay. Messages of
+    # one connection arrive in order, so the receipt is handled before the stay ends: nothing
+    # here depends on how long the node waits for receipts.
+    rx.send_command(command_pb2.Command(id="stay", stay_awake=command_pb2.StayAwake(seconds=120)))
+    before = len(rx.got.arrivals)
 
-    rx.handle = receipt_after_replay  # type: ignore[method-assign]
-
-    woke = dev.run_wake()  # timer: no capture of its own
+    dev.start_wake()  # timer: no capture of its own
+    rx.wait_for(
+        lambda g: spooled <= {(f.session, f.seq) for f in g.arrivals[before:] if f.historical},
+        timeout=60,
+        what="the replays",
+    )
+    rx.send(Kind.RECEIPT, receipt)  # signed with the device's key, as the controller does
+    rx.send_command(command_pb2.Command(id="sleep", stay_awake=command_pb2.StayAwake(seconds=0)))
+    woke = dev.wait_wake()
 
     assert woke.ended == "deepsleep", woke.output
     left = _spooled(dev)

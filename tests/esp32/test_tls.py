@@ -9,6 +9,7 @@ import pytest
 
 from camfleet.mosquitto import Mosquitto, free_port
 from camfleet.testing.esp32_receiver import Receiver
+from tests.esp32.conftest import DEVICE_KEY
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -51,7 +52,7 @@ def test_node_publishes_over_tls_and_refuses_a_broker_it_cannot_verify(tls_broke
         broker,
         extra_nvs={"mqtt_port": tls_port, "mqtt_tls": 1, "mqtt_ca": (pki / "ca.der").read_bytes()},
     )
-    rx = Receiver(broker.host, broker.port, dev.device_id).start()  # plain listener, same broker
+    rx = Receiver(broker.host, broker.port, dev.device_id, device_key=DEVICE_KEY).start()  # plain
     try:
         woke = dev.run_wake()
         assert woke.ended == "deepsleep", woke.output

@@ -1,0 +1,100 @@
+"""``camfleet device add/rm``: enrol and revoke devices on a prod broker (camfleet.enrol)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from camfleet.broker_config.profiles import BrokerDir
+from camfleet.controller.device_keys import registry_keys
+from camfleet.enrol import BOARDS, add_device, remove_device
+
+broker_option = click.option(
+    "--broker-config",
+    "broker_config",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CAMFLEET_BROKER_CONFIG",
+    default=Path("camfleet-broker"),
+    show_default=True,
+    help="The `camfleet broker init` directory [env CAMFLEET_BROKER_CONFIG].",
+)
+data_option = click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CAMFLEET_DATA",
+    default=Path("camfleet-data"),
+    show_default=True,
+    help="The controller's data directory (its registry keeps the device keys) "
+    "[env CAMFLEET_DATA].",
+)
+database_option = click.option(
+    "--database",
+    envvar="CAMFLEET_DATABASE",
+    default="",
+    help="The controller's registry URL when it is not the SQLite file in --data "
+    "(e.g. postgresql://...) [env CAMFLEET_DATABASE].",
+)
+
+
+@click.group()
+def device() -> None:
+    """Enrol (add) and revoke (rm) devices: broker identity, secret key, device config."""
+
+
+@device.command()
+@click.argument("device_id")
+@click.option("--group", "groups", multiple=True, help="Group whose commands it follows.")
+@click.option(
+    "--board", type=click.Choice(list(BOARDS)), default="usb", show_default=True, help="Hardware."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("camfleet-devices"),
+    show_default=True,
+    help="Where the device's configuration is written (OUT/ID/, mode 0700).",
+)
+@click.option("--broker-host", default=None, help="Broker name or address the device connects to.")
+@click.option("--wifi-ssid", default="", help="ESP32: Wi-Fi network.")
+@click.option("--wifi-pass", envvar="CAMFLEET_WIFI_PASS", default="", help="ESP32: Wi-Fi password.")
+@broker_option
+@data_option
+@database_option
+def add(
+    device_id: str,
+    groups: tuple[str, ...],
+    board: str,
+    out: Path,
+    broker_host: str | None,
+    wifi_ssid: str,
+    wifi_pass: str,
+    broker_config: Path,
+    data: Path,
+    database: str,
+) -> None:
+    """Enrol DEVICE_ID (again: new password and key, the old ones stop working)."""
+    broker = BrokerDir.open(broker_config)
+    with registry_keys(data, database) as keys:
+        e = add_device(
+            broker, keys, device_id, groups, board, out, broker_host, (wifi_ssid, wifi_pass)
+        )
+    click.echo(f"enrolled {e.device_id} ({e.board}): broker identity, key in the registry")
+    for f in e.files:
+        click.echo(f"  {f}")
+
+
+@device.command()
+@click.argument("device_id")
+@broker_option
+@data_option
+@database_option
+def rm(device_id: str, broker_config: Path, data: Path, database: str) -> None:
+    """Revoke DEVICE_ID: its identity is deleted and its connection dropped at once."""
+    broker = BrokerDir.open(broker_config)
+    with registry_keys(data, database) as keys:
+        known = remove_device(broker, keys, device_id)
+    if known:
+        click.echo(f"revoked {device_id}: identity deleted, connection dropped, key deleted")
+    else:
+        click.echo(f"{device_id} had no broker identity; its key (if any) is deleted")

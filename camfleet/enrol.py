@@ -1,0 +1,220 @@
+"""Enrolment and revocation of devices on a prod broker (``camfleet device add/rm``).
+
+Enrolling a device means, in this order: a broker identity in the dynamic-security plugin (a
+random password, its client id pinned, a role naming only its own topics), a per-device secret
+key in the controller's registry (what the controller signs with), and the device's
+configuration (edge.toml for Linux boards; the NVS settings, CSV and image for ESP32 boards) in
+an output folder readable only by the caller. Revocation deletes the identity (the plugin drops
+the live connection at once) and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+from pathlib import Path
+
+from camfleet.broker_config import dynsec
+from camfleet.broker_config.admin import DynsecAdmin
+from camfleet.broker_config.profiles import BrokerDir
+from camfleet.controller.device_keys import DeviceKeys
+from camfleet.errors import UserError
+from camfleet.proto.errors import ContractError
+from camfleet.proto.topics import validate_device_id, validate_group
+
+# board -> the node's NVS `board` value (ESP32) or None (a Linux board running the edge agent)
+BOARDS: dict[str, str | None] = {
+    "esp32-cam": "ai-thinker",
+    "m5camera-b": "m5camera-b",
+    "t-camera-mini": "t-camera-mini",
+    "pi": None,
+    "maix": None,
+    "usb": None,
+}
+
+
+def checked_device_id(device_id: str) -> str:
+    """The one device-id check of the CLI (the API and the broker identities use the same
+    ``validate_device_id``): a bad id is one line naming the rule."""
+    try:
+        return validate_device_id(device_id)
+    except ContractError as exc:
+        raise UserError(exc.detail) from None
+
+
+def is_esp32(board: str) -> bool:
+    return BOARDS[board] is not None
+
+
+def client_id_for(device_id: str, board: str) -> str:
+    """The MQTT client id the device's software uses (the node: its id; the edge agent's
+    default: camfleet-edge-<id>); the broker accepts the identity under no other."""
+    return device_id if is_esp32(board) else f"camfleet-edge-{device_id}"
+
+
+@dataclasses.dataclass
+class Enrolment:
+    device_id: str
+    board: str
+    password: str
+    key: bytes
+    files: list[Path]
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _write_private(path: Path, data: bytes) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def add_device(
+    broker: BrokerDir,
+    keys: DeviceKeys,
+    device_id: str,
+    groups: tuple[str, ...],
+    board: str,
+    out: Path,
+    broker_host: str | None = None,
+    wifi: tuple[str, str] = ("", ""),
+) -> Enrolment:
+    device_id = checked_device_id(device_id)
+    for g in groups:
+        try:
+            validate_group(g)
+        except ContractError as exc:
+            raise UserError(exc.detail) from None
+    if board not in BOARDS:
+        raise UserError(f"unknown board {board!r}: use one of {', '.join(BOARDS)}")
+    if broker.settings.profile != "prod":
+        raise UserError(f"{broker.path} is a dev broker: anyone may connect, nothing to enrol")
+    password = secrets.token_urlsafe(24)
+    root = broker.settings.root
+    with DynsecAdmin(broker.url("admin")) as admin:
+        # Re-adding replaces the identity (new password, new key): the old ones stop working.
+        admin.run(dynsec.remove_device_commands(device_id), ignore=("not found",))
+        admin.run(
+            dynsec.add_device_commands(
+                device_id, password, client_id_for(device_id, board), groups, root
+            )
+        )
+    key = keys.create(device_id)
+    host = broker_host or _default_host(broker)
+    folder = _private_dir(out / device_id)
+    if is_esp32(board):
+        files = _esp32_files(broker, folder, device_id, groups, board, password, key, host, wifi)
+    else:
+        files = [_edge_toml(broker, folder, device_id, groups, board, password, key, host)]
+    return Enrolment(device_id, board, password, key, files)
+
+
+def remove_device(broker: BrokerDir, keys: DeviceKeys, device_id: str) -> bool:
+    """Revoke: True if the broker knew the identity."""
+    device_id = checked_device_id(device_id)
+    with DynsecAdmin(broker.url("admin")) as admin:
+        try:
+            admin.run(dynsec.remove_device_commands(device_id)[:1])
+        except UserError as exc:
+            if "not found" not in str(exc):
+                raise
+            known = False
+        else:
+            known = True
+        admin.run(dynsec.remove_device_commands(device_id)[1:], ignore=("not found",))
+    keys.delete(device_id)
+    return known
+
+
+def _default_host(broker: BrokerDir) -> str:
+    # The certificate's names: localhost, 127.0.0.1, this machine's name, then --host extras.
+    names = broker.settings.hosts
+    return names[-1] if len(names) > 2 else "127.0.0.1"
+
+
+def _edge_toml(
+    broker: BrokerDir,
+    folder: Path,
+    device_id: str,
+    groups: tuple[str, ...],
+    board: str,
+    password: str,
+    key: bytes,
+    host: str,
+) -> Path:
+    ca = (broker.ca_file).read_bytes()
+    (folder / "ca.pem").write_bytes(ca)
+    lines = [
+        f"# camfleet edge agent for {device_id}, written by `camfleet device add`.",
+        "# It holds the device's broker password and secret key: keep it private (mode 0600).",
+        "[device]",
+        f"id = {json.dumps(device_id)}",
+        f"board = {json.dumps(board)}",
+        f"groups = {json.dumps(list(groups))}",
+        f"key = {json.dumps(key.hex())}",
+        "",
+        "[broker]",
+        f'url = "mqtts://{device_id}:{password}@{host}:{broker.settings.tls_port}"',
+        'ca_file = "ca.pem"',
+        f"root = {json.dumps(broker.settings.root)}",
+        "",
+    ]
+    return _write_private(folder / "edge.toml", "\n".join(lines).encode())
+
+
+def esp32_settings(
+    broker: BrokerDir,
+    device_id: str,
+    groups: tuple[str, ...],
+    board: str,
+    password: str,
+    key: bytes,
+    host: str,
+    wifi: tuple[str, str],
+) -> dict[str, int | str | bytes]:
+    """The NVS keys of docs/esp32-node.md for an enrolled node."""
+    assert broker.settings.tls_port is not None
+    settings: dict[str, int | str | bytes] = {
+        "device_id": device_id,
+        "mqtt_host": host,
+        "mqtt_port": broker.settings.tls_port,
+        "mqtt_user": device_id,
+        "mqtt_pass": password,
+        "mqtt_tls": 1,
+        "mqtt_ca": (broker.path / "tls" / "ca.der").read_bytes(),
+        "root": broker.settings.root,
+        "hmac_key": key,
+        "board": str(BOARDS[board]),
+    }
+    if groups:
+        settings["groups"] = ",".join(groups)
+    if wifi[0]:
+        settings["wifi_ssid"], settings["wifi_pass"] = wifi
+    return settings
+
+
+def _esp32_files(
+    broker: BrokerDir,
+    folder: Path,
+    device_id: str,
+    groups: tuple[str, ...],
+    board: str,
+    password: str,
+    key: bytes,
+    host: str,
+    wifi: tuple[str, str],
+) -> list[Path]:
+    from camfleet.esp32_node.tools.provision import make_nvs_image, nvs_csv
+
+    settings = esp32_settings(broker, device_id, groups, board, password, key, host, wifi)
+    return [
+        _write_private(folder / "nvs.csv", nvs_csv(settings).encode()),
+        _write_private(folder / "nvs.bin", make_nvs_image(settings)),
+    ]
