@@ -31,17 +31,9 @@ from camfleet.mosquitto import Mosquitto, free_port
 from camfleet.proto import codec, topics
 from camfleet.proto.topics import Kind
 from camfleet.proto.v1 import state_pb2, telemetry_pb2
+from camfleet.testing.browser import launch
 from camfleet.testing.controller_process import Waiter, start_controller
 from camfleet.testing.pictures import picture_jpeg
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 VISIBLE_THUMBS_DONE = """() => {
   const imgs = [...document.querySelectorAll('.card img, #gallery img')].filter((img) => {
@@ -146,7 +138,7 @@ def main() -> None:
 
             assert waiter.wait_for(stored, timeout=300), "frames not stored"
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+                browser = launch(p)
                 for name, route, selector, count in (
                     (f"fleet grid, {args.devices} devices", "#/", ".card", args.devices),
                     (

@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from camfleet.controller.service import Controller
 from camfleet.mosquitto import Mosquitto, free_port
+from camfleet.testing.browser import launch
 from camfleet.testing.controller_process import start_controller
 from camfleet.testing.ota_images import ReleaseKey
 from camfleet.testing.pictures import picture_jpeg
@@ -26,7 +27,6 @@ from tests.ota_helpers import release_key
 
 __all__ = ["release_key"]  # fixture
 
-CHROMIUM = "/usr/bin/chromium"
 TOKEN = "dash-token"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
@@ -34,17 +34,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
+        b = launch(p)
         yield b
         b.close()
 

@@ -133,12 +133,17 @@ export async function deviceView(root, deviceId) {
     return problems.length === 0 ? value : null;
   }
 
+  // The version this page saved: it stays marked "saved" when a live update (the device
+  // reporting it applied) redraws the status a moment later.
+  let savedVersion = null;
+
   function showConfig(status) {
     editor.value = JSON.stringify(status.overrides, null, 2);
     configStatus.textContent =
       `desired version ${status.version}, reported ${status.reported_version}` +
       (status.reported_error ? ` (device refused: ${status.reported_error})` : "") +
-      (status.drift ? " · not applied yet (drift)" : " · applied");
+      (status.drift ? " · not applied yet (drift)" : " · applied") +
+      (status.version === savedVersion ? " · saved" : "");
     configError.textContent = "";
     saveButton.disabled = false;
   }
@@ -149,8 +154,9 @@ export async function deviceView(root, deviceId) {
     const value = await check();
     if (value === null) return;
     try {
-      showConfig(await send("PUT", `${base}/config`, { config: value, replace: true }));
-      configStatus.textContent += " · saved";
+      const status = await send("PUT", `${base}/config`, { config: value, replace: true });
+      savedVersion = status.version;
+      showConfig(status);
     } catch (err) {
       configError.textContent = err.message; // the controller's own validation, inline
     }
