@@ -300,6 +300,34 @@ class Soak:
         self._children.append(proc)
         self.procs.append(Proc(f"edge-{i}", proc.pid))
 
+    def _kill_fleet(self) -> None:
+        """The fleet did not stop on SIGINT (seen once under a CPU hog on both cores): record
+        where it hung, then cut the power of its wakes (each is its own session, a child of the
+        fleet) and kill it. The wake after this one replays what they left, as after SIGINT."""
+        pid = self.fleet.pid
+        spy = Path(sys.executable).with_name("py-spy")
+        with open(self.work / "fleet.log", "ab") as log:
+            log.write(b"\nsoak: the fleet did not stop within 60 s of SIGINT; its stacks:\n")
+            log.flush()
+            if spy.exists():
+                subprocess.run([str(spy), "dump", "--pid", str(pid)], stdout=log, stderr=log)
+        for entry in Path("/proc").iterdir():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                try:
+                    os.killpg(int(entry.name), signal.SIGKILL)
+                except OSError:
+                    pass
+        self.fleet.kill()
+        self.fleet.wait(30)
+        print(
+            "soak: the node fleet did not stop on SIGINT; killed it (see fleet.log)",
+            file=sys.stderr,
+        )
+
     def _count_wakes(self, fleet: subprocess.Popen[str]) -> None:
         assert fleet.stdout is not None
         for line in fleet.stdout:
@@ -393,7 +421,10 @@ class Soak:
         # be stored while the check reads the index (seen once in a 25-minute run).
         self.api.patch(f"/api/v1/schedules/{self.schedule_id}", json={"enabled": False})
         self.fleet.send_signal(signal.SIGINT)  # cuts power of the wakes in progress
-        self.fleet.wait(60)
+        try:
+            self.fleet.wait(60)
+        except subprocess.TimeoutExpired:
+            self._kill_fleet()
         # One more wake per node: it replays what a cut wake left in its spool and waits for
         # the receipts, as a real node does on its next wake.
         nodes = [
