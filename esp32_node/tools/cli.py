@@ -8,6 +8,7 @@ interval and ``--time-scale 0.01`` each publishes a frame every ~3 s.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import tempfile
 from collections.abc import Callable
@@ -171,6 +172,10 @@ def esp32(
             "on each wake",
             err=True,
         )
+    # SIGTERM (systemd, a supervisor, a bench) stops the fleet like Ctrl-C: the wakes in progress
+    # lose power instead of running on as orphans. Not SIGINT alone: a process started in the
+    # background by a shell without job control inherits SIGINT ignored.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         fleet.run(report, max_wakes=wakes)
     except KeyboardInterrupt:
@@ -178,6 +183,10 @@ def esp32(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _enroller(
