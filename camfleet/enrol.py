@@ -16,6 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
+from camfleet.atomic import atomic_write
 from camfleet.broker_config import dynsec
 from camfleet.broker_config.admin import DynsecAdmin
 from camfleet.broker_config.profiles import BrokerDir
@@ -70,9 +71,8 @@ def _private_dir(path: Path) -> Path:
 
 
 def _write_private(path: Path, data: bytes) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    """A secret file, mode 0600 from its creation (camfleet.atomic: a re-add never leaves half)."""
+    atomic_write(path, data, mode=0o600)
     return path
 
 
