@@ -57,6 +57,7 @@ class Target:
 
 # Listed fastest first: ``-x`` stops at the first failure, so most mutants cost a second.
 WRITER = "tests/controller/test_writer.py"
+STORE = "tests/controller/test_frame_store.py"
 CONTROLLER_INGEST = (
     "tests/controller/test_ingest_order.py",
     "tests/controller/test_ingest_durability.py",
@@ -78,7 +79,7 @@ TARGETS: dict[str, Target] = {
     ),
     "frame_log": Target(
         "controller/frames/log.py",
-        (*FRAME_LOG, CONTROLLER_INGEST[0]),
+        (STORE, *FRAME_LOG, CONTROLLER_INGEST[0]),
         # everything but the constructor's constants (names, modes, the starting sentinels)
         (
             "FrameLog.append",
@@ -97,7 +98,7 @@ TARGETS: dict[str, Target] = {
     ),
     "frame_store": Target(
         "controller/frames/store.py",
-        ("tests/controller/test_frame_files.py", *FRAME_LOG, *CONTROLLER_INGEST[:2]),
+        (STORE, "tests/controller/test_frame_files.py", *FRAME_LOG, *CONTROLLER_INGEST[:2]),
         # the durable path and the replay; not directory placement hints or orphan clean-up
         (
             "frame_key",
@@ -130,6 +131,7 @@ TARGETS: dict[str, Target] = {
         "controller/ingest/writer.py",
         (
             WRITER,
+            f"{STORE}::test_a_process_that_never_closes_its_store_or_writer_still_exits",
             *CONTROLLER_INGEST,
             "tests/controller/test_commands.py",
             # identity conflicts and the disk watermarks (issue 9) also go through the writer

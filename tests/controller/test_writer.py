@@ -300,16 +300,16 @@ def test_a_failing_job_is_applied_alone_and_the_rest_of_its_batch_is_kept(
         return lambda: ran.append("call")
 
     rig.run(*rig.frames(frame(1)))
-    call_job = Job(kind=None, device_id="", message=None, call=call)
-    jobs = [
+    rig.writer.idle.clear()
+    for j in [
         rig.job(Kind.STATE, "good"),
         rig.job(Kind.STATE, "bad"),
         *rig.frames(frame(2)),
         rig.job(Kind.EVENT, "no handler"),
-        call_job,
-        *rig.frames(frame(3)),
-    ]
-    rig.run(*jobs)
+    ]:
+        rig.writer.submit(j)
+    rig.writer.call(call)  # a registry write from another thread, in the same batch
+    rig.run(*rig.frames(frame(3)))
     assert ran == ["state good", "call"]
     assert [r["seq"] for r in rig.rows()] == [1, 2, 3]
     assert sorted(rig.receipted()) == [(1, 1), (1, 2), (1, 3)]
@@ -455,6 +455,14 @@ def test_live_frames_correct_a_registry_session_and_historical_ones_do_not(
     rig.run(*rig.frames(frame(2, session=5), frame(3, session=3, historical=True)))
     assert (rig.device()["session"], rig.device()["presence"]) == (5, "online")
     assert [r["historical"] for r in rig.rows()] == [0, 1, 1, 0]
+
+
+def test_a_writer_with_nothing_to_do_says_it_is_idle(rig_factory: Callable[..., Rig]) -> None:
+    """Catches ``idle`` set only after a batch: a writer that never got a job would never report
+    idle (what the tests and the shutdown wait for)."""
+    rig = rig_factory()
+    rig.writer.start()
+    assert rig.writer.idle.wait(30)
 
 
 def test_acknowledge_batches_qos1_per_acker_and_acks_the_rest_one_by_one() -> None:
