@@ -393,9 +393,15 @@ def make_copy(dest: Path) -> None:
         os.symlink(dest / area, dest / "camfleet" / area)
 
 
+#: Set when the run is stopped (Ctrl-C, SIGTERM): no new test run starts.
+_STOPPING = threading.Event()
+
+
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
-    """'pass', 'fail' or 'timeout', and the seconds it took."""
-    marker = f"{os.getpid()}-{time.monotonic_ns()}"
+    """'pass', 'fail' or 'timeout', and the seconds it took ('stopped' once stopping)."""
+    if _STOPPING.is_set():
+        return "stopped", 0.0
+    marker = f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
     env = dict(
         os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1", CAMFLEET_MUTANT_RUN=marker
     )
@@ -414,18 +420,22 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
     finally:
         _end_group(proc)
         _end_marked(marker)  # what the tests started in sessions of their own (brokers)
+    if _STOPPING.is_set():
+        return "stopped", 0.0
     return ("pass" if code == 0 else "fail"), time.monotonic() - started
 
 
 def _end_marked(marker: str) -> None:
     """Kill every process whose environment carries this run's marker (a test killed by the
-    timeout leaves its mosquitto running: it starts in a session of its own)."""
+    timeout leaves its mosquitto running: it starts in a session of its own). A marker ending
+    in "-" matches every run of this driver process (used when it is stopped)."""
     needle = f"CAMFLEET_MUTANT_RUN={marker}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
+            env = (entry / "environ").read_bytes().split(b"\0")
+            if any(v == needle or (marker.endswith("-") and v.startswith(needle)) for v in env):
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ValueError):
             continue
@@ -666,12 +676,36 @@ def main(argv: list[str] | None = None) -> int:
     results = args.results or args.copy.parent / f"{args.copy.name}-results.jsonl"
     totals: dict[str, list[int]] = {}
     survivors: list[Mutant] = []
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(len(copies))
+    try:
+        run_modules(args, modules, copies, equivalent, results, totals, survivors, pool)
+    except KeyboardInterrupt:
+        _STOPPING.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        _end_marked(f"{os.getpid()}-")  # the runs in flight, and what their tests started
+        print("\nstopped: the results so far are in", results, flush=True)
+        return 130
+    pool.shutdown()
+    report(totals, survivors, stale, started)
+    return 0
+
+
+def run_modules(
+    args: argparse.Namespace,
+    modules: list[str],
+    copies: list[Path],
+    equivalent: list[Equivalent],
+    results: Path,
+    totals: dict[str, list[int]],
+    survivors: list[Mutant],
+    pool: ThreadPoolExecutor,
+) -> None:
     free: queue.Queue[Path] = queue.Queue()
     for copy in copies:
         free.put(copy)
     lock = threading.Lock()
-    started = time.monotonic()
-    with results.open("a") as out, ThreadPoolExecutor(len(copies)) as pool:
+    with results.open("a") as out:
         for name in modules:
             target = TARGETS[name]
             original = (REPO / target.path).read_text()
@@ -719,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     path.write_text(original)
                     free.put(copy)
-                if outcome == "invalid":
+                if outcome in ("invalid", "stopped"):
                     return outcome
                 with lock:
                     row = {**asdict(m), "outcome": outcome, "seconds": round(took, 1), "date": date}
@@ -735,10 +769,19 @@ def main(argv: list[str] | None = None) -> int:
                 return outcome
 
             outcomes = list(pool.map(one, found))
-            ran = [(m, o) for m, o in zip(found, outcomes, strict=True) if o != "invalid"]
+            ran = [
+                (m, o)
+                for m, o in zip(found, outcomes, strict=True)
+                if o not in ("invalid", "stopped")
+            ]
             survivors += [m for m, o in ran if o == "pass"]
             killed = sum(o != "pass" for _, o in ran)
             totals[name] = [killed, len(ran), len(skipped)]
+
+
+def report(
+    totals: dict[str, list[int]], survivors: list[Mutant], stale: list[Equivalent], started: float
+) -> None:
     print(f"\nmodule            killed / run     ({time.monotonic() - started:.0f} s)")
     for name, counts in totals.items():
         print(score_line(name, *counts))
@@ -755,7 +798,6 @@ def main(argv: list[str] | None = None) -> int:
             )
     if stale:
         print(f"\n{len(stale)} stale entries in {EQUIVALENT_FILE.name}: see the top of this output")
-    return 0
 
 
 if __name__ == "__main__":
