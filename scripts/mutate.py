@@ -470,24 +470,32 @@ def check_copy_imports_itself(copy: Path) -> None:
 class Equivalent:
     """A reviewed mutant that no input can tell from the original (scripts/mutate-equivalent.toml).
 
-    Matched on the module, the function, the kind, the change and the whole text of the source
-    line it sits on (stripped): an edit of that line makes the entry stale (reported), and the
-    mutant is run again until someone reviews it."""
+    Matched on the module, the function, the kind, the change, the whole text of the source
+    line it starts on and of the line above it (stripped, so that two identical lines in one
+    function are told apart) and its column: an edit of those lines makes the entry stale
+    (reported), and the mutant is run again until someone reviews it. Line numbers are not
+    matched: an edit elsewhere in the file does not invalidate a review."""
 
     module: str
     function: str
     kind: str
+    previous: str
     line: str
+    column: int
     change: str
     why: str
 
     def matches(self, m: Mutant, source_lines: list[str]) -> bool:
+        text = source_lines[m.line - 1]
+        above = source_lines[m.line - 2] if m.line >= 2 else ""
         return (
             self.module == m.module
             and self.function == m.function
             and self.kind == m.kind
             and self.change == f"{m.before} -> {m.after}"
-            and self.line == source_lines[m.line - 1].strip()
+            and self.line == text.strip()
+            and self.previous == above.strip()
+            and self.column == m.start[1] - (len(text) - len(text.lstrip()))
         )
 
 
@@ -513,11 +521,17 @@ def classify(
     """(mutants to run, {number: its equivalence entry} for the rest)."""
     lines = source.splitlines()
     skipped: dict[int, Equivalent] = {}
-    for m in found:
-        for e in equivalent:
-            if e.module == module and e.matches(m, lines):
-                skipped[m.number] = e
-                break
+    for e in equivalent:
+        if e.module != module:
+            continue
+        hits = [m for m in found if e.matches(m, lines)]
+        if len(hits) > 1:
+            raise SystemExit(
+                f"{EQUIVALENT_FILE.name}: an entry matches {len(hits)} mutants of {module} "
+                f"(#{', #'.join(str(m.number) for m in hits)}): make it match one"
+            )
+        for m in hits:
+            skipped[m.number] = e
     return [m for m in found if m.number not in skipped], skipped
 
 
