@@ -282,6 +282,52 @@ def test_put_batch_waits_while_the_files_are_too_far_behind(
     store.close()
 
 
+def test_a_backlog_of_exactly_the_limit_does_not_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``max_pending_bytes`` is the most that may wait for files: exactly that much does not
+    hold ingest up. Catches the limit counted as exclusive (``>=``)."""
+    store = LocalFrameStore(tmp_path, max_pending_bytes=10_000)
+    store.idle_s = 3600.0
+    gate = threading.Event()
+    real = store._write_files
+
+    def held(items: Any) -> None:
+        assert gate.wait(10)
+        real(items)
+
+    monkeypatch.setattr(store, "_write_files", held)
+    first, second = _keys(2)
+    try:
+        store.put_batch([(first, b"a" * 10_000)])
+        store.committed()
+        returned = threading.Event()
+        later = threading.Thread(target=lambda: (store.put_batch([(second, b"b")]), returned.set()))
+        later.start()
+        assert returned.wait(5), "put_batch waited with exactly max_pending_bytes pending"
+    finally:
+        gate.set()
+    later.join()
+    store.committed()
+    assert store.flush(10)
+    store.close()
+
+
+def test_a_key_that_is_not_a_plain_relative_path_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """Keys become paths under the store: one that climbs out (``..``), is absolute or has
+    empty parts is refused with ValueError, and the batch is not put down. Catches the check
+    skipped by ``put_batch`` (a bad key would be written outside the store by the file
+    writer)."""
+    store = LocalFrameStore(tmp_path / "store")
+    for bad in ("../escape.jpg", "/etc/x.jpg", "frames//x.jpg", "frames/./x.jpg"):
+        with pytest.raises(ValueError, match="plain relative path"):
+            store.put_batch([(_keys(1)[0], b"ok"), (bad, b"bad")])
+    assert store.log.segments() == []
+    store.close()
+
+
 def test_a_failed_file_pass_is_retried_and_flush_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
