@@ -156,7 +156,7 @@ TARGETS: dict[str, Target] = {
     ),
     "edge_sender": Target(
         "edge/sender.py",
-        ("tests/edge/test_outage.py",),
+        ("tests/edge/test_sender.py", "tests/edge/test_outage.py"),
         # what is sent, when, and again (not the thread's start/stop plumbing)
         (
             "SpoolSender._run",
