@@ -328,6 +328,26 @@ def test_a_key_that_is_not_a_plain_relative_path_is_refused_before_anything_is_w
     store.close()
 
 
+def test_a_frame_deleted_before_its_file_and_stored_again_gets_its_file(tmp_path: Path) -> None:
+    """Retention deletes a frame whose file is not written yet (its file must not appear);
+    later the same key is stored again (the device sent it once more). Catches the first
+    deletion remembered for ever: the second copy's file would be dropped too, a frame in the
+    index without its file."""
+    store = LocalFrameStore(tmp_path)
+    store.idle_s = 3600.0
+    key = _keys(1)[0]
+    store.put_batch([(key, b"first")])
+    store.committed()
+    store.delete(key)
+    assert store.flush(10)
+    assert not (tmp_path / key).exists()
+    store.put_batch([(key, b"again")])
+    store.committed()
+    assert store.flush(10)
+    assert (tmp_path / key).read_bytes() == b"again"
+    store.close()
+
+
 def test_a_failed_file_pass_is_retried_and_flush_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
