@@ -348,6 +348,30 @@ def test_a_frame_deleted_before_its_file_and_stored_again_gets_its_file(tmp_path
     store.close()
 
 
+def test_a_frame_deleted_while_its_file_is_being_written_does_not_reappear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention deletes a frame while the file writer is in the middle of writing it. Catches
+    the file left behind once the pass ends (a deleted frame back on disk, never deleted
+    again: the index no longer has it)."""
+    store = LocalFrameStore(tmp_path)
+    store.idle_s = 3600.0
+    kept, dropped = _keys(2)
+    real = store._write_files
+
+    def retention_meanwhile(items: Any) -> None:
+        store.delete(dropped)
+        real(items)
+
+    monkeypatch.setattr(store, "_write_files", retention_meanwhile)
+    store.put_batch([(kept, b"kept"), (dropped, b"dropped")])
+    store.committed()
+    assert store.flush(10)
+    assert (tmp_path / kept).read_bytes() == b"kept"
+    assert not (tmp_path / dropped).exists()
+    store.close()
+
+
 def test_a_failed_file_pass_is_retried_and_flush_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
