@@ -45,6 +45,18 @@ def test_chunks_fit_and_are_as_full_as_the_limit_allows(max_payload: int) -> Non
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
+@pytest.mark.parametrize("max_payload", [MIN_MAX_PAYLOAD, 1500, 4096])
+def test_chunks_of_a_frame_over_2_mib_still_fit(max_payload: int) -> None:
+    """A 3 MB frame (a 5-megapixel JPEG) at small limits: offsets and total_size take 4-byte
+    varints, counts and indexes 2, so the worst-case estimate has almost no slack left.
+    Catches the estimate of data's own tag and length (6 bytes) taken off instead of added:
+    chunks one byte over the broker's limit."""
+    frame = sample_frame(os.urandom(3_000_000), session=70_000, seq=2**31)
+    chunks = split_frame(frame, max_payload)
+    assert max(len(codec.encode(c)) for c in chunks) <= max_payload
+    assert b"".join(c.data for c in chunks) == frame.data
+
+
 def test_a_header_that_leaves_no_room_is_refused_exactly_where_it_stops_fitting() -> None:
     """Catches the room check moved by one (``<=``, ``< 2``) or weakened (``and``): at the
     smallest limit that fits, the first chunk carries one byte of data; one byte less raises."""
