@@ -372,6 +372,39 @@ def test_a_frame_deleted_while_its_file_is_being_written_does_not_reappear(
     store.close()
 
 
+def test_deleting_a_written_frame_removes_its_file(tmp_path: Path) -> None:
+    """Catches ``delete`` forgetting the file once it is written (retention would free
+    nothing)."""
+    store = LocalFrameStore(tmp_path)
+    key = _keys(1)[0]
+    store.put_batch([(key, b"x")])
+    store.committed()
+    assert store.flush(10)
+    assert (tmp_path / key).exists()
+    store.delete(key)
+    assert not (tmp_path / key).exists()
+    store.delete(key)  # already gone: not an error
+    store.close()
+
+
+def test_a_segment_filled_exactly_is_sealed_and_not_grown(tmp_path: Path) -> None:
+    """A batch that ends exactly at the end of the preallocated segment: the segment keeps its
+    size and the next batch opens a new one. Catches ``>`` for ``>=`` in either test (the full
+    segment taking one more batch past its preallocation, or its preallocation doubled for
+    nothing)."""
+    probe = FrameLog(tmp_path / "probe", segment_bytes=1 << 20)
+    probe.append([("k", b"x")])
+    direct = probe._direct  # O_DIRECT pads each batch to 4 KiB with a 14-byte filler record
+    probe.close_and_remove()
+    log = FrameLog(tmp_path / "log", segment_bytes=4096)
+    key = "frames/cam/d/a.jpg"
+    record = 4096 - 14 if direct else 4096
+    log.append([(key, b"a" * (record - 14 - len(key)))])
+    assert log.append([(key, b"b")])[0] == 2
+    assert log.path(1).stat().st_size == 4096
+    log.close()
+
+
 def test_a_failed_file_pass_is_retried_and_flush_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
