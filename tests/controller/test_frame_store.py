@@ -405,6 +405,45 @@ def test_a_segment_filled_exactly_is_sealed_and_not_grown(tmp_path: Path) -> Non
     log.close()
 
 
+def _refuse_o_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filesystem refuses O_DIRECT as tmpfs does: the file is created, then EINVAL."""
+    real = os.open
+
+    def open_(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if flags & getattr(os, "O_DIRECT", 0):
+            os.close(real(path, flags & ~os.O_DIRECT, *args, **kw))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", open_)
+
+
+@pytest.mark.parametrize("path", ["as the filesystem allows", "buffered"])
+def test_segments_are_preallocated_and_grow_by_doubling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask_022: None, path: str
+) -> None:
+    """A new segment is preallocated whole (appends then allocate nothing); a batch larger
+    than what is left doubles it. On the buffered path (no O_DIRECT) records follow each other
+    without filler. Catches the preallocation dropped or off by one byte, growth that does not
+    double (or does not happen), the buffered path taken for O_DIRECT (padding every batch to
+    4 KiB), and a segment created there with another mode than 0644."""
+    if path == "buffered":
+        _refuse_o_direct(monkeypatch)
+    log = FrameLog(tmp_path / "log", segment_bytes=64 * 1024)
+    first = log.append([("frames/cam/d/a.jpg", b"a" * 100)])
+    st = log.path(1).stat()
+    assert st.st_size == 64 * 1024 and st.st_blocks * 512 >= 64 * 1024
+    assert st.st_mode & 0o777 == 0o644
+    second = log.append([("frames/cam/d/b.jpg", b"b" * 70_000)])
+    assert second[0] == 1
+    assert log.path(1).stat().st_size == 128 * 1024
+    if path == "buffered":
+        assert not log._direct
+        assert second[1][0] == first[1][0] + 100 + 14 + len("frames/cam/d/b.jpg")
+    assert [k for k, _ in read_segment(log.path(1))] == ["frames/cam/d/a.jpg", "frames/cam/d/b.jpg"]
+    log.close()
+
+
 def test_a_failed_file_pass_is_retried_and_flush_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
