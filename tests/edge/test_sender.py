@@ -29,6 +29,7 @@ class Rig:
     sender: SpoolSender
     rx: DeviceReceiver
     now: list[float]
+    corrupt: list[str]
 
     def put(self, *seqs: int) -> None:
         for seq in seqs:
@@ -66,6 +67,7 @@ def rig(mosquitto: Mosquitto, tmp_path: Path, device_id: str) -> Iterator[Rig]:
     )
     spool = Spool(tmp_path / "spool", max_frames=1000, max_bytes=10**8)
     now = [START]
+    corrupt: list[str] = []
     sender = SpoolSender(
         spool,
         conn,
@@ -74,7 +76,7 @@ def rig(mosquitto: Mosquitto, tmp_path: Path, device_id: str) -> Iterator[Rig]:
         connected_session=lambda: 1,
         max_payload=lambda: 1 << 20,
         window=100,
-        on_corrupt=lambda msg: None,
+        on_corrupt=corrupt.append,
         resend_after_s=30.0,
         max_resend_after_s=100.0,
         clock=lambda: now[0],
@@ -82,7 +84,7 @@ def rig(mosquitto: Mosquitto, tmp_path: Path, device_id: str) -> Iterator[Rig]:
     conn.start()
     assert conn.connected.wait(10)
     sender.start()
-    yield Rig(spool, sender, rx, now)
+    yield Rig(spool, sender, rx, now, corrupt)
     sender.stop()
     conn.close()
     rx.close()
@@ -145,3 +147,17 @@ def test_the_oldest_frame_keeps_its_send_time_when_the_memory_is_pruned(rig: Rig
     rig.at(30)
     rig.wait_arrivals(73, "the resend of the two unreceipted frames")
     assert rig.arrivals()[71:] == [1, 71]
+
+
+def test_a_damaged_spool_file_is_reported_and_skipped(rig: Rig, tmp_path: Path) -> None:
+    """A spooled file damaged on disk (bit rot, a bad SD card): the sender reports it (the agent
+    turns that into a spool_corrupt event) and goes on with the next frame. Catches the report
+    dropped (a frame lost without a word)."""
+    with rig.sender.conn.changed:  # the sender looks at the spool only while holding this
+        rig.spool.put(codec.make_frame(b"frame 1", session=1, seq=1))
+        damaged = rig.spool.directory / SpoolKey(1, 1).filename
+        damaged.write_bytes(b"\x00garbage" * 10)
+    rig.put(2)
+    rig.wait_arrivals(1, "the frame after the damaged one")
+    assert rig.arrivals() == [2]
+    assert len(rig.corrupt) == 1 and "1-1" in rig.corrupt[0], rig.corrupt
