@@ -231,3 +231,30 @@ def test_a_frame_expires_at_exactly_its_timeout() -> None:
     assert reassembler.expire() == []
     now[0] += 0.5
     assert reassembler.expire() == [("cam-1", b"", 7, 1)]
+
+
+def test_the_count_of_incomplete_frames_is_bounded_at_exactly_max_frames() -> None:
+    """Catches the bound on incomplete frames (all devices) not enforced, or enforced one frame
+    late: the oldest goes (counted as a memory eviction) when a frame would be the
+    (max_frames + 1)-th."""
+    reassembler = Reassembler(max_frames=3)
+    for n in range(1, 5):
+        chunks = split_frame(sample_frame(os.urandom(5000), seq=n), 2048)
+        reassembler.add(f"cam-{n}", _wire(chunks[0]))
+        assert len(reassembler.pending()) == min(n, 3)
+    assert [k[0] for k in reassembler.pending()] == ["cam-2", "cam-3", "cam-4"]
+    assert reassembler.stats.evicted_memory == 1
+    assert [(k[0], why) for k, why in reassembler.take_evicted()] == [("cam-1", "memory")]
+
+
+def test_a_frame_given_up_for_the_device_share_leaves_the_share_whole() -> None:
+    """A frame that alone outgrows its device's byte share is given up. Catches the give-up
+    going on with the chunk anyway (its bytes then counted against the device for ever: the
+    next frame of a normal size would be evicted too)."""
+    reassembler = Reassembler(max_bytes_per_device=10_000)
+    big = split_frame(sample_frame(os.urandom(12_000), seq=1), 4096)
+    assert [reassembler.add("cam-1", _wire(c)) for c in big] == [None] * len(big)
+    assert reassembler.stats.evicted_device == 1
+    normal = split_frame(sample_frame(os.urandom(8000), seq=2), 4096)
+    results = [reassembler.add("cam-1", _wire(c)) for c in normal]
+    assert results[-1] is not None and results[-1].seq == 2
