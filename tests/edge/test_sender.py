@@ -124,6 +124,10 @@ def test_no_timed_resend_while_the_controller_is_known_offline(rig: Rig) -> None
     rig.put(1, 2)
     rig.wait_arrivals(2, "the first sends")
     rig.sender.controller_online = False
+    with rig.sender.conn.changed:  # the sender decides under this lock: decide here, now
+        rig.now[0] = START + 500
+        assert rig.sender._resend_check() == 1.0
+        assert not rig.sender._rewind.is_set(), "a resend decided while the controller is offline"
     rig.at(500)
     assert rig.arrivals() == [1, 2], "resent while the controller is offline"
     rig.sender.controller_online = True
