@@ -75,7 +75,7 @@ def rig(mosquitto: Mosquitto, tmp_path: Path, device_id: str) -> Iterator[Rig]:
         root=cfg.broker.root,
         connected_session=lambda: 1,
         max_payload=lambda: 1 << 20,
-        window=100,
+        window=8,  # fewer than the 70 frames of the pruning test: the window must slide
         on_corrupt=corrupt.append,
         resend_after_s=30.0,
         max_resend_after_s=100.0,
