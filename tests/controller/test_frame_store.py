@@ -444,6 +444,25 @@ def test_segments_are_preallocated_and_grow_by_doubling(
     log.close()
 
 
+def test_a_segment_is_kept_until_its_very_last_file_is_written(tmp_path: Path) -> None:
+    """257 frames in a sealed segment: the first pass of the file writer writes 256, one is
+    left. Catches the segment deleted while one record still waits for its file (that frame's
+    bytes gone: the file writer retries for ever, flush never ends)."""
+    store = LocalFrameStore(tmp_path, segment_bytes=64 * 1024)
+    store.idle_s = 3600.0
+    items = [(k, bytes([i % 251]) * 300) for i, k in enumerate(_keys(257))]
+    store.put_batch(items)
+    store.committed()
+    store.put_batch([(_keys(1, session=2)[0], b"next")])  # seals segment 1
+    store.committed()
+    assert store.log.segments() == [1, 2]
+    assert store.flush(10), "the file writer could not finish (a segment went too early?)"
+    for key, data in items:
+        assert (tmp_path / key).read_bytes() == data
+    assert store.log.segments() == [2]
+    store.close()
+
+
 def test_a_failed_file_pass_is_retried_and_flush_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
