@@ -258,3 +258,17 @@ def test_a_frame_given_up_for_the_device_share_leaves_the_share_whole() -> None:
     normal = split_frame(sample_frame(os.urandom(8000), seq=2), 4096)
     results = [reassembler.add("cam-1", _wire(c)) for c in normal]
     assert results[-1] is not None and results[-1].seq == 2
+
+
+def test_a_completed_frame_gives_its_device_share_back() -> None:
+    """One device sends frames one after the other, each well within its shares. Catches a
+    completed frame still counted against its device (as an incomplete frame or as bytes):
+    after a few frames every new one would be evicted, or the eviction would find nothing to
+    evict."""
+    reassembler = Reassembler(max_per_device=2, max_bytes_per_device=10_000)
+    for seq in range(1, 6):
+        chunks = split_frame(sample_frame(os.urandom(6000), seq=seq), 4096)
+        results = [reassembler.add("cam-1", _wire(c)) for c in chunks]
+        assert results[-1] is not None and results[-1].seq == seq
+    assert reassembler.stats.evicted == 0
+    assert reassembler.stats.pending_frames == 0 and reassembler.stats.pending_bytes == 0
