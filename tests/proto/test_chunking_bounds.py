@@ -247,14 +247,18 @@ def test_the_count_of_incomplete_frames_is_bounded_at_exactly_max_frames() -> No
     assert [(k[0], why) for k, why in reassembler.take_evicted()] == [("cam-1", "memory")]
 
 
-def test_a_frame_given_up_for_the_device_share_leaves_the_share_whole() -> None:
-    """A frame that alone outgrows its device's byte share is given up. Catches the give-up
-    going on with the chunk anyway (its bytes then counted against the device for ever: the
-    next frame of a normal size would be evicted too)."""
-    reassembler = Reassembler(max_bytes_per_device=10_000)
+@pytest.mark.parametrize("limit", ["device", "memory"])
+def test_a_frame_given_up_for_a_byte_limit_leaves_the_limit_whole(limit: str) -> None:
+    """A frame that alone outgrows its device's byte share (or the reassembler's whole byte
+    limit) is given up. Catches the give-up going on with the chunk anyway (its bytes then
+    counted for ever: the next frame of a normal size would be evicted too)."""
+    if limit == "device":
+        reassembler = Reassembler(max_bytes_per_device=10_000)
+    else:
+        reassembler = Reassembler(max_bytes=10_000, max_bytes_per_device=10**6)
     big = split_frame(sample_frame(os.urandom(12_000), seq=1), 4096)
     assert [reassembler.add("cam-1", _wire(c)) for c in big] == [None] * len(big)
-    assert reassembler.stats.evicted_device == 1
+    assert getattr(reassembler.stats, f"evicted_{limit}") == 1
     normal = split_frame(sample_frame(os.urandom(8000), seq=2), 4096)
     results = [reassembler.add("cam-1", _wire(c)) for c in normal]
     assert results[-1] is not None and results[-1].seq == 2
