@@ -41,6 +41,23 @@ def test_queries_per_session(tmp_path: Path) -> None:
     assert [spool.last_seq(s) for s in (1, 2, 3, 4)] == [5, 1, 8, 0]
 
 
+def test_membership_and_walking_the_spool_in_order(tmp_path: Path) -> None:
+    """The sender walks the spool with ``next_after`` and prunes its send times with ``in``.
+    Catches ``in`` answering the opposite, and ``next_after`` reading past the last key (an
+    IndexError instead of None: the sender would fail on every pass once it reaches the end)."""
+    spool = Spool(tmp_path, max_frames=100, max_bytes=10**6)
+    assert spool.next_after(None) is None
+    for key in [(1, 2), (1, 3), (2, 1)]:
+        spool.put(frame(*key))
+    assert SpoolKey(1, 3) in spool and SpoolKey(1, 4) not in spool
+    walked, key = [], None
+    while (key := spool.next_after(key)) is not None:
+        walked.append(key)
+    assert walked == [SpoolKey(1, 2), SpoolKey(1, 3), SpoolKey(2, 1)]
+    assert spool.next_after(SpoolKey(1, 2)) == SpoolKey(1, 3)
+    assert spool.next_after(SpoolKey(9, 9)) is None
+
+
 def test_a_file_holding_another_frame_and_a_second_corrupt_file_are_quarantined(
     tmp_path: Path,
 ) -> None:
