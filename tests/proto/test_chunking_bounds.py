@@ -276,3 +276,30 @@ def test_a_completed_frame_gives_its_device_share_back() -> None:
         assert results[-1] is not None and results[-1].seq == seq
     assert reassembler.stats.evicted == 0
     assert reassembler.stats.pending_frames == 0 and reassembler.stats.pending_bytes == 0
+
+
+def test_shares_are_counted_right_while_other_frames_of_the_device_are_in_flight() -> None:
+    """Frames of one device interleave; one completes while another is still incomplete.
+    Catches the completed frame's count or bytes taken off the wrong entry (or the whole
+    device's bytes forgotten): a frame still in flight would then be evicted for nothing, or
+    the device could hold more than its byte share."""
+    reassembler = Reassembler(max_per_device=2, max_bytes_per_device=10**6)
+    a, b, c = (split_frame(sample_frame(os.urandom(6000), seq=s), 4096) for s in (1, 2, 3))
+    reassembler.add("cam-1", _wire(a[0]))
+    reassembler.add("cam-1", _wire(b[0]))
+    assert reassembler.add("cam-1", _wire(a[1])) is not None  # a completes, b in flight
+    reassembler.add("cam-1", _wire(c[0]))  # the second frame in flight: nothing to evict
+    assert reassembler.stats.evicted == 0
+    assert reassembler.add("cam-1", _wire(b[1])) is not None
+    assert reassembler.add("cam-1", _wire(c[1])) is not None
+
+    reassembler = Reassembler(max_per_device=10, max_bytes_per_device=10_000)
+    a, b, c, d = (split_frame(sample_frame(os.urandom(6000), seq=s), 4096) for s in range(1, 5))
+    reassembler.add("cam-1", _wire(a[0]))
+    reassembler.add("cam-1", _wire(b[0]))
+    assert reassembler.add("cam-1", _wire(a[1])) is not None  # b's first chunk still held
+    reassembler.add("cam-1", _wire(c[0]))
+    assert reassembler.stats.evicted_device == 0
+    reassembler.add("cam-1", _wire(d[0]))  # b + c + d's first chunks: over 10 000
+    assert reassembler.stats.evicted_device == 1
+    assert ("cam-1", b"", 7, 2) not in reassembler.pending()
