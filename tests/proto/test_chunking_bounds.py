@@ -303,3 +303,19 @@ def test_shares_are_counted_right_while_other_frames_of_the_device_are_in_flight
     reassembler.add("cam-1", _wire(d[0]))  # b + c + d's first chunks: over 10 000
     assert reassembler.stats.evicted_device == 1
     assert ("cam-1", b"", 7, 2) not in reassembler.pending()
+
+
+def test_a_chunk_ending_past_the_frame_is_refused_even_undecoded() -> None:
+    """The codec refuses such a chunk first, but the reassembler is a public API and checks on
+    its own. Catches the check (or its count) broken: a chunk ending past total_size accepted,
+    or counted other than once."""
+    chunks = split_frame(sample_frame(os.urandom(6000)), 2048)
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(chunks[0]))
+    past = frame_pb2.FrameChunk()
+    past.CopyFrom(chunks[-1])
+    past.data = past.data + b"x"  # raw, not through the codec
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", past)
+    assert info.value.reason is Reason.CHUNK_MISMATCH and "past total_size" in str(info.value)
+    assert reassembler.stats.mismatched == 1
