@@ -592,12 +592,15 @@ def summary(files: list[Path]) -> int:
             raise SystemExit(f"{module} #{number}: the results are of another version of the file")
         if number in skipped:
             r = {**r, "outcome": "equivalent"}
+        elif r["outcome"] == "equivalent":
+            continue  # not on the list any more: it has to be run
         by_module.setdefault(module, []).append(r)
+    counted = {(module, int(str(r["number"]))) for module, rows in by_module.items() for r in rows}
     missing = [
         f"{module} #{n}"
         for module, (today, _) in current.items()
         for n in today
-        if (module, n) not in latest
+        if (module, n) not in counted
     ]
     if missing:
         print(f"not run: {len(missing)} mutants ({', '.join(missing[:20])}...)\n")
