@@ -98,11 +98,12 @@ def _file_url(index: str, context: ssl.SSLContext) -> str:
     raise UlpError(f"no {SDIST} on {page}")
 
 
-def fetch(dest: Path = ASSEMBLER_DIR) -> str:
-    """Put the pinned assembler's ``esp32_ulp`` package into ``dest``; quick when it is there."""
+def fetch(dest: Path = ASSEMBLER_DIR) -> str | None:
+    """Put the pinned assembler's ``esp32_ulp`` package into ``dest`` and say from where; None
+    (and no network) when it is there already."""
     stamp = dest / "SDIST_SHA256"
     if stamp.exists() and stamp.read_text().strip() == SDIST_SHA256:
-        return f"{PROJECT} {VERSION} already in {dest}"
+        return None
     config = _pip_config()
     context = ssl.create_default_context(cafile=config.get("cert"))
     failures = []
@@ -191,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "fetch":
-            print(fetch())
+            done = fetch()
+            if done:
+                print(done)
         else:
             binary = assemble(assembler=args.assembler)
             write_module(binary)

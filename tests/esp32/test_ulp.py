@@ -154,8 +154,8 @@ def test_fetch_unpacks_only_the_package_and_once(publish, tmp_path: Path, monkey
     publish(data)
     monkeypatch.setattr(ulp_asm, "SDIST_SHA256", hashlib.sha256(data).hexdigest())
     dest = tmp_path / "esp32-ulp"
-    assert "unpacked" in ulp_asm.fetch(dest)
+    assert "unpacked" in str(ulp_asm.fetch(dest))
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == ["SDIST_SHA256", "esp32_ulp/__init__.py", "esp32_ulp/opcodes.py"]
     assert (dest / "esp32_ulp" / "opcodes.py").read_bytes() == b"y = 2\n"
-    assert "already" in ulp_asm.fetch(dest)
+    assert ulp_asm.fetch(dest) is None  # there already: no second download
