@@ -123,6 +123,9 @@ def test_compiled_node_follows_its_sources(tmp_path: Path, monkeypatch: pytest.M
     (node / "main.py").write_text("import app\n")
     (node / "app.py").write_text("X = 1\n")
     monkeypatch.setattr(hostdevice, "NODE_DIR", node)
+    cache = tmp_path / "tmp"
+    cache.mkdir()
+    monkeypatch.setattr(hostdevice.tempfile, "tempdir", str(cache))  # not an earlier run's
     first = hostdevice.compiled_node_dir()
     assert sorted(p.name for p in first.iterdir()) == ["app.mpy", "main.py"]
     assert hostdevice.compiled_node_dir() == first  # unchanged sources: compiled once
