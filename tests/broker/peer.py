@@ -53,7 +53,7 @@ class Peer:
         """True if the broker accepted the connection."""
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
-        assert self.connected.wait(10), "no CONNACK"
+        assert self.connected.wait(60), "no CONNACK"
         return self.refused is None
 
     def subscribe(self, topic: str) -> bool:
