@@ -20,6 +20,7 @@ from camfleet.errors import UserError
 
 _ARTIFACT_COLS = [
     ("ARTIFACT", "id"),
+    ("KIND", "kind"),
     ("VERSION", "version"),
     ("PROJECT", "project"),
     ("CHIP", "chip"),
@@ -89,37 +90,66 @@ def sign(image: Path, keyfile: str, output: Path) -> None:
 
 @ota.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--version", help="Refuse the image unless its own version (app desc) is this.")
+@click.option("--version", help="Refuse the artifact unless its own version is this.")
+@click.option(
+    "--signature",
+    "signature_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Edge bundles: the detached Ed25519 signature (64 raw bytes, `camfleet ota edge-sign`).",
+)
 @api_options
-def upload(file: Path, version: str | None, api: str, token: str | None, as_json: bool) -> None:
-    """Upload a signed ESP32 app image; the controller verifies it before storing it."""
+def upload(
+    file: Path,
+    version: str | None,
+    signature_path: Path | None,
+    api: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Upload a signed ESP32 app image, or an edge-agent bundle with --signature; the controller
+    verifies it before storing it."""
     size = file.stat().st_size
+    params = {"filename": file.name, **({"version": version} if version else {})}
+    if signature_path is not None:
+        params["signature"] = signature_path.read_bytes().hex()
 
     def body() -> Iterator[bytes]:
-        with (
-            open(file, "rb") as f,
-            click.progressbar(
-                length=size, label=f"uploading {file.name}", file=sys.stderr, hidden=as_json
-            ) as bar,
-        ):
+        with open(file, "rb") as f, _progress(disable=as_json) as bar:
+            task = bar.add_task(f"uploading {file.name}", total=size)
             while chunk := f.read(64 * 1024):
-                bar.update(len(chunk))
+                bar.advance(task, len(chunk))
                 yield chunk
 
-    params = {"filename": file.name, **({"version": version} if version else {})}
-    data = Api(api, token).json(
-        "POST",
-        "/api/v1/ota/artifacts",
-        params=params,
-        content=body(),
+    data = Api(api, token).json("POST", "/api/v1/ota/artifacts", params=params, content=body())
+    emit(data, as_json, _render_upload)
+
+
+def _render_upload(d: dict[str, Any]) -> str:
+    head = ("stored " if d["created"] else "already stored as ") + f"{d['id']}: "
+    if d["kind"] == "edge-bundle":
+        return head + f"edge bundle {d['project']} {d['version']}, {d['size']} bytes"
+    return head + f"{d['project']} {d['version']} for {d['chip']}, {d['size']} bytes"
+
+
+def _progress(disable: bool = False, transient: bool = False) -> Any:
+    """A rich progress display on stderr (stdout stays clean for --json and pipes)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
     )
-    emit(
-        data,
-        as_json,
-        lambda d: (
-            ("stored " if d["created"] else "already stored as ")
-            + f"{d['id']}: {d['project']} {d['version']} for {d['chip']}, {d['size']} bytes"
-        ),
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=disable,
+        transient=transient,
     )
 
 

@@ -114,7 +114,7 @@ def online_on(version: str):
 
 
 def ota_events(g, phase: str):
-    return [e for e in g.events if e.type == "ota" and e.attributes.get("phase") == phase]
+    return [e for e in g.events if e.type == "ota" and e.ota.phase == phase]
 
 
 def test_an_edge_agent_updates_itself(setup):
@@ -124,7 +124,7 @@ def test_an_edge_agent_updates_itself(setup):
     assert done.returncode == 0, done.stderr
     assert "installed 2.0.0" in done.stdout
     start()
-    rx.wait_for(lambda g: ota_events(g, "confirmed"), timeout=90, what="update confirmed")
+    rx.wait_for(lambda g: ota_events(g, "succeeded"), timeout=90, what="update confirmed")
     assert online_on("2.0.0")(rx.got)
     assert not online_on(__version__)(rx.got)  # the launcher switched before connecting
     slots = update.Slots(tmp_path / "state")
