@@ -114,7 +114,8 @@ def upload(
         params["signature"] = signature_path.read_bytes().hex()
 
     def body() -> Iterator[bytes]:
-        with open(file, "rb") as f, _progress(disable=as_json) as bar:
+        # transient: the bar goes away when the body is sent; the answer (or refusal) stays alone
+        with open(file, "rb") as f, _progress(disable=as_json, transient=True) as bar:
             task = bar.add_task(f"uploading {file.name}", total=size)
             while chunk := f.read(64 * 1024):
                 bar.advance(task, len(chunk))

@@ -639,8 +639,8 @@ def device_family(platform: str) -> str:
 
 def _wrong_kind(platform: str, kind: str) -> str:
     if device_family(platform) == "esp32":
-        return f"ESP32 node: a {kind} artifact is never offered to it"
-    return f"edge agent (platform {platform}): a {kind} artifact is never offered to it"
+        return f"ESP32 node: {kind} artifacts are never offered to it"
+    return f"edge agent (platform {platform}): {kind} artifacts are never offered to it"
 
 
 def make_offer(art: Row, device_key: bytes, rollout_id: str) -> command_pb2.OtaOffer:
