@@ -6,6 +6,7 @@ key stays where you sign, the controller only ever gets the public key.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 import click
 
-from camfleet.api_client import Api, api_options, emit, table
+from camfleet.api_client import Api, _when, api_options, emit, table
 from camfleet.errors import UserError
 
 _ARTIFACT_COLS = [
@@ -245,36 +246,108 @@ def _render_status(d: dict[str, Any]) -> str:
 
 @rollout.command("status")
 @click.argument("rollout_id")
-@click.option("--watch", is_flag=True, help="Follow the device steps until the rollout ends.")
+@click.option(
+    "--watch", is_flag=True, help="Follow it (progress bars, device steps) until it ends."
+)
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
 @api_options
 def rollout_status(
     rollout_id: str, watch: bool, interval: float, api: str, token: str | None, as_json: bool
 ) -> None:
-    """Show a rollout: state, phase, each device's step; --watch follows it."""
+    """Show a rollout: state, phase, each device's step; --watch follows it (with --json: one
+    JSON object per device step, a line each)."""
     client = Api(api, token)
     data = client.json("GET", f"/api/v1/ota/rollouts/{rollout_id}")
     if not watch:
         emit(data, as_json, _render_status)
         return
+    if as_json:
+        _watch(client, rollout_id, data, interval, _JsonSteps(rollout_id))
+        return
+    with _LiveStatus() as live:
+        data = _watch(client, rollout_id, data, interval, live)
+    click.echo(_render_status(data))
+
+
+def _watch(client: Api, rid: str, data: dict[str, Any], interval: float, out: Any) -> Any:
+    """Poll until the rollout leaves running/gated; each new step and status goes to ``out``."""
     since = 0
     while True:
         for e in data["events"]:
-            line = {"rollout": rollout_id, **e}
-            if as_json:
-                import json
-
-                click.echo(json.dumps(line, sort_keys=True))
-            else:
-                who = e["device_id"] or "rollout"
-                click.echo(
-                    f"{e['ts_ms']}  {who}: {e['step']}"
-                    + (f" ({e['detail']})" if e["detail"] else "")
-                )
+            out.step(e)
             since = max(since, e["ts_ms"] + 1)
+        out.status(data)
         if data["state"] not in ("running", "gated"):
-            if not as_json:
-                click.echo(_render_status(data))
-            return
+            return data
         time.sleep(interval)  # polling an HTTP API: the user chose the interval
-        data = client.json("GET", f"/api/v1/ota/rollouts/{rollout_id}", params={"since_ms": since})
+        data = client.json("GET", f"/api/v1/ota/rollouts/{rid}", params={"since_ms": since})
+
+
+class _JsonSteps:
+    def __init__(self, rid: str) -> None:
+        self.rid = rid
+
+    def step(self, e: dict[str, Any]) -> None:
+        click.echo(json.dumps({"rollout": self.rid, **e}, sort_keys=True))
+
+    def status(self, data: dict[str, Any]) -> None:
+        pass
+
+
+def _step_line(e: dict[str, Any]) -> str:
+    who = e["device_id"] or "rollout"
+    return f"{_when(e['ts_ms'])}  {who}: {e['step']}" + (f" ({e['detail']})" if e["detail"] else "")
+
+
+class _LiveStatus:
+    """Progress bars while watching: the rollout (devices finished of those it updates) and
+    one per device in flight (blocks downloaded), with the device steps printed above them.
+    Transient: once the rollout ends, the bars give way to the final table. Without a terminal
+    rich draws no bars, so a pipe gets the step lines and the table only."""
+
+    FINISHED = ("succeeded", "failed", "rolled_back")
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[state]}"),
+            console=Console(),
+            transient=True,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _LiveStatus:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def step(self, e: dict[str, Any]) -> None:
+        self.progress.console.print(_step_line(e), markup=False, highlight=False)
+
+    def status(self, data: dict[str, Any]) -> None:
+        devices = [d for d in data["devices"] if d["status"] != "skipped"]
+        done = sum(1 for d in devices if d["status"] in self.FINISHED)
+        state = data["state"] + (f": {data['reason']}" if data["reason"] else "")
+        self._update(f"rollout {data['id']}", len(devices) or 1, done, state)
+        for d in devices:
+            if d["status"] == "pending":
+                continue
+            total = d["blocks_total"] or 1
+            blocks = total if d["status"] in ("succeeded", "rebooting") else d["blocks_done"]
+            self._update(f"  {d['device_id']}", total, blocks, d["shown"])
+
+    def _update(self, name: str, total: int, completed: int, state: str) -> None:
+        task = self.tasks.get(name)
+        if task is None:
+            self.tasks[name] = self.progress.add_task(
+                name, total=total, completed=completed, state=state
+            )
+        else:
+            self.progress.update(task, total=total, completed=completed, state=state)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -97,8 +98,8 @@ class Fleet:
         self.controller.stop()
         self.broker.kill()
 
-    def cli(self, *args: str) -> tuple[int, str, str]:
-        env = {"CAMFLEET_API": self.api, "CAMFLEET_TOKEN": TOKEN}
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        env = {"CAMFLEET_API": self.api, "CAMFLEET_TOKEN": TOKEN, **(env or {})}
         result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
         return result.exit_code, result.stdout, result.stderr
 
@@ -165,8 +166,9 @@ update_public_key = "{update.public_key_text(RELEASE)}"
         assert code == 0, err
         return json.loads(out), bundle.read_bytes()
 
-    def rollout(self, artifact: str, *devices: str) -> dict[str, Any]:
-        """Create a rollout, follow it with ``status --watch --json`` until it ends."""
+    def rollout(self, artifact: str, *devices: str, live: bool = False) -> dict[str, Any]:
+        """Create a rollout, follow it with ``status --watch --json`` until it ends (``live``:
+        ``status --watch`` as on a terminal, its output kept in ``watched``)."""
         code, out, err = self.cli(
             "ota", "rollout", "create", "--artifact", artifact,
             "--target", "devices:" + ",".join(devices), "--max-failure", "0%",
@@ -174,9 +176,13 @@ update_public_key = "{update.public_key_text(RELEASE)}"
         )  # fmt: skip
         assert code == 0, err
         rid = json.loads(out)["id"]
-        code, out, err = self.cli(
-            "ota", "rollout", "status", rid, "--watch", "--json", "--interval", "0.2"
-        )
+        watch = ("ota", "rollout", "status", rid, "--watch", "--interval", "0.2")
+        if live:  # rich draws its bars when it believes stdout is a terminal
+            code, out, err = self.cli(*watch, env={"TTY_COMPATIBLE": "1", "COLUMNS": "120"})
+            assert code == 0, err
+            status = Api(self.api, TOKEN).json("GET", f"/api/v1/ota/rollouts/{rid}")
+            return {**status, "watched": out}
+        code, out, err = self.cli(*watch, "--json")
         assert code == 0, err
         steps = [json.loads(line) for line in out.splitlines()]
         status = Api(self.api, TOKEN).json("GET", f"/api/v1/ota/rollouts/{rid}")
@@ -297,7 +303,7 @@ def test_a_bundle_altered_in_the_store_is_refused_by_the_agent(fleet: Fleet) -> 
     assert stored.read_bytes() == data
     stored.write_bytes(data[:1000] + bytes([data[1000] ^ 0xFF]) + data[1001:])
 
-    status = fleet.rollout(art["id"], c.device_id)
+    status = fleet.rollout(art["id"], c.device_id, live=True)
 
     assert status["state"] == "paused"
     device = by_device(status)[c.device_id]
@@ -306,6 +312,14 @@ def test_a_bundle_altered_in_the_store_is_refused_by_the_agent(fleet: Fleet) -> 
     (failed,) = ota_events(c.rx, "failed")
     assert failed.ota.artifact_id == art["id"] and "digest mismatch" in failed.ota.error
     # nothing installed, the old version keeps running
+    # status --watch on a terminal: the bars (rollout, then the device's blocks), the steps,
+    # and the final table once the rollout paused
+    watched = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", status["watched"])  # colours, cursor
+    blocks = (len(data) + 4095) // 4096
+    assert re.search(rf"rollout {status['id']} +━+ 0/1 ", watched)
+    assert re.search(rf"  {c.device_id} +━+ {blocks}/{blocks} ", watched)
+    assert f"{c.device_id}: failed (digest mismatch" in watched
+    assert watched.rstrip().splitlines()[-1].startswith(f"{c.device_id}  0      failed")
     assert not (c.state_dir / "update" / "a").exists()
     assert not (c.state_dir / "update" / "b").exists()
     assert not (c.state_dir / "update" / "download").exists()
