@@ -89,6 +89,92 @@ def sign(image: Path, keyfile: str, output: Path) -> None:
     click.echo(f"signed {image} -> {output} ({output.stat().st_size} bytes)")
 
 
+@ota.command("edge-keygen")
+@click.argument("keyfile", type=click.Path(dir_okay=False, path_type=Path))
+def edge_keygen(keyfile: Path) -> None:
+    """Make an Ed25519 release key for edge-agent bundles (KEYFILE, PEM, mode 600) and print
+    its public key: the value of the agents' [agent] update_public_key and of the controller's
+    ota_edge_public_key (also written to KEYFILE.pub). Keep KEYFILE off the controller."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from camfleet.atomic import atomic_write
+    from camfleet.edge import update
+
+    if keyfile.exists():
+        raise UserError(f"{keyfile} exists: refusing to overwrite a signing key")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    atomic_write(keyfile, pem, mode=0o600)
+    public = update.public_key_text(key)
+    atomic_write(keyfile.with_name(keyfile.name + ".pub"), (public + "\n").encode())
+    click.echo(f"private key {keyfile} (keep it off the controller); public key: {public}")
+
+
+def _edge_key(keyfile: Path) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(keyfile.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{keyfile}: not a PEM private key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UserError(f"{keyfile}: not an Ed25519 key (make one with camfleet ota edge-keygen)")
+    return key
+
+
+@ota.command("edge-bundle")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--version", "version", required=True, help="The version agents will report.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def edge_bundle(source: Path, version: str, output: Path) -> None:
+    """Make an edge-agent bundle of SOURCE: a camfleet wheel (.whl) or a directory holding the
+    camfleet package (e.g. an unpacked wheel). Sign it with `camfleet ota edge-sign`."""
+    import zipfile
+
+    from camfleet.edge import update
+
+    files: dict[str, bytes] = {}
+    if source.is_dir():
+        for f in sorted(source.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                files[f.relative_to(source).as_posix()] = f.read_bytes()
+    else:
+        try:
+            with zipfile.ZipFile(source) as wheel:
+                for name in wheel.namelist():
+                    if not name.endswith("/"):
+                        files[name] = wheel.read(name)
+        except zipfile.BadZipFile:
+            raise UserError(f"{source}: neither a directory nor a wheel (zip)") from None
+    if "camfleet/__init__.py" not in files:
+        raise UserError(f"{source}: no camfleet/__init__.py: a bundle carries the camfleet package")
+    data = update.make_bundle(version, files)
+    output.write_bytes(data)
+    click.echo(f"bundle {output}: camfleet {version}, {len(files)} files, {len(data)} bytes")
+
+
+@ota.command("edge-sign")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--keyfile", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def edge_sign(bundle: Path, keyfile: Path, output: Path) -> None:
+    """Sign an edge-agent BUNDLE: OUTPUT gets the detached Ed25519 signature (64 bytes) of its
+    SHA-256, for `camfleet ota upload BUNDLE --signature OUTPUT`."""
+    from camfleet.edge import update
+
+    _digest, signature = update.sign(_edge_key(keyfile), bundle.read_bytes())
+    output.write_bytes(signature)
+    click.echo(f"signed {bundle} -> {output}")
+
+
 @ota.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--version", help="Refuse the artifact unless its own version is this.")
