@@ -124,8 +124,13 @@ class EdgeOta:
 
     def start(self) -> None:
         """Resume a download that a stop or restart interrupted."""
-        if self.command is not None:
-            self._spawn()
+        if self.command is None:
+            return
+        if not self.agent.config.agent.update_public_key:  # updates turned off meanwhile
+            log.warning("%s: self-update is off: dropping the download", self.agent.device_id)
+            self._clear()
+            return
+        self._spawn()
 
     def stop(self) -> None:
         self._stop.set()
@@ -153,7 +158,10 @@ class EdgeOta:
             self.agent.commands.ack(command.id, A.ACK_STATUS_REJECTED, why)
             return
         if offer.version == self.agent.firmware_version:
-            self._event(offer, "succeeded", f"already running {offer.version}")
+            # A resent offer of the version this process runs. Before the health check confirmed
+            # it, only the check may report success (or the rollback).
+            if self._slots().pending is None:
+                self._event(offer, "succeeded", f"already running {offer.version}")
             self.agent.commands.ack(command.id, A.ACK_STATUS_DONE, f"running {offer.version}")
             return
         current = self.offer
