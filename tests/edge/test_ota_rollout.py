@@ -104,8 +104,19 @@ class Fleet:
         return result.exit_code, result.stdout, result.stderr
 
     def agent(self, name: str) -> Agent:
-        """An edge agent process on the installed version, with a device key the controller
-        knows, online and in the controller's registry."""
+        return self.agents_online(name)[0]
+
+    def agents_online(self, *names: str) -> list[Agent]:
+        """Edge agent processes on the installed version, with device keys the controller
+        knows, online and in the controller's registry (started together: each process spends
+        most of its start importing)."""
+        started = [self._start_agent(name) for name in names]
+        for agent in started:
+            agent.rx.wait_for(online_on(__version__), timeout=60, what=f"{agent.device_id} online")
+            self.wait_known(agent.device_id, __version__)
+        return started
+
+    def _start_agent(self, name: str) -> Agent:
         device_id = f"eota-{name}"
         key = hashlib.sha256(device_id.encode()).digest()
         home = self.tmp / device_id
@@ -144,8 +155,6 @@ update_public_key = "{update.public_key_text(RELEASE)}"
         )
         agent = Agent(device_id, key, proc, rx, home / "state")
         self.agents.append(agent)
-        rx.wait_for(online_on(__version__), timeout=60, what=f"{device_id} online")
-        self.wait_known(device_id, __version__)
         return agent
 
     def wait_known(self, device_id: str, firmware: str) -> None:
@@ -237,7 +246,7 @@ def fake_esp32_birth(fleet: Fleet, device_id: str) -> None:
 def test_a_rollout_updates_two_edge_agents_and_never_offers_a_bundle_to_an_esp32_node(
     fleet: Fleet,
 ) -> None:
-    a, b = fleet.agent("a"), fleet.agent("b")
+    a, b = fleet.agents_online("a", "b")
     fake_esp32_birth(fleet, "eota-esp32")
     art, data = fleet.upload("2.0.0")
     assert art["kind"] == "edge-bundle" and art["version"] == "2.0.0"
