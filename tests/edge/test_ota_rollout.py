@@ -216,7 +216,12 @@ def ota_events(rx: DeviceReceiver, phase: str) -> list[Any]:
 
 
 def offers(fleet: Fleet, device_id: str) -> list[command_pb2.OtaOffer]:
-    return [c.ota_offer for c in fleet.commands.get(device_id, []) if c.HasField("ota_offer")]
+    """The distinct offer commands sent to a device (a command republished after a birth, as
+    the outbox does for one not yet acknowledged, is the same offer)."""
+    by_id = {
+        c.id: c.ota_offer for c in fleet.commands.get(device_id, []) if c.HasField("ota_offer")
+    }
+    return list(by_id.values())
 
 
 def by_device(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
