@@ -238,7 +238,11 @@ class EdgeAgent:
             firmware_version=self.firmware_version,
             platform=caps.platform,
             board=self.config.device.board,
-            capabilities=sorted({"jpeg", "chunks", "spool", "desired", "burst", *caps.features}),
+            capabilities=sorted(
+                {"jpeg", "chunks", "spool", "desired", "burst", *caps.features}
+                # takes edge-bundle offers (the controller skips agents without it)
+                | ({"self_update"} if self.config.agent.update_public_key else set())
+            ),
             wake_cause=common_pb2.WAKE_CAUSE_ALWAYS_ON,
             desired_version=self.desired.version,
             max_payload=self.effective.max_payload or self.config.broker.max_payload,

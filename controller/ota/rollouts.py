@@ -143,7 +143,8 @@ class Rollouts:
             rows: list[tuple[str, str, str]] = []  # device, status, detail
             for device in targets:
                 row = tx.one(
-                    "SELECT firmware, platform FROM devices WHERE device_id = ?", (device,)
+                    "SELECT firmware, platform, capabilities FROM devices WHERE device_id = ?",
+                    (device,),
                 )
                 fw = row["firmware"] if row else ""
                 status, detail = "pending", ""
@@ -151,6 +152,12 @@ class Rollouts:
                     status, detail = "skipped", "unknown device"
                 elif row["platform"] and device_family(row["platform"]) != art["platform"]:
                     status, detail = "skipped", _wrong_kind(row["platform"], art["kind"])
+                elif (
+                    art["kind"] == "edge-bundle"
+                    and row["platform"]
+                    and "self_update" not in json.loads(row["capabilities"] or "[]")
+                ):
+                    status, detail = "skipped", "self-update is off ([agent] update_public_key)"
                 elif fw == version:
                     status, detail = "skipped", f"already on {version}"
                 elif opts.only_version is not None and fw != opts.only_version:

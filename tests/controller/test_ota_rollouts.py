@@ -207,25 +207,28 @@ def test_edge_bundles_go_to_edge_agents_only(database, release_key, tmp_path) ->
     _birth(database, "esp", "1.0.0")
     edge = state_pb2.DeviceState(
         presence=state_pb2.PRESENCE_ONLINE, session=1, firmware_version="1.0.0",
-        platform="picamera2",
+        platform="picamera2", capabilities=["jpeg", "self_update"],
     )  # fmt: skip
     with database.transaction() as tx:
         registry.apply_state(tx, "pi", edge, 1)
-    for device in ("esp", "pi"):
-        set_device_key(database, device, device.encode() * 16)
+        del edge.capabilities[:]  # an agent without [agent] update_public_key
+        registry.apply_state(tx, "pi-off", edge, 1)
+    for device in ("esp", "pi", "pi-off"):
+        set_device_key(database, device, (device.encode() * 16)[:32])
 
-    rid = ro.create(art["id"], RolloutOptions(target="devices:esp,pi"))["id"]
+    rid = ro.create(art["id"], RolloutOptions(target="devices:esp,pi,pi-off"))["id"]
     details = {d["device_id"]: (d["status"], d["detail"]) for d in ro.status(rid)["devices"]}
     assert details == {
         "esp": ("skipped", "ESP32 node: edge-bundle artifacts are never offered to it"),
         "pi": ("offered", ""),
+        "pi-off": ("skipped", "self-update is off ([agent] update_public_key)"),
     }
     (topic, payload) = published[-1]
     assert topic.endswith("/pi/cmd")
     offer = command_pb2.Command.FromString(payload).ota_offer
     assert offer.scheme == command_pb2.SIGNATURE_SCHEME_ED25519
     assert offer.sha256 == sha and offer.signature == sig and offer.platform == "linux"
-    assert offer.device_hmac == hmac.new(b"pi" * 16, sha, "sha256").digest()
+    assert offer.device_hmac == hmac.new(b"pi" * 16, sha, "sha256").digest()  # its key
 
     rid = ro.create(esp_art, RolloutOptions(target="devices:esp,pi"))["id"]
     details = {d["device_id"]: (d["status"], d["detail"]) for d in ro.status(rid)["devices"]}
