@@ -195,7 +195,9 @@ class EdgeOta:
         if offer.platform != "linux":
             return f"platform {offer.platform or '(none)'} is not linux"
         if offer.scheme != A.SIGNATURE_SCHEME_ED25519:
-            return f"signature scheme {A.SignatureScheme.Name(offer.scheme)} unsupported here"
+            known = offer.scheme in A.SignatureScheme.values()  # proto3 enums are open
+            name = A.SignatureScheme.Name(offer.scheme) if known else str(offer.scheme)
+            return f"signature scheme {name} unsupported here"
         if len(offer.sha256) != 32 or len(offer.signature) != 64:
             return "sha256 must be 32 bytes and the Ed25519 signature 64"
         if not 0 < offer.block_size <= MAX_BLOCK or not 0 < offer.size <= MAX_BUNDLE:

@@ -162,6 +162,7 @@ def test_a_download_resumes_from_its_saved_blocks_after_the_agent_stops(
 REFUSALS = [
     ({"platform": "esp32"}, "platform esp32 is not linux"),
     ({"scheme": command_pb2.SIGNATURE_SCHEME_HMAC_SHA256}, "SIGNATURE_SCHEME_HMAC_SHA256"),
+    ({"scheme": 7}, "signature scheme 7 unsupported"),  # a scheme this build does not know
     ({"device_hmac": bytes(32)}, "bad device HMAC"),
     ({"signature": b"short"}, "Ed25519 signature 64"),
 ]
