@@ -22,11 +22,13 @@ from camfleet.edge.cameras.settings import merged
 from camfleet.edge.commands import CommandHandler
 from camfleet.edge.config import EdgeConfig
 from camfleet.edge.mqtt import Connection
+from camfleet.edge.ota import EdgeOta
 from camfleet.edge.schedule import Schedule
 from camfleet.edge.sender import SpoolSender
 from camfleet.edge.sessions import SessionNumbers
 from camfleet.edge.spool import Spool
 from camfleet.edge.state import AgentState
+from camfleet.edge.update import Slots
 from camfleet.errors import UserError
 from camfleet.proto import codec, signing
 from camfleet.proto.errors import ContractError
@@ -100,6 +102,11 @@ class EdgeAgent:
         self.observers: list[FrameObserver] = []
         # Extra birth info set by the launcher (self-update: the last version rolled back).
         self.birth_info: dict[str, str] = {}
+        # The version in births; the launcher sets the manifest version of the slot it runs.
+        self.firmware_version = config.device.firmware_version or __version__
+        # The launcher's A/B slots (edge/update.py), shared with the download's install.
+        self.slots: Slots | None = None
+        self.reexec = False  # set when a new version is installed: run() returns to re-execute
         self.counters: dict[str, int] = {
             "frames": 0,
             "bad_messages": 0,
@@ -120,6 +127,7 @@ class EdgeAgent:
         self.conn: Connection
         self.sender: SpoolSender
         self.commands = CommandHandler(self)  # kept across restarts: it remembers command ids
+        self.ota = EdgeOta(self)  # resumes an interrupted self-update download at start
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -129,7 +137,7 @@ class EdgeAgent:
             self.start()
             while not stop.is_set() and not self._restart.is_set():
                 stop.wait(0.2)
-            restarting = self._restart.is_set() and not stop.is_set()
+            restarting = self._restart.is_set() and not stop.is_set() and not self.reexec
             self.stop()
             if not restarting:
                 return
@@ -173,12 +181,14 @@ class EdgeAgent:
         self.commands.start()
         self.sender.start()
         self.conn.start()
+        self.ota.start()
 
     def stop(self) -> None:
         """Orderly shutdown: OFFLINE state with the same session, clean disconnect, camera off."""
         self._stop.set()
         self._schedule_changed.set()
         self._control.put(None)
+        self.ota.stop()
         self.commands.stop()
         for t in self._threads:
             t.join(10)
@@ -198,6 +208,11 @@ class EdgeAgent:
         self.state.unlock()
 
     def request_restart(self) -> None:
+        self._restart.set()
+
+    def request_reexec(self) -> None:
+        """A new version is installed: stop, and let the launcher (edge/cli.py) start it."""
+        self.reexec = True
         self._restart.set()
 
     def _open_camera(self) -> None:
@@ -220,10 +235,14 @@ class EdgeAgent:
             session=session,
             incarnation=self.incarnation,
             timestamp_ms=now_ms(),
-            firmware_version=self.config.device.firmware_version or __version__,
+            firmware_version=self.firmware_version,
             platform=caps.platform,
             board=self.config.device.board,
-            capabilities=sorted({"jpeg", "chunks", "spool", "desired", "burst", *caps.features}),
+            capabilities=sorted(
+                {"jpeg", "chunks", "spool", "desired", "burst", *caps.features}
+                # takes edge-bundle offers (the controller skips agents without it)
+                | ({"self_update"} if self.config.agent.update_public_key else set())
+            ),
             wake_cause=common_pb2.WAKE_CAUSE_ALWAYS_ON,
             desired_version=self.desired.version,
             max_payload=self.effective.max_payload or self.config.broker.max_payload,
@@ -270,6 +289,7 @@ class EdgeAgent:
         type_: str,
         message: str,
         severity: int = telemetry_pb2.SEVERITY_INFO,
+        ota: telemetry_pb2.OtaProgress | None = None,
         **attributes: str,
     ) -> None:
         ev = telemetry_pb2.Event(
@@ -281,6 +301,8 @@ class EdgeAgent:
             uptime_ms=telemetry.system_uptime_ms(),
         )
         ev.attributes.update(attributes)
+        if ota is not None:
+            ev.ota.CopyFrom(ota)
         self.conn.publish(self.topic(Kind.EVENT), codec.encode(ev))
 
     def publish_reported(self, version: int | None = None, error: str = "") -> None:
@@ -425,6 +447,10 @@ class EdgeAgent:
             payload = body
         if kind == Kind.CMD:
             self.commands.submit(payload)
+        elif kind == Kind.OTA_BLOCK:
+            why = self.ota.on_block(payload)
+            if why:
+                self._bad_message(topic, why)
         else:  # receipts, desired, and the controller's presence (the only state subscribed)
             self._control.put((kind, payload, retained))
 

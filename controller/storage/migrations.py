@@ -251,6 +251,12 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Edge-agent bundles (kind edge-bundle) travel with a detached Ed25519 signature of their
+        # SHA-256, checked at upload and put in every offer; ESP32 images carry theirs inside.
+        "ota: detached signatures of edge bundles",
+        ["ALTER TABLE ota_artifacts ADD COLUMN signature {blob}"],
+    ),
 ]
 
 
