@@ -72,7 +72,11 @@ class Connection:
         if b.url.username:
             self.client.username_pw_set(b.url.username, b.url.password)
         if b.url.tls:
-            self.client.tls_set(ca_certs=str(b.ca_file) if b.ca_file else None)
+            self.client.tls_set(
+                ca_certs=str(b.ca_file) if b.ca_file else None,
+                certfile=str(b.cert_file) if b.cert_file else None,
+                keyfile=str(b.key_file) if b.key_file else None,
+            )
         self.client.max_inflight_messages_set(max(20, b.inflight + 4))
         self.client.max_queued_messages_set(MAX_QUEUED)
         self.client.on_connect = self._on_connect
