@@ -154,15 +154,16 @@ def add_cert_device_commands(
     ]
 
 
-def cert_username(device_id: str, tag: str) -> str:
-    """A certificate's identity: ``<id>.<tag>``, a new tag per certificate. A certificate cannot
-    be un-issued, so a revoked one must never match an identity again, not even after the same
-    device id is enrolled anew; ``.`` is in no device id, so no other device's either."""
+def tagged_username(device_id: str, tag: str) -> str:
+    """A device identity besides its id: ``<id>.<tag>``, a new random tag each time (a client
+    certificate's CN; a rotated password identity). A certificate cannot be un-issued, so a
+    revoked one must never match an identity again, not even after the same device id is
+    enrolled anew; ``.`` is in no device id, so no other device's either."""
     return f"{validate_device_id(device_id)}.{tag}"
 
 
 def is_identity_of(device_id: str, username: str) -> bool:
-    """The device's password identity (its id) and each certificate identity it had."""
+    """The device's first password identity (its id) and each tagged one it has."""
     return username == device_id or username.startswith(f"{device_id}.")
 
 

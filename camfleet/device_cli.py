@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from camfleet.api_client import Api, api_options
 from camfleet.broker_config.profiles import BrokerDir
 from camfleet.controller.device_keys import registry_keys
 from camfleet.enrol import BOARDS, add_device, remove_device
+from camfleet.rotate import finish_rotation, rotate_device
 
 broker_option = click.option(
     "--broker-config",
@@ -40,7 +42,8 @@ database_option = click.option(
 
 @click.group()
 def device() -> None:
-    """Enrol (add) and revoke (rm) devices: broker identity, secret key, device config."""
+    """Enrol (add), revoke (rm) and rotate the credentials of devices: broker identity, secret
+    key, registry entry, device config."""
 
 
 @device.command()
@@ -123,3 +126,56 @@ def rm(device_id: str, as_json: bool, broker_config: Path, data: Path, database:
         click.echo(f"revoked {device_id}: identity deleted, connection dropped, key deleted")
     else:
         click.echo(f"{device_id} had no broker identity; its key (if any) is deleted")
+
+
+@device.command()
+@click.argument("device_id")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the device to report the new identity in use before the old one "
+    "is deleted; after that both keep working (finish later with --finish).",
+)
+@click.option(
+    "--finish",
+    is_flag=True,
+    help="Complete an earlier rotation: keep only the identity the device reports in use.",
+)
+@api_options
+@broker_option
+def rotate(
+    device_id: str,
+    wait_s: float,
+    finish: bool,
+    api: str,
+    token: str | None,
+    as_json: bool,
+    broker_config: Path,
+) -> None:
+    """New broker credentials for DEVICE_ID, delivered in its desired config (encrypted with
+    its key) while the old ones still work; the old identity is deleted once the device reports
+    the new one in use. Needs the controller running (it delivers them). Edge agents only: an
+    ESP32 node or a certificate identity is enrolled again instead."""
+    broker = BrokerDir.open(broker_config)
+    if finish:
+        r = finish_rotation(broker, device_id, wait_s)
+    else:
+        r = rotate_device(broker, Api(api, token), device_id, wait_s)
+    if as_json:
+        click.echo(json.dumps(r.as_json(), indent=2, sort_keys=True))
+    elif r.status == "done":
+        retired = ", ".join(r.retired) or "none"
+        click.echo(f"rotated {device_id}: it uses identity {r.identity}; deleted: {retired}")
+    elif finish:
+        click.echo(
+            f"{device_id} reported none of its identities within {wait_s:g} s: nothing deleted"
+        )
+    else:
+        click.echo(
+            f"{device_id}: new identity {r.identity} delivered; the device has not reported it "
+            f"in use within {wait_s:g} s, so both identities work. Once it has: "
+            f"camfleet device rotate {device_id} --finish"
+        )

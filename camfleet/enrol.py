@@ -133,7 +133,7 @@ def add_device(
             dynsec.remove_device_commands(device_id, admin.usernames()), ignore=("not found",)
         )
         if cert:
-            username = dynsec.cert_username(device_id, secrets.token_hex(4))
+            username = dynsec.tagged_username(device_id, secrets.token_hex(4))
             pki.issue(broker.path / "tls", "client", username, [], server=False, out=folder)
             admin.run(dynsec.add_cert_device_commands(device_id, username, groups, root))
         else:

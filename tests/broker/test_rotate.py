@@ -1,0 +1,220 @@
+"""`camfleet device add` + `camfleet device rotate` end to end: a real prod broker, a real
+`camfleet controller run`, a real `camfleet edge run`, and the `camfleet` client commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from camfleet.broker_config.profiles import ConfiguredMosquitto, url_with_password
+from camfleet.mosquitto import free_port
+from camfleet.proto import codec, signing
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1 import config_pb2, frame_pb2
+from tests.broker.conftest import key_of
+from tests.broker.peer import Peer
+
+CAMFLEET = [sys.executable, "-m", "camfleet"]
+DEVICE = "rot-cam"
+
+
+def camfleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CAMFLEET, *args], capture_output=True, text=True, timeout=120)
+
+
+class Traffic:
+    """The device's frames, receipts and reports as the controller's identity sees them."""
+
+    def __init__(self, broker: ConfiguredMosquitto, key: bytes) -> None:
+        self.key = key
+        self.sent: set[tuple[int, int]] = set()
+        self.stored: set[tuple[int, int]] = set()
+        self.identities: list[str] = []
+        self.changed = threading.Condition()
+        url = broker.broker_dir.url("controller")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(url.username, url.password)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(
+            [(f"camfleet/v1/{DEVICE}/{k}", 1) for k in ("frame", "receipt", "reported")]
+        )
+        self.client.connect(url.host, url.port)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        kind = msg.topic.rsplit("/", 1)[1]
+        payload = bytes(msg.payload)
+        with self.changed:
+            if kind == "frame":
+                f = codec.decode_as(frame_pb2.Frame, payload).message
+                self.sent.add((f.session, f.seq))
+            elif kind == "receipt":
+                body = signing.verify(self.key, Kind.RECEIPT, DEVICE, payload)
+                assert body is not None, "a receipt the device would refuse"
+                r = codec.decode_as(frame_pb2.Receipt, body).message
+                for rng in r.stored:
+                    self.stored.update(
+                        (rng.session, s) for s in range(rng.first_seq, rng.last_seq + 1)
+                    )
+            elif payload:
+                rep = codec.decode_as(config_pb2.Reported, payload).message
+                self.identities.append(rep.identity)
+            self.changed.notify_all()
+
+    def wait(self, predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def controller(tmp_path: Path, prod: ConfiguredMosquitto) -> Iterator[str]:
+    port = free_port()
+    url = url_with_password(prod.broker_dir.url("controller"))
+    proc = subprocess.Popen(
+        [*CAMFLEET, "controller", "run", "--broker", url, "--data", str(tmp_path / "data"),
+         "--http", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:  # its last start-up line comes once the API listens
+        if "ingesting from" in line:
+            break
+    else:
+        pytest.fail("the controller did not start")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(20)
+
+
+def edge_toml(folder: Path, state: Path) -> Path:
+    """The enrolment's edge.toml plus a camera, a 0.2 s schedule and fast reconnects."""
+    data = tomllib.loads((folder / "edge.toml").read_text())
+    d, b = data["device"], data["broker"]
+    lines = [
+        "[device]",
+        f"id = {json.dumps(d['id'])}",
+        f"key = {json.dumps(d['key'])}",
+        "[broker]",
+        *(f"{k} = {json.dumps(b[k])}" for k in ("url", "ca_file", "root")),
+        "reconnect_min_s = 0.05",
+        "reconnect_max_s = 0.3",
+        "[camera]",
+        'backend = "synthetic"',
+        "width = 160",
+        "height = 120",
+        "[schedule]",
+        "interval_s = 0.2",
+        "[agent]",
+        f"state_dir = {json.dumps(str(state))}",
+        "telemetry_interval_s = 0",
+    ]
+    path = folder / "run.toml"
+    path.write_text("\n".join([*lines, ""]))
+    return path
+
+
+def test_rotate_switches_a_running_agent_to_new_credentials_losing_nothing(
+    tmp_path: Path, prod: ConfiguredMosquitto, controller: str
+) -> None:
+    data, out = tmp_path / "data", tmp_path / "devices"
+    broker = ["--broker-config", str(prod.workdir)]
+    token = (data / "api-token").read_text().strip()
+    api = ["--api", controller, "--token", token]
+    add = camfleet("device", "add", DEVICE, "--board", "usb", "--out", str(out), "--json",
+                   "--broker-host", "127.0.0.1", *broker, "--data", str(data))  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    assert json.loads(add.stdout)["identity"] == DEVICE
+
+    # Enrolled, never seen: listed, and a capture for it needs no --allow-unknown.
+    listed = camfleet("devices", "--json", *api)
+    assert listed.returncode == 0, listed.stderr
+    assert [(d["device_id"], d["state"]) for d in json.loads(listed.stdout)] == [
+        (DEVICE, "enrolled")
+    ]
+    queued = camfleet("capture", DEVICE, *api)
+    assert queued.returncode == 0, queued.stderr
+
+    key = key_of(data, DEVICE)
+    assert key is not None
+    traffic = Traffic(prod, key)
+    old_url = tomllib.loads((out / DEVICE / "edge.toml").read_text())["broker"]["url"]
+    old_password = old_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    agent = subprocess.Popen(
+        [*CAMFLEET, "edge", "run", "--config", str(edge_toml(out / DEVICE, tmp_path / "state"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert traffic.wait(lambda: DEVICE in traffic.identities and len(traffic.stored) >= 3)
+        # The rotation reads the capability from the controller's registry (another process:
+        # nothing to await but its HTTP answer).
+        deadline = time.monotonic() + 20
+        while "credentials" not in httpx.get(
+            f"{controller}/api/v1/devices/{DEVICE}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        ).json().get("capabilities", []):
+            assert time.monotonic() < deadline, "the agent's birth never reached the registry"
+            time.sleep(0.1)
+
+        with traffic.changed:
+            before = max(s for s, _ in traffic.sent)
+        rotated = camfleet("device", "rotate", DEVICE, "--json", "--wait", "30", *api, *broker)
+        assert rotated.returncode == 0, rotated.stderr
+        result = json.loads(rotated.stdout)
+        new = result["identity"]
+        assert result["status"] == "done" and result["retired"] == [DEVICE], result
+        assert new.startswith(f"{DEVICE}.") and traffic.identities[-1] == new
+
+        # The old password is refused, even with the client id it was pinned to.
+        old = Peer(prod.port, DEVICE, old_password, f"camfleet-edge-{DEVICE}")
+        assert not old.connect() and old.refused == "Not authorized"
+        # Frames keep flowing on the new connection (a later session) and are stored.
+        assert traffic.wait(lambda: sum(1 for s, _ in traffic.stored if s > before) >= 3)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=30)
+    # Nothing lost: every session's frames are 1..n without a gap, every one stored.
+    assert traffic.wait(lambda: traffic.sent <= traffic.stored, 20), traffic.sent - traffic.stored
+    for session in {s for s, _ in traffic.sent}:
+        seqs = sorted(q for s, q in traffic.sent if s == session)
+        assert seqs == list(range(1, len(seqs) + 1)), (session, seqs)
+    assert "Traceback" not in err
+
+    # Restarted, it connects with the credentials it stored (its config file's are void now).
+    with traffic.changed:
+        reports, last = len(traffic.identities), max(s for s, _ in traffic.sent)
+    agent = subprocess.Popen(
+        [*CAMFLEET, "edge", "run", "--config", str(out / DEVICE / "run.toml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert traffic.wait(
+            lambda: len(traffic.identities) > reports and any(s > last for s, _ in traffic.stored)
+        )
+        assert traffic.identities[-1] == new
+        assert stat.S_IMODE((tmp_path / "state" / "credentials.json").stat().st_mode) == 0o600
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+        traffic.close()
