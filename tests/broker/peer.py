@@ -60,6 +60,8 @@ class Peer:
         failed: the broker refused the client's certificate, or it had none)."""
         try:
             self.client.connect("127.0.0.1", self.port)
+        except ssl.SSLCertVerificationError:
+            raise  # this client refused the broker's certificate: not the broker's answer
         except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as exc:
             self.refused = f"TLS handshake: {exc}"
             return False

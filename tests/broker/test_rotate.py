@@ -218,3 +218,31 @@ def test_rotate_switches_a_running_agent_to_new_credentials_losing_nothing(
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
         traffic.close()
+
+
+def test_an_agent_whose_delivered_identity_is_refused_falls_back_to_the_previous_one(
+    tmp_path: Path, prod: ConfiguredMosquitto
+) -> None:
+    """A rotation undone on the broker (the new identity deleted before the old one) must not
+    strand the device: a CONNACK refusal makes the next attempt use the other stored identity."""
+    from camfleet.controller.device_keys import registry_keys
+    from camfleet.edge.agent import EdgeAgent
+    from camfleet.edge.state import AgentState
+    from camfleet.enrol import add_device
+    from tests.broker.test_enrol import agent_config
+
+    with registry_keys(tmp_path / "data") as keys:
+        e = add_device(prod.broker_dir, keys, DEVICE, (), "usb", tmp_path / "devices")
+    assert e.password is not None
+    AgentState(tmp_path / "agent-state").save_credentials(
+        [(f"{DEVICE}.deleted0", "never-created"), (DEVICE, e.password)]
+    )
+    agent = EdgeAgent(agent_config(tmp_path, tmp_path / "devices" / DEVICE))
+    agent.start()
+    try:
+        assert agent.conn.connected.wait(15), agent.conn.last_error
+        assert agent.conn.username == DEVICE and agent.conn.connects == 1
+        assert agent.conn.identities[-1][0] == f"{DEVICE}.deleted0"  # tried, refused, rotated
+    finally:
+        agent.stop()
+        agent.close()
