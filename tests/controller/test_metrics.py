@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import time
 from pathlib import Path
 
 from camfleet.controller.metric_catalog import COUNTERS
@@ -59,8 +60,21 @@ def test_every_counter_is_declared() -> None:
     assert set(COUNTERS) <= documented, f"undocumented: {set(COUNTERS) - documented}"
 
 
+def _await_own_presence_echo(ctl, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the controller has received its own ONLINE presence back from the broker.
+
+    It subscribes to the whole root, so its presence comes back and is counted as
+    ``unhandled_total{kind="controller_state"}``; scraping before or after that echo raced.
+    """
+    deadline = time.monotonic() + timeout
+    while ctl.metrics.get("unhandled_total", kind="controller_state") < 1:
+        assert time.monotonic() < deadline, "the controller never received its own presence"
+        time.sleep(0.01)
+
+
 def test_fresh_controller_scrapes_every_counter_at_zero(controllers) -> None:  # type: ignore[no-untyped-def]
     ctl = controllers()
+    _await_own_presence_echo(ctl)
     helps, samples = _parse(ctl.metrics.exposition())
     for name, (help_text, labels) in COUNTERS.items():
         full = PREFIX + name
@@ -71,7 +85,11 @@ def test_fresh_controller_scrapes_every_counter_at_zero(controllers) -> None:  #
         for values in labels.values():
             expected *= len(values)
         assert len(samples[full]) == expected, full
-        # A fresh controller has done nothing yet, except measure the time of writer stages.
+        # A fresh controller has done nothing yet, except measure the time of writer stages
+        # and hear its own presence once.
+        if name == "unhandled_total":
+            own = '{kind="controller_state"}'
+            assert samples[full].pop(own) == 1.0, full
         if not name.startswith("stage_"):
             assert set(samples[full].values()) == {0.0}, full
     assert samples[PREFIX + "malformed_total"]['{kind="frame",reason="bad_protobuf"}'] == 0
