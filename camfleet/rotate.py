@@ -116,6 +116,25 @@ def _retire(admin: DynsecAdmin, keep: str, identities: list[str]) -> list[str]:
     return gone
 
 
+def create_identity(admin: DynsecAdmin, device_id: str, like: str) -> tuple[str, str]:
+    """A new password identity ``<id>.<tag>`` with the device's role and the client id pinned
+    on its identity ``like`` (the same persistent session): (username, password)."""
+    current = admin.run([{"command": "getClient", "username": like}])
+    client_id = current[0].get("data", {}).get("client", {}).get("clientid")
+    username = dynsec.tagged_username(device_id, secrets.token_hex(4))
+    password = secrets.token_urlsafe(24)
+    create: dict[str, Any] = {
+        "command": "createClient",
+        "username": username,
+        "password": password,
+        "roles": [{"rolename": dynsec.device_role_name(device_id)}],
+    }
+    if client_id:
+        create["clientid"] = client_id
+    admin.run([create])
+    return username, password
+
+
 def rotate_device(broker: BrokerDir, api: Api, device_id: str, wait_s: float) -> Rotation:
     device_id = checked_device_id(device_id)
     if broker.settings.profile != "prod":
@@ -132,19 +151,7 @@ def rotate_device(broker: BrokerDir, api: Api, device_id: str, wait_s: float) ->
         )
     with DynsecAdmin(broker.url("admin")) as admin:
         old = _identities(admin, device_id)
-        current = admin.run([{"command": "getClient", "username": old[0]}])
-        client_id = current[0].get("data", {}).get("client", {}).get("clientid")
-        username = dynsec.tagged_username(device_id, secrets.token_hex(4))
-        password = secrets.token_urlsafe(24)
-        create: dict[str, Any] = {
-            "command": "createClient",
-            "username": username,
-            "password": password,
-            "roles": [{"rolename": dynsec.device_role_name(device_id)}],
-        }
-        if client_id:
-            create["clientid"] = client_id  # the same pin: the same persistent session
-        admin.run([create])
+        username, password = create_identity(admin, device_id, old[0])
         # Listen before the delivery, so the device's answer cannot be missed.
         watcher = ReportedWatcher(broker, device_id)
         try:

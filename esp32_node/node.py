@@ -45,6 +45,8 @@ CAPABILITIES = (
     "ext0_wake", "ext1_wake", "touch_wake", "ulp_wake",
 )  # fmt: skip
 WIFI_TIMEOUT_MS = 15000
+# CONNACK refusals that mean "not these credentials" (MQTT 3.1.1 codes 4 and 5), as mqtt.py says
+AUTH_REFUSED = ("connection refused, code 4", "connection refused, code 5")
 MQTT_TIMEOUT_MS = 8000
 
 # The topic scheme of proto/topics.py, written again here because the node cannot import
@@ -123,6 +125,7 @@ class Node:
             st.text("board", "ai-thinker"), json.loads(pins) if pins else None
         )
         self.client = None  # type: Any
+        self.identity = ""  # the broker username of the connection (Reported.identity)
         self.wlan = None  # type: Any
         self.topics = {}
         # capture requests of this wake: (count, interval_ms, overrides, metadata, command id)
@@ -163,7 +166,7 @@ class Node:
         wake.sync_clock(self.store.text("ntp_host"))
         return self.connect_mqtt()
 
-    def connect_mqtt(self):
+    def connect_mqtt(self, fallback=True):
         st = self.store
         for kind in PUBLISHES:
             self.topics[kind] = device_topic(self.root, self.device_id, kind)
@@ -185,8 +188,11 @@ class Node:
         except OSError as e:
             self.log("broker unreachable: %s" % e)
             c.close()
+            if fallback and str(e) in AUTH_REFUSED and self.swap_identity():
+                return self.connect_mqtt(False)  # a rotation undone: the previous identity
             return False
         self.client = c
+        self.identity = st.text("mqtt_user")  # what this connection authenticated as
         subs = [device_topic(self.root, self.device_id, k) for k in SUBSCRIBES]
         subs += [group_cmd_topic(self.root, g) for g in self.groups]
         # The broker keeps a persistent session's subscriptions: when it still has ours (CONNACK
@@ -240,7 +246,8 @@ class Node:
             "firmware_version": self.firmware,
             "platform": PLATFORM,
             "board": self.camera.board,
-            "capabilities": list(CAPABILITIES),
+            # "credentials": takes a new broker password in its desired config (needs the key)
+            "capabilities": list(CAPABILITIES) + (["credentials"] if self.key else []),
             "wake_cause": self.wake_cause,
             "next_wake_ms": next_wake_ms,
             "desired_version": self.desired_version,
@@ -331,13 +338,14 @@ class Node:
             pass
         self.publish("telemetry", pb.encode(S.TELEMETRY, t))
 
-    def reported(self, error=""):
+    def reported(self, error="", version=None):
         msg = {
-            "version": self.desired_version,
+            "version": self.desired_version if version is None else version,
             "applied_at_ms": wake.now_ms(),
             "config": self.cfg,
             "error": error,
             "session": self.session,
+            "identity": self.identity,
         }
         self.publish("reported", pb.encode(S.REPORTED, msg), retain=True)
 
@@ -411,6 +419,10 @@ class Node:
         version = d.get("version", 0)
         if version <= self.desired_version:
             return
+        # Credentials first, whatever becomes of the config: a refused config must not leave
+        # the node on an identity that is about to be deleted.
+        if d.get("credentials") and self.take_credentials(d["credentials"]):
+            self.reconnect()
         new = cfgmod.merge(cfgmod.DEFAULTS, d.get("config", {}))
         problem = self.check_config(new)
         if problem:
@@ -422,15 +434,54 @@ class Node:
         self.persist_cfg()
         self.reported()
 
+    def swap_identity(self):
+        """Make the stored previous identity the one in use (and the refused one the previous);
+        False when there is none."""
+        st = self.store
+        old_user, old_pass = st.text("mqtt_user0"), st.text("mqtt_pass0")
+        if not old_user:
+            return False
+        st.set_text("mqtt_user0", st.text("mqtt_user"))
+        st.set_text("mqtt_pass0", st.text("mqtt_pass"))
+        st.set_text("mqtt_user", old_user)
+        st.set_text("mqtt_pass", old_pass)
+        st.commit()
+        return True
+
+    def take_credentials(self, creds):
+        """Store a delivered broker identity (NVS, committed), keeping the one in use as
+        ``mqtt_user0``/``mqtt_pass0`` for a refusal; True when there is a new one to use."""
+        st = self.store
+        user = creds.get("username", "")
+        if not self.key or not user or user == st.text("mqtt_user"):
+            return False
+        password = signing.open_password(self.key, self.device_id, creds)
+        if password is None:
+            self.event(
+                "credentials_refused",
+                "broker credentials for %s cannot be decrypted with this device's key" % user,
+                S.SEV_ERROR,
+            )
+            return False
+        st.set_text("mqtt_user0", st.text("mqtt_user"))
+        st.set_text("mqtt_pass0", st.text("mqtt_pass"))
+        st.set_text("mqtt_user", user)
+        st.set_text("mqtt_pass", password)
+        st.commit()
+        return True
+
+    def reconnect(self):
+        """Connect again with the identity in NVS now, within this wake: a clean disconnect
+        (no will), the same session number, the birth again (the persistent session keeps the
+        subscriptions and what the broker queued)."""
+        if self.client is not None:
+            self.client.disconnect()
+        self.rtc.pop("subs", None)  # subscribe again: cheap, and certain
+        if self.connect_mqtt():
+            self.birth()
+
     def publish_reported_error(self, version, problem):
-        msg = {
-            "version": version,
-            "applied_at_ms": wake.now_ms(),
-            "config": self.cfg,
-            "error": problem,
-            "session": self.session,
-        }
-        self.publish("reported", pb.encode(S.REPORTED, msg), retain=True)
+        self.reported(problem, version)
 
     def check_config(self, c):
         try:

@@ -246,3 +246,68 @@ def test_an_agent_whose_delivered_identity_is_refused_falls_back_to_the_previous
     finally:
         agent.stop()
         agent.close()
+
+
+def test_an_esp32_node_takes_delivered_credentials_and_wakes_with_them(
+    tmp_path: Path, prod: ConfiguredMosquitto
+) -> None:
+    """The real node (MicroPython unix port) enrolled on the prod broker over TLS: a signed
+    desired config with a sealed new identity makes it store and reconnect with it within the
+    wake; once retired, the old password is refused and the next wake uses the new one."""
+    from camfleet.broker_config.admin import DynsecAdmin
+    from camfleet.controller.device_keys import registry_keys
+    from camfleet.enrol import add_device
+    from camfleet.esp32_node.tools.hostdevice import HostDevice
+    from camfleet.proto import credentials
+    from camfleet.rotate import create_identity, finish_rotation
+    from camfleet.testing.esp32_receiver import Receiver
+    from tests.esp32.conftest import jpeg
+
+    node_id = "gate-cam"
+    with registry_keys(tmp_path / "data") as keys:
+        e = add_device(prod.broker_dir, keys, node_id, (), "esp32-cam", tmp_path / "devices",
+                       "127.0.0.1")  # fmt: skip
+    assert e.password is not None
+    node = HostDevice(tmp_path / "node", node_id)
+    node.provision(broker_host="unused", broker_port=1, jpegs=[jpeg(seed=1), jpeg(seed=2)])
+    node.load_nvs_image((tmp_path / "devices" / node_id / "nvs.bin").read_bytes())
+    ctl = prod.broker_dir.url("controller")
+    rx = Receiver(prod.host, prod.port, node_id, device_key=e.key,
+                  username=ctl.username, password=ctl.password).start()  # fmt: skip
+    try:
+        woke = node.run_wake()
+        assert woke.ended == "deepsleep", woke.output
+        assert "credentials" in rx.of("state")[0].capabilities
+
+        with DynsecAdmin(prod.broker_dir.url("admin")) as admin:
+            user, password = create_identity(admin, node_id, node_id)
+        sealed = credentials.seal(e.key, node_id, user, password)
+        rx.set_desired(config_pb2.Desired(version=1, credentials=sealed))
+        woke = node.run_wake()
+        assert woke.ended == "deepsleep", woke.output
+        assert [r.identity for r in rx.of("reported")][-1] == user
+        assert node.read_nvs()["mqtt_user"] == user.encode()
+        assert node.spool_files() == []  # its frames went out and were receipted meanwhile
+
+        done = finish_rotation(prod.broker_dir, node_id, wait_s=10)
+        assert (done.status, done.identity, done.retired) == ("done", user, [node_id])
+        assert not Peer(prod.port, node_id, e.password, node_id).connect()
+        births = len(rx.of("state"))
+        woke = node.run_wake()
+        assert woke.ended == "deepsleep", woke.output
+        assert len(rx.of("state")) > births  # connected again, with the new identity only
+        assert node.spool_files() == []
+        assert not [ev for ev in rx.of("event") if ev.type.endswith("_refused")]
+
+        # A delivered identity the broker refuses (deleted before it was used): the node falls
+        # back to the previous one it kept, within the same wake.
+        node.write_nvs({"mqtt_user": f"{node_id}.gone0000", "mqtt_pass": "never-created",
+                        "mqtt_user0": user, "mqtt_pass0": password})  # fmt: skip
+        births = len(rx.of("state"))
+        woke = node.run_wake()
+        assert woke.ended == "deepsleep", woke.output
+        assert len(rx.of("state")) > births
+        assert node.read_nvs()["mqtt_user"] == user.encode()
+    finally:
+        rx.close()
+        node.cut_power()
