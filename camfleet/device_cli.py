@@ -157,8 +157,9 @@ def rotate(
 ) -> None:
     """New broker credentials for DEVICE_ID, delivered in its desired config (encrypted with
     its key) while the old ones still work; the old identity is deleted once the device reports
-    the new one in use. Needs the controller running (it delivers them). Edge agents only: an
-    ESP32 node or a certificate identity is enrolled again instead."""
+    the new one in use. Needs the controller running (it delivers them). For devices that
+    announce the capability `credentials` (edge agents and ESP32 nodes with a key); a
+    certificate identity is enrolled again instead. A sleeping node switches at its next wake."""
     broker = BrokerDir.open(broker_config)
     if finish:
         r = finish_rotation(broker, device_id, wait_s)

@@ -146,8 +146,8 @@ def rotate_device(broker: BrokerDir, api: Api, device_id: str, wait_s: float) ->
     if "credentials" not in device.get("capabilities", []):
         raise UserError(
             f"{device_id} does not take new broker credentials over the air (its last birth "
-            "does not announce `credentials`: an ESP32 node, a certificate identity, an agent "
-            "without a key, or it never connected): enrol it again with `camfleet device add`"
+            "does not announce `credentials`: a certificate identity, a device without a key, "
+            "older software, or it never connected): enrol it again with `camfleet device add`"
         )
     with DynsecAdmin(broker.url("admin")) as admin:
         old = _identities(admin, device_id)
