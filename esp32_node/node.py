@@ -188,8 +188,11 @@ class Node:
         except OSError as e:
             self.log("broker unreachable: %s" % e)
             c.close()
-            if fallback and str(e) in AUTH_REFUSED and self.swap_identity():
-                return self.connect_mqtt(False)  # a rotation undone: the previous identity
+            if fallback and str(e) in AUTH_REFUSED:
+                import creds
+
+                if creds.swap(st):  # a rotation undone: the previous identity
+                    return self.connect_mqtt(False)
             return False
         self.client = c
         self.identity = st.text("mqtt_user")  # what this connection authenticated as
@@ -421,8 +424,11 @@ class Node:
             return
         # Credentials first, whatever becomes of the config: a refused config must not leave
         # the node on an identity that is about to be deleted.
-        if d.get("credentials") and self.take_credentials(d["credentials"]):
-            self.reconnect()
+        if d.get("credentials"):
+            import creds
+
+            if creds.take(self, d["credentials"]):
+                self.reconnect()
         new = cfgmod.merge(cfgmod.DEFAULTS, d.get("config", {}))
         problem = self.check_config(new)
         if problem:
@@ -433,42 +439,6 @@ class Node:
         self.desired_version = version
         self.persist_cfg()
         self.reported()
-
-    def swap_identity(self):
-        """Make the stored previous identity the one in use (and the refused one the previous);
-        False when there is none."""
-        st = self.store
-        old_user, old_pass = st.text("mqtt_user0"), st.text("mqtt_pass0")
-        if not old_user:
-            return False
-        st.set_text("mqtt_user0", st.text("mqtt_user"))
-        st.set_text("mqtt_pass0", st.text("mqtt_pass"))
-        st.set_text("mqtt_user", old_user)
-        st.set_text("mqtt_pass", old_pass)
-        st.commit()
-        return True
-
-    def take_credentials(self, creds):
-        """Store a delivered broker identity (NVS, committed), keeping the one in use as
-        ``mqtt_user0``/``mqtt_pass0`` for a refusal; True when there is a new one to use."""
-        st = self.store
-        user = creds.get("username", "")
-        if not self.key or not user or user == st.text("mqtt_user"):
-            return False
-        password = signing.open_password(self.key, self.device_id, creds)
-        if password is None:
-            self.event(
-                "credentials_refused",
-                "broker credentials for %s cannot be decrypted with this device's key" % user,
-                S.SEV_ERROR,
-            )
-            return False
-        st.set_text("mqtt_user0", st.text("mqtt_user"))
-        st.set_text("mqtt_pass0", st.text("mqtt_pass"))
-        st.set_text("mqtt_user", user)
-        st.set_text("mqtt_pass", password)
-        st.commit()
-        return True
 
     def reconnect(self):
         """Connect again with the identity in NVS now, within this wake: a clean disconnect
