@@ -124,7 +124,7 @@ def add_device(
             "camfleet): run `camfleet broker init --force` to add it"
         )
     root = broker.settings.root
-    folder = _private_dir(out / device_id)
+    folder = out / device_id
     password: str | None = None
     with DynsecAdmin(broker.url("admin")) as admin:
         # Re-adding replaces every identity of the device (a new password or certificate, a new
@@ -134,7 +134,9 @@ def add_device(
         )
         if cert:
             username = dynsec.tagged_username(device_id, secrets.token_hex(4))
-            pki.issue(broker.path / "tls", "client", username, [], server=False, out=folder)
+            pki.issue(
+                broker.path / "tls", "client", username, [], server=False, out=_private_dir(folder)
+            )
             admin.run(dynsec.add_cert_device_commands(device_id, username, groups, root))
         else:
             username, password = device_id, secrets.token_urlsafe(24)
@@ -150,6 +152,7 @@ def add_device(
     with keys.db.transaction() as tx:
         registry.enrol(tx, device_id, groups, board)
     host = broker_host or _default_host(broker)
+    _private_dir(folder)
     if is_esp32(board):
         assert password is not None
         files = _esp32_files(broker, folder, device_id, groups, board, password, key, host, wifi)

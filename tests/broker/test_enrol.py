@@ -212,6 +212,13 @@ def test_a_certificate_identity_is_confined_to_its_device_and_revoked_by_rm(
         add_device(prod.broker_dir, keys, "other-cam", (), "esp32-cam", out)
     folder = out / "cert-cam"
     assert e.password is None and e.username.startswith("cert-cam.")
+    refused = device(tmp_path, prod, "add", "node-cam", "--board", "esp32-cam", "--cert",
+                     "--out", str(out))  # fmt: skip
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        "camfleet: error: --cert: the ESP32 node authenticates with a password only (no client "
+        "certificate support in its MQTT client yet); enrol esp32-cam boards without --cert"
+    ]
     assert stat.S_IMODE((folder / "client.key").stat().st_mode) == 0o600
     config = agent_config(tmp_path, folder)
     assert config.broker.url.username is None and config.broker.cert_file == folder / "client.pem"
