@@ -30,7 +30,7 @@ from camfleet.edge.spool import Spool
 from camfleet.edge.state import AgentState
 from camfleet.edge.update import Slots
 from camfleet.errors import UserError
-from camfleet.proto import codec, signing
+from camfleet.proto import codec, credentials, signing
 from camfleet.proto.errors import ContractError
 from camfleet.proto.receipts import MAX_RANGES
 from camfleet.proto.topics import (
@@ -158,6 +158,7 @@ class EdgeAgent:
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
             on_message=self._on_message,
+            credentials=self.state.load_credentials(),
         )
         self.sender = SpoolSender(
             self.spool,
@@ -239,7 +240,7 @@ class EdgeAgent:
             platform=caps.platform,
             board=self.config.device.board,
             capabilities=sorted(
-                {"jpeg", "chunks", "spool", "desired", "burst", *caps.features}
+                {"jpeg", "chunks", "spool", "desired", "burst", *self._features, *caps.features}
                 # takes edge-bundle offers (the controller skips agents without it)
                 | ({"self_update"} if self.config.agent.update_public_key else set())
             ),
@@ -257,6 +258,13 @@ class EdgeAgent:
             }
         )
         return codec.encode(state)
+
+    @property
+    def _features(self) -> tuple[str, ...]:
+        # "credentials": takes a new broker password in its desired config (`camfleet device
+        # rotate`); it needs the key to decrypt it and a password identity (not a certificate).
+        takes = self.config.device.key and self.config.broker.cert_file is None
+        return ("credentials",) if takes else ()
 
     def _will(self) -> tuple[int, bytes]:
         session = self.sessions.for_connect()
@@ -311,6 +319,7 @@ class EdgeAgent:
             applied_at_ms=now_ms(),
             error=error,
             session=self.sessions.connected_session,
+            identity=self.conn.username,
         )
         rep.config.CopyFrom(self.effective)
         self.conn.publish(self.topic(Kind.REPORTED), codec.encode(rep), retain=True)
@@ -549,6 +558,10 @@ class EdgeAgent:
             if desired.version == self.desired.version:
                 self.publish_reported()
                 return
+            # Credentials first and whatever the config says: a refused config must not leave
+            # the device on an identity that is about to be retired.
+            if desired.HasField("credentials"):
+                self._take_credentials(desired.credentials)
             effective = device_config.merge(self.file_config, desired.config)
             try:
                 device_config.validate(effective, self.camera, self.config.agent.max_burst)
@@ -567,6 +580,26 @@ class EdgeAgent:
             self.state.save_overlay(self.overlay)
             self._apply_effective(effective)
             self.publish_reported()
+
+    def _take_credentials(self, creds: config_pb2.BrokerCredentials) -> None:
+        """New broker credentials (already verified: the Desired's signature covers them):
+        stored before use, then the connection switches to them. The previous identity stays as
+        the fallback until it is retired."""
+        if creds.username == self.conn.username or "credentials" not in self._features:
+            return
+        password = credentials.open_password(self.config.device.key, self.device_id, creds)
+        if password is None:
+            self.event(
+                "credentials_refused",
+                f"broker credentials for {creds.username} cannot be decrypted with this "
+                "device's key",
+                telemetry_pb2.SEVERITY_ERROR,
+            )
+            return
+        identities = [(creds.username, password), *self.conn.identities]
+        self.state.save_credentials(identities[:2])
+        log.info("%s: switching to broker identity %s", self.device_id, creds.username)
+        self.conn.switch_identity(creds.username, password)
 
     def set_config(self, change: config_pb2.DeviceConfig) -> None:
         """Merge a SetConfig change on top, validate, persist and apply; ValueError if refused."""

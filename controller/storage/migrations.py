@@ -257,6 +257,17 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "ota: detached signatures of edge bundles",
         ["ALTER TABLE ota_artifacts ADD COLUMN signature {blob}"],
     ),
+    (
+        "broker credentials delivered through desired config (camfleet device rotate)",
+        [
+            """CREATE TABLE device_credentials (
+                device_id {text} PRIMARY KEY,
+                message {blob} NOT NULL,
+                updated_ms {bigint} NOT NULL
+            )""",
+            "ALTER TABLE device_desired ADD COLUMN credentials {blob}",
+        ],
+    ),
 ]
 
 
