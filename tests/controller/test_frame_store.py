@@ -192,7 +192,7 @@ def test_a_batch_whose_commit_failed_is_not_counted_against_its_segment(tmp_path
     assert store.log.segments() == [1]
     store.put_batch([(_keys(1, session=3)[0], b"x")])  # segment 1 is full: this seals it
     store.committed()
-    assert store.flush(10), "the file writer could not finish (a segment went too early?)"
+    assert store.flush(30), "the file writer could not finish (a segment went too early?)"
     for key, data in good:
         assert (tmp_path / key).read_bytes() == data
     assert not any((tmp_path / k).exists() for k, _ in failed)
@@ -200,7 +200,7 @@ def test_a_batch_whose_commit_failed_is_not_counted_against_its_segment(tmp_path
     store.close()
 
 
-def _wait(predicate: Any, timeout: float = 10.0) -> bool:
+def _wait(predicate: Any, timeout: float = 30.0) -> bool:
     done = threading.Event()
     deadline = threading.Timer(timeout, done.set)
     deadline.start()
@@ -256,7 +256,7 @@ def test_put_batch_waits_while_the_files_are_too_far_behind(
     real = store._write_files
 
     def held(items: Any) -> None:
-        assert gate.wait(10)
+        assert gate.wait(30)
         real(items)
 
     monkeypatch.setattr(store, "_write_files", held)
@@ -275,10 +275,10 @@ def test_put_batch_waits_while_the_files_are_too_far_behind(
         later.start()
         assert not returned.wait(0.3), "put_batch did not wait for the files to catch up"
         gate.set()
-        assert returned.wait(10)
+        assert returned.wait(30)
         later.join()
         store.committed()
-        assert store.flush(10)
+        assert store.flush(30)
     store.close()
 
 
@@ -293,7 +293,7 @@ def test_a_backlog_of_exactly_the_limit_does_not_wait(
     real = store._write_files
 
     def held(items: Any) -> None:
-        assert gate.wait(10)
+        assert gate.wait(30)
         real(items)
 
     monkeypatch.setattr(store, "_write_files", held)
@@ -304,12 +304,12 @@ def test_a_backlog_of_exactly_the_limit_does_not_wait(
         returned = threading.Event()
         later = threading.Thread(target=lambda: (store.put_batch([(second, b"b")]), returned.set()))
         later.start()
-        assert returned.wait(5), "put_batch waited with exactly max_pending_bytes pending"
+        assert returned.wait(30), "put_batch waited with exactly max_pending_bytes pending"
     finally:
         gate.set()
     later.join()
     store.committed()
-    assert store.flush(10)
+    assert store.flush(30)
     store.close()
 
 
@@ -339,11 +339,11 @@ def test_a_frame_deleted_before_its_file_and_stored_again_gets_its_file(tmp_path
     store.put_batch([(key, b"first")])
     store.committed()
     store.delete(key)
-    assert store.flush(10)
+    assert store.flush(30)
     assert not (tmp_path / key).exists()
     store.put_batch([(key, b"again")])
     store.committed()
-    assert store.flush(10)
+    assert store.flush(30)
     assert (tmp_path / key).read_bytes() == b"again"
     store.close()
 
@@ -366,7 +366,7 @@ def test_a_frame_deleted_while_its_file_is_being_written_does_not_reappear(
     monkeypatch.setattr(store, "_write_files", retention_meanwhile)
     store.put_batch([(kept, b"kept"), (dropped, b"dropped")])
     store.committed()
-    assert store.flush(10)
+    assert store.flush(30)
     assert (tmp_path / kept).read_bytes() == b"kept"
     assert not (tmp_path / dropped).exists()
     store.close()
@@ -379,7 +379,7 @@ def test_deleting_a_written_frame_removes_its_file(tmp_path: Path) -> None:
     key = _keys(1)[0]
     store.put_batch([(key, b"x")])
     store.committed()
-    assert store.flush(10)
+    assert store.flush(30)
     assert (tmp_path / key).exists()
     store.delete(key)
     assert not (tmp_path / key).exists()
@@ -456,7 +456,7 @@ def test_a_segment_is_kept_until_its_very_last_file_is_written(tmp_path: Path) -
     store.put_batch([(_keys(1, session=2)[0], b"next")])  # seals segment 1
     store.committed()
     assert store.log.segments() == [1, 2]
-    assert store.flush(10), "the file writer could not finish (a segment went too early?)"
+    assert store.flush(30), "the file writer could not finish (a segment went too early?)"
     for key, data in items:
         assert (tmp_path / key).read_bytes() == data
     assert store.log.segments() == [2]
@@ -483,7 +483,7 @@ def test_a_failed_file_pass_is_retried_and_flush_waits_for_it(
     items = [(k, k.encode()) for k in _keys(3)]
     store.put_batch(items)
     store.committed()
-    assert store.flush(10)
+    assert store.flush(30)
     assert failures == [1]
     for key, data in items:
         assert (tmp_path / key).read_bytes() == data
@@ -499,7 +499,7 @@ def test_files_and_segments_are_readable_not_executable(tmp_path: Path, umask_02
     store.committed()
     assert store.log.path(1).stat().st_mode & 0o777 == 0o644
     assert (store.log.dir / "owner.lock").stat().st_mode & 0o777 == 0o644
-    assert store.flush(10)
+    assert store.flush(30)
     for key, _ in items:  # six files: written through the thread pool (threads=2)
         assert (tmp_path / key).stat().st_mode & 0o777 == 0o644
         assert (tmp_path / key).read_bytes() == b"x"
@@ -525,7 +525,7 @@ def test_without_syncfs_each_file_and_each_directory_is_synced(
     store.put_batch([(k, b"x") for k in keys])
     store.committed()
     monkeypatch.setattr(os, "fsync", fsync)
-    assert store.flush(10)
+    assert store.flush(30)
     assert sorted(synced) == sorted(
         [
             *(f"{k.rpartition('/')[0]}/.{k.rpartition('/')[2]}.{os.getpid()}.tmp" for k in keys),
@@ -579,7 +579,7 @@ def test_a_process_that_never_closes_its_store_or_writer_still_exits(tmp_path: P
         [sys.executable, "-c", _EXIT_WITHOUT_CLOSE, str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=20,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = LocalFrameStore(tmp_path)

@@ -94,7 +94,7 @@ class Rig:
             self.writer.submit(j)
         if not self.writer._thread.is_alive():
             self.writer.start()
-        assert self.writer.idle.wait(10)
+        assert self.writer.idle.wait(30)
 
     def rows(self) -> list[dict[str, Any]]:
         with self.db.read() as tx:
@@ -154,7 +154,7 @@ def rig_factory(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
 
     yield make
     for rig in made:
-        rig.writer.stop(timeout=5)
+        rig.writer.stop(timeout=30)
         rig.db.close()
 
 
@@ -289,7 +289,7 @@ def test_a_stop_marker_inside_a_batch_ends_the_thread_after_that_batch(
         rig.writer.submit(j)
     rig.writer._queue.put(None)  # as stop() does; here it lands in the first batch
     rig.writer.start()
-    rig.writer._thread.join(5)
+    rig.writer._thread.join(30)
     assert not rig.writer._thread.is_alive()
     assert [r["seq"] for r in rig.rows()] == [1, 2]
     assert rig.acks.mids() == [1, 2]
@@ -301,7 +301,7 @@ def test_stop_ends_the_thread_and_closes_the_store(rig_factory: Callable[..., Ri
     rig = rig_factory()
     rig.store.idle_s = 3600.0  # the files are written by close(), not by the quiet period
     rig.run(*rig.frames(frame(1), frame(2)))
-    rig.writer.stop(timeout=5)
+    rig.writer.stop(timeout=30)
     assert not rig.writer._thread.is_alive()
     assert list((rig.store.root / "frame-log").iterdir()) == []
     for seq in (1, 2):
@@ -492,7 +492,7 @@ def test_a_writer_with_nothing_to_do_says_it_is_idle(rig_factory: Callable[..., 
     idle (what the tests and the shutdown wait for)."""
     rig = rig_factory()
     rig.writer.start()
-    assert rig.writer.idle.wait(10)
+    assert rig.writer.idle.wait(30)
 
 
 def test_acknowledge_batches_qos1_per_acker_and_acks_the_rest_one_by_one() -> None:

@@ -47,7 +47,7 @@ class Rig:
             return [f.seq for f in self.rx.got.arrivals]
 
     def wait_arrivals(self, n: int, what: str) -> None:
-        self.rx.wait_for(lambda g: len(g.arrivals) >= n, timeout=5, what=what)
+        self.rx.wait_for(lambda g: len(g.arrivals) >= n, timeout=30, what=what)
 
     def receipt(self, *seqs: int) -> None:
         self.spool.apply_receipt(make_receipt([(1, s) for s in seqs], 0))
@@ -82,7 +82,7 @@ def rig(mosquitto: Mosquitto, tmp_path: Path, device_id: str) -> Iterator[Rig]:
         clock=lambda: now[0],
     )
     conn.start()
-    assert conn.connected.wait(10)
+    assert conn.connected.wait(60)
     sender.start()
     yield Rig(spool, sender, rx, now, corrupt)
     sender.stop()
