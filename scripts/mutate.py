@@ -14,10 +14,12 @@ Mutants (generated from the AST, each one change in one function):
   number    an integer constant n -> n + 1 (0 -> 1, 1 -> 2, ...); ``True``/``False`` swapped
   arith     ``+``/``-`` (also ``+=``/``-=``)
   drop      a call statement (``os.fdatasync(fd)``, ``store.committed()``) becomes ``pass``
-Not mutated: strings, docstrings, default argument values, and calls to the logger or the
-metrics (what they do is not durability). A killed mutant made a listed test fail or time out.
+Not mutated: strings, docstrings, default argument values, and calls to the logger, the
+rate-limited logger or the metrics (what they do is not durability). A killed mutant made a
+listed test fail or time out. Equivalent mutants, reviewed one by one in
+scripts/mutate-equivalent.toml, are not run and not counted (see ``Equivalent``).
 
-Usage: scripts/mutate [--list] [--module NAME ...] [--timeout-factor F]
+Usage: scripts/mutate [--list] [--module NAME ...] [--only N ...] [--jobs N] [--summary FILES]
 The latest score and every survivor are in docs/testing.md.
 """
 
