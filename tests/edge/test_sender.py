@@ -1,10 +1,13 @@
 """The edge sender's timed resends, on a real broker with a clock the test moves: when a frame
 that stays unreceipted goes again, the back-off, its reset, the pause while the controller is
-offline, and the memory of send times past 64 frames. The receiver sends no receipts; the test
+offline, and the memory of send times past 64 frames; and its window of unacknowledged
+publishes, with the broker frozen. The receiver sends no receipts; the test
 applies them to the spool as the agent does."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -165,6 +168,54 @@ def test_the_oldest_frame_keeps_its_send_time_when_the_memory_is_pruned(rig: Rig
     rig.at(30)
     rig.wait_arrivals(73, "the resend of the two unreceipted frames")
     assert rig.arrivals()[71:] == [1, 71]
+
+
+def _frozen(pid: int) -> bool:
+    """The process is stopped (state T in /proc/PID/stat): SIGSTOP has taken effect."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "T"
+
+
+def _sent_once_waiting(sender: SpoolSender) -> int:
+    """How many frames the sender had published when it next sat waiting for a PUBACK or more
+    work (0 if it did not within the deadline). Read under the condition's lock, so the count
+    and the waiting are one moment: a thread in ``wait`` has made its decision. CPython's
+    Condition keeps its waiting threads in ``_waiters``; the sender is the only thread that
+    waits on this one."""
+    cond = sender.conn.changed
+    seen: list[int] = []
+
+    def waiting_after_sends() -> bool:
+        with cond:
+            if sender.sent and cond._waiters:  # type: ignore[attr-defined]
+                seen.append(sender.sent)
+        return bool(seen)
+
+    return seen[0] if _until(waiting_after_sends) else 0
+
+
+def test_the_window_holds_unacknowledged_publishes_until_their_pubacks(
+    rig: Rig, mosquitto: Mosquitto
+) -> None:
+    """With the broker frozen (SIGSTOP: the connection stays up, no PUBACK comes back) and 20
+    frames spooled, the sender publishes exactly its window (8) and waits. Catches the window
+    counting acknowledged publishes instead of unacknowledged ones (edge_sender #19: every
+    spooled frame goes at once, however many the broker has not acknowledged), and a window
+    that does not reopen when the PUBACKs come (after SIGCONT every frame arrives, in order)."""
+    assert mosquitto.proc is not None
+    pid = mosquitto.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert _until(lambda: _frozen(pid)), "the broker did not stop"
+        with rig.sender.conn.changed:  # all 20 spooled before the sender looks at the spool
+            for seq in range(1, 21):
+                rig.spool.put(codec.make_frame(b"frame %d" % seq, session=1, seq=seq))
+            rig.sender.conn.changed.notify_all()
+        assert _sent_once_waiting(rig.sender) == rig.sender.window == 8
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    rig.wait_arrivals(20, "every frame once the broker acknowledges again")
+    assert rig.arrivals() == list(range(1, 21))
 
 
 def test_a_damaged_spool_file_is_reported_and_skipped(rig: Rig, tmp_path: Path) -> None:
