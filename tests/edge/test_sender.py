@@ -176,18 +176,23 @@ def _frozen(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] == "T"
 
 
+def _waiting(sender: SpoolSender) -> bool:
+    """The sender sits in ``wait`` on its condition (it has made its decision). CPython's
+    Condition keeps its waiting threads in ``_waiters``; the sender is the only thread that
+    waits on this one. Call with the condition's lock held."""
+    return bool(sender.conn.changed._waiters)  # type: ignore[attr-defined]
+
+
 def _sent_once_waiting(sender: SpoolSender) -> int:
     """How many frames the sender had published when it next sat waiting for a PUBACK or more
     work (0 if it did not within the deadline). Read under the condition's lock, so the count
-    and the waiting are one moment: a thread in ``wait`` has made its decision. CPython's
-    Condition keeps its waiting threads in ``_waiters``; the sender is the only thread that
-    waits on this one."""
+    and the waiting are one moment."""
     cond = sender.conn.changed
     seen: list[int] = []
 
     def waiting_after_sends() -> bool:
         with cond:
-            if sender.sent and cond._waiters:  # type: ignore[attr-defined]
+            if sender.sent and _waiting(sender):
                 seen.append(sender.sent)
         return bool(seen)
 
@@ -216,6 +221,21 @@ def test_the_window_holds_unacknowledged_publishes_until_their_pubacks(
         os.kill(pid, signal.SIGCONT)
     rig.wait_arrivals(20, "every frame once the broker acknowledges again")
     assert rig.arrivals() == list(range(1, 21))
+
+
+def test_the_sender_waits_while_disconnected(rig: Rig, mosquitto: Mosquitto) -> None:
+    """With the broker gone the sender sleeps on its condition until the connection is back.
+    Catches the wait for a connection skipped (edge_sender #5: the sender spins on the lock
+    for the whole outage, a core busy on an edge box)."""
+    mosquitto.stop()
+    assert _until(lambda: not rig.sender.conn.connected.is_set()), "still connected"
+
+    def waiting_offline() -> bool:
+        with rig.sender.conn.changed:
+            return not rig.sender.conn.connected.is_set() and _waiting(rig.sender)
+
+    # a spinning sender is never in wait: only a broken one runs into this deadline
+    assert _until(waiting_offline, timeout=5), "the sender does not wait while disconnected"
 
 
 def test_a_damaged_spool_file_is_reported_and_skipped(rig: Rig, tmp_path: Path) -> None:
