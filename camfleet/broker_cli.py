@@ -127,7 +127,11 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
     help="Extra name or IP address in the server certificate (repeatable).",
 )
 @click.option("--root", default="camfleet", show_default=True, help="Topic root.")
-@click.option("--force", is_flag=True, help="Overwrite an existing configuration.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite an existing configuration (refused while a broker runs from it).",
+)
 @click.option(
     "--container",
     default=None,

@@ -7,6 +7,7 @@ CAMFLEET_CONFIG), environment variables CAMFLEET_<NAME>, and these options.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sqlite3
 import threading
@@ -16,7 +17,9 @@ from typing import Any
 import click
 
 from camfleet.controller import config as config_mod
+from camfleet.dirlock import LockHeld, lock_file
 from camfleet.errors import UserError
+from camfleet.mqtt_url import redacted
 from camfleet.user_config import save_token
 
 _OPTIONS: list[tuple[str, Any, str]] = [
@@ -116,6 +119,17 @@ def run(config_file: Path | None, **options: Any) -> None:
     from camfleet.controller.storage.migrations import SchemaTooNew
 
     keep_freed_memory()  # a process of its own: frame buffers are reused, not re-faulted
+    # Before anything connects or writes: a second controller on the same DATA would take over
+    # the first one's MQTT session (same instance id) and write the same registry.
+    try:
+        lock_fd = lock_file(Path(cfg.data) / "controller.lock", f"pid {os.getpid()}")
+    except LockHeld as held:
+        raise UserError(
+            f"another controller uses {cfg.data} ({held.holder}): stop it, or give this one a "
+            "--data of its own"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot use data directory {cfg.data}: {exc}") from None
     try:
         ctl = Controller(cfg)
     except (OSError, sqlite3.DatabaseError) as exc:
@@ -144,6 +158,7 @@ def run(config_file: Path | None, **options: Any) -> None:
             click.echo(f"camfleet controller: could not save the API token for this user: {exc}")
         else:
             click.echo(f"camfleet controller: API token saved for this user in {saved}")
-    click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}")
+    click.echo(f"camfleet controller: ingesting from {redacted(cfg.broker)}; data in {cfg.data}")
     stop.wait()
     ctl.stop()
+    os.close(lock_fd)

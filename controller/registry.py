@@ -102,6 +102,16 @@ def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) 
     return "new" if new else "applied"
 
 
+def revoked(tx: Tx, device_id: str, now_ms: int) -> None:
+    """``camfleet device rm``: the broker dropped the device's connection, and a client the
+    dynamic-security plugin disconnects gets no will published, so nothing else would ever say
+    it is gone: its presence becomes offline here (its row, history and frames stay)."""
+    tx.execute(
+        "UPDATE devices SET presence = 'offline', presence_ms = ? WHERE device_id = ?",
+        (now_ms, device_id),
+    )
+
+
 def frames_seen(tx: Tx, device_id: str, live: dict[str, int], now_ms: int) -> bool:
     """The device sent live (not historical) frames: {incarnation tag: highest session}.
 
