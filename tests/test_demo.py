@@ -81,7 +81,8 @@ def test_demo_json_prints_one_object_a_line_on_stdout_and_owns_its_data(tmp_path
         started = [first.stderr.readline() for _ in range(2)]  # broker, then controller lines
         assert "controller  http://127.0.0.1:" in started[1], started
         second = subprocess.run(
-            [sys.executable, "-m", "camfleet", "demo", "--data", str(data), "--http", "127.0.0.1:0"],
+            [sys.executable, "-m", "camfleet", "demo", "--data", str(data),
+             "--http", "127.0.0.1:0"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
@@ -100,7 +101,8 @@ def test_demo_json_prints_one_object_a_line_on_stdout_and_owns_its_data(tmp_path
     assert records[-1]["done"]["frames_stored"] >= 1
     assert len(records) >= 2 and all("elapsed_s" in r for r in records[:-1])
     assert all(r["devices"] <= 1 and set(r["states"]) <= {"online"} for r in records[:-1])
-    # The last row is the one at 6 s (plus the time its HTTP queries take), not at the next row (10 s).
+    # The last row is the one at 6 s (plus the time its HTTP queries take), not the next
+    # five-second row (10 s).
     assert 6 <= records[-2]["elapsed_s"] < 10, records
 
 

@@ -17,8 +17,8 @@ from camfleet.controller.device_keys import registry_keys
 from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
 from camfleet.enrol import add_device, remove_device
-from camfleet.mosquitto import free_port
 from camfleet.esp32_node.tools.provision import read_nvs_image
+from camfleet.mosquitto import free_port
 from camfleet.testing.device_receiver import DeviceReceiver
 from tests.broker.conftest import key_of
 from tests.broker.peer import Peer
