@@ -168,6 +168,14 @@ def test_the_controller_signs_what_an_enrolled_agent_acts_on(
         rm = device(tmp_path, prod, "rm", "porch-cam")
         assert rm.returncode == 0, rm.stderr
         assert devices_state(api, tmp_path / "data", "porch-cam") == "offline"
+        # and stays so after a restart, when the broker delivers its retained birth again.
+        ctl.stop()
+        ctl = start_controller(
+            url_with_password(prod.broker_dir.url("controller")), tmp_path / "data", http=api[7:]
+        )
+        stale = lambda: ctl.metrics.get("states_total", outcome="stale") >= 1  # noqa: E731
+        assert Waiter(ctl).wait_for(stale, 20)
+        assert devices_state(api, tmp_path / "data", "porch-cam") == "offline"
     finally:
         agent.stop()
         agent.close()
