@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -90,6 +91,13 @@ def _with_options(fn: Any) -> Any:
     return fn
 
 
+def lock_name(client_id: str) -> str:
+    """The lock file in DATA for a controller with this --client-id ('' = the default id)."""
+    if not client_id:
+        return "controller.lock"
+    return "controller-" + re.sub(r"[^A-Za-z0-9_.-]", "_", client_id) + ".lock"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def controller() -> None:
     """The camfleet controller: ingest, registry, commands, schedules, HTTP API."""
@@ -119,14 +127,16 @@ def run(config_file: Path | None, **options: Any) -> None:
     from camfleet.controller.storage.migrations import SchemaTooNew
 
     keep_freed_memory()  # a process of its own: frame buffers are reused, not re-faulted
-    # Before anything connects or writes: a second controller on the same DATA would take over
-    # the first one's MQTT session (same instance id) and write the same registry.
+    # Before anything connects or writes: a second controller on the same DATA with the same
+    # MQTT client id (the default one comes from DATA/instance-id) would take over the first
+    # one's session, each kicking the other off the broker. Controllers sharing DATA with
+    # client ids of their own (docs/controller.md, Scale-out) each take their own lock.
     try:
-        lock_fd = lock_file(Path(cfg.data) / "controller.lock", f"pid {os.getpid()}")
+        lock_fd = lock_file(Path(cfg.data) / lock_name(cfg.client_id), f"pid {os.getpid()}")
     except LockHeld as held:
         raise UserError(
-            f"another controller uses {cfg.data} ({held.holder}): stop it, or give this one a "
-            "--data of its own"
+            f"another controller uses {cfg.data} with the same MQTT client id ({held.holder}): "
+            "stop it, or give this one a --data (or a --client-id) of its own"
         ) from None
     except OSError as exc:
         raise UserError(f"cannot use data directory {cfg.data}: {exc}") from None

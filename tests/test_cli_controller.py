@@ -124,7 +124,8 @@ def test_controller_run_says_where_the_token_is_never_prints_secrets_and_owns_it
                       "--broker", f"mqtt://127.0.0.1:{free_port()}", "--http", "")  # fmt: skip
     line = one_line_error(second)
     assert line.startswith(
-        f"camfleet: error: another controller uses {controller.data} (pid {controller.proc.pid})"
+        f"camfleet: error: another controller uses {controller.data} with the same MQTT client "
+        f"id (pid {controller.proc.pid})"
     ), line
     assert controller.proc.poll() is None
     assert httpx.get(f"{controller.api}/health", timeout=5).status_code == 200
