@@ -376,7 +376,8 @@ def demo(
         broker.start()
     except RuntimeError as exc:  # installed, but it did not start (port taken, bad config)
         raise UserError(str(exc).splitlines()[0]) from None
-    say(f"broker      {broker.url} ({type(broker).__name__})")
+    kind = "Mosquitto" if isinstance(broker, Mosquitto) else type(broker).__name__
+    say(f"broker      {broker.url} ({kind})")
     if secured is not None:
         say(f"            {secured.tls_url} for devices (prod profile: {secured.dir.path})")
     controller_broker = secured.controller_url if secured is not None else broker.url

@@ -143,6 +143,7 @@ def test_secure_demo_runs_on_the_prod_profile_with_enrolled_devices(tmp_path: Pa
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert re.search(r"mqtts://127\.0\.0\.1:\d+ for devices \(prod profile", out), out
+    assert re.search(r"^broker      mqtt://127\.0\.0\.1:\d+ \(Mosquitto\)$", out, re.M), out
     assert re.search(r"capture command c\w+ for sleeping node demo-esp32-0: done", out), out
     db = sqlite3.connect(demo / "controller" / "registry.sqlite3")
     stored = dict(db.execute("SELECT device_id, COUNT(*) FROM frames GROUP BY device_id"))
