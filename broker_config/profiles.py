@@ -49,6 +49,9 @@ class Settings:
     root: str = DEFAULT_ROOT
     port: int = 1883
     tls_port: int | None = None
+    #: TLS listener where a client certificate is the identity (its CN = the dynsec username);
+    #: None in directories written before it existed (``device add --cert`` then refuses).
+    cert_port: int | None = None
     websockets_port: int | None = None
     hosts: list[str] = dataclasses.field(default_factory=list)
     #: Written for a container that mounts the directory here (docker-compose.yml); None: for
@@ -127,6 +130,7 @@ def init_broker(
     root: str = DEFAULT_ROOT,
     force: bool = False,
     container: str | None = None,
+    cert_port: int = 8884,
 ) -> list[str]:
     """Write the configuration; return what to tell the user, one line each.
 
@@ -170,7 +174,15 @@ def init_broker(
         notes.append("DEV profile: anonymous clients allowed, loopback only; never expose it")
     else:
         body += _prod(
-            folder, seen, plain, settings, tls_port, websockets, websockets_port, hosts, notes
+            folder,
+            seen,
+            plain,
+            settings,
+            (tls_port, cert_port),
+            websockets,
+            websockets_port,
+            hosts,
+            notes,
         )
     (folder / "mosquitto.conf").write_text("\n".join([*header, *body, ""]))
     (folder / SETTINGS).write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
@@ -186,7 +198,7 @@ def _prod(
     seen: Path,
     plain: str,
     settings: Settings,
-    tls_port: int,
+    tls_ports: tuple[int, int],
     websockets: str,
     websockets_port: int,
     hosts: tuple[str, ...],
@@ -203,7 +215,9 @@ def _prod(
     _write_private(folder / "secrets.json", json.dumps(passwords, indent=2) + "\n")
     dyn = dynsec.initial_config(settings.root, passwords, settings.jpeg_prefix, settings.ha_prefix)
     (folder / "dynamic-security.json").write_text(json.dumps(dyn, indent=2) + "\n")
+    tls_port, cert_port = tls_ports
     settings.tls_port = tls_port
+    settings.cert_port = cert_port
     settings.hosts = names
     tls_lines = [
         f"cafile {seen}/tls/ca.pem",
@@ -221,6 +235,20 @@ def _prod(
         f"listener {tls_port}",
         "max_connections 1000",
         *tls_lines,
+        "# MQTT over TLS where the client certificate is the identity (`camfleet device add",
+        "# --cert`): its CN is the dynamic-security username, so the identity's role applies; no",
+        "# password is asked. A certificate cannot be un-issued: `device rm` deletes the identity",
+        "# (each certificate has a CN of its own, never reused); the plugin grants that CN",
+        "# nothing from then on (docs/security.md).",
+        f"listener {cert_port}",
+        "max_connections 1000",
+        *tls_lines,
+        "require_certificate true",
+        "use_identity_as_username true",
+        "# Nothing asks the plugin at connect time on this listener, so nothing checks a pinned",
+        "# client id: the CN becomes the client id, so no certificate can take over (and empty)",
+        "# another identity's persistent session.",
+        "use_username_as_clientid true",
     ]
     if websockets == "auto":
         # The eclipse-mosquitto image serves websockets; this machine's mosquitto is asked.
@@ -242,6 +270,7 @@ def _prod(
         lines.append("# no websockets listener: this mosquitto build has no websockets support")
     notes += [
         f"TLS on port {tls_port} for {', '.join(names)}; clients need {tls}/ca.pem",
+        f"TLS with client certificates (device add --cert) on port {cert_port}",
         f"service identities (controller, dashboard, homeassistant, admin): {folder}/secrets.json",
         f"controller broker URL: camfleet broker url --config {folder} --identity controller",
     ]

@@ -152,7 +152,7 @@ def devices(
 @click.option(
     "--allow-unknown",
     is_flag=True,
-    help="Queue it even if DEVICE has never connected (a device not provisioned yet).",
+    help="Queue it even if DEVICE was never enrolled and has never connected.",
 )
 @api_options
 def capture(
@@ -181,8 +181,9 @@ def capture(
         known = client.request("GET", f"/api/v1/devices/{device}", allow_missing=True)
         if known.status_code == 404:
             raise UserError(
-                f"no device {device!r} has ever connected to this controller "
-                "(`camfleet devices` lists the fleet); pass --allow-unknown to queue it anyway"
+                f"no device {device!r} has ever connected to this controller or been enrolled "
+                "with `camfleet device add` (`camfleet devices` lists the fleet); pass "
+                "--allow-unknown to queue it anyway"
             )
     body = {
         "action": "capture",

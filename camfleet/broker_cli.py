@@ -112,6 +112,13 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
 )
 @click.option("--tls-port", type=int, default=8883, show_default=True, help="TLS listener (prod).")
 @click.option(
+    "--cert-port",
+    type=int,
+    default=8884,
+    show_default=True,
+    help="TLS listener where a client certificate is the identity (prod, `device add --cert`).",
+)
+@click.option(
     "--websockets",
     type=click.Choice(["auto", "on", "off"]),
     default="auto",
@@ -144,6 +151,7 @@ def init(
     profile: str,
     port: int,
     tls_port: int,
+    cert_port: int,
     websockets: str,
     websockets_port: int,
     hosts: tuple[str, ...],
@@ -163,6 +171,7 @@ def init(
         root,
         force,
         container,
+        cert_port,
     ):
         click.echo(line)
 

@@ -125,7 +125,7 @@ class SecureDemo:
 
         folder = data / "broker-prod"
         init_broker(folder, "prod", port=port or free_port(), tls_port=free_port(),
-                    websockets="off", force=True)  # fmt: skip
+                    cert_port=free_port(), websockets="off", force=True)  # fmt: skip
         self.broker = ConfiguredMosquitto(folder)
         self.dir = self.broker.broker_dir
         self.data = data

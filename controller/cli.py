@@ -62,6 +62,11 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("chunk_sets_per_device", int, "Incomplete chunked frames held per device."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level."),
     ("ota_public_key", str, "PEM file of the firmware release public key (RSA-3072, SB V2)."),
+    (
+        "ota_edge_public_key",
+        str,
+        "Ed25519 release public key of edge bundles (base64, as the agents' update_public_key).",
+    ),
     ("ota_max_transfers", int, "Devices served OTA blocks at a time."),
     ("ota_blocks_per_s", float, "OTA blocks published per second, all devices together."),
 ]

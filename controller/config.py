@@ -83,6 +83,9 @@ class ControllerConfig:
     #: PEM file of the firmware release *public* key (Secure Boot V2 RSA-3072); the controller
     #: refuses every image it cannot verify with it. The private key never comes here.
     ota_public_key: str = ""
+    #: Edge-agent bundles: base64 of the raw 32-byte Ed25519 release *public* key (the agents'
+    #: ``[agent] update_public_key``); without it every bundle upload is refused.
+    ota_edge_public_key: str = ""
     #: Devices served OTA blocks at a time, and blocks published per second (all devices): a
     #: rollout must not starve frame ingest.
     ota_max_transfers: int = 8

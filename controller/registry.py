@@ -23,7 +23,7 @@ PRESENCE_NAMES = {
 #: Presence after `camfleet device rm` (:func:`revoked`); the derived state is offline.
 REVOKED = "revoked"
 #: Derived device states shown by the API.
-DERIVED_STATES = ("online", "asleep", "overdue", "offline", "unknown")
+DERIVED_STATES = ("online", "asleep", "overdue", "offline", "unknown", "enrolled")
 
 
 def wake_cause_name(value: int) -> str:
@@ -35,12 +35,17 @@ def wake_cause_name(value: int) -> str:
 
 
 def touch(tx: Tx, device_id: str, now_ms: int) -> bool:
-    """Record that the device was heard from; True when it is new to the registry."""
-    existed = tx.scalar("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)) is not None
+    """Record that the device was heard from; True when it is new to the registry (never heard
+    from: no row, or only the row of its enrolment, see :func:`enrol`)."""
+    last_seen = tx.scalar("SELECT last_seen_ms FROM devices WHERE device_id = ?", (device_id,))
+    existed = last_seen is not None
     if existed:
+        # first_seen_ms is 0 only on an enrolled device's row until it is first heard from.
         tx.execute(
-            "UPDATE devices SET last_seen_ms = ? WHERE device_id = ? AND last_seen_ms < ?",
-            (now_ms, device_id, now_ms),
+            "UPDATE devices SET last_seen_ms = ?, "
+            "first_seen_ms = CASE WHEN first_seen_ms = 0 THEN ? ELSE first_seen_ms END "
+            "WHERE device_id = ? AND last_seen_ms < ?",
+            (now_ms, now_ms, device_id, now_ms),
         )
     else:
         tx.execute(
@@ -48,7 +53,20 @@ def touch(tx: Tx, device_id: str, now_ms: int) -> bool:
             "ON CONFLICT (device_id) DO NOTHING",
             (device_id, now_ms, now_ms),
         )
-    return not existed
+    return not existed or last_seen == 0
+
+
+def enrol(tx: Tx, device_id: str, groups: tuple[str, ...], board: str) -> None:
+    """The row of a device enrolled (``camfleet device add``) but never heard from: first and
+    last seen 0, state ``enrolled``. A device already in the registry keeps its row (its
+    history and frames); its groups gain the enrolled ones either way."""
+    tx.execute(
+        "INSERT INTO devices (device_id, first_seen_ms, last_seen_ms, board) VALUES (?, 0, 0, ?) "
+        "ON CONFLICT (device_id) DO NOTHING",
+        (device_id, board),
+    )
+    for group in groups:
+        add_group(tx, device_id, group)
 
 
 def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) -> str:
@@ -205,6 +223,8 @@ def derive_state(row: Row, now_ms: int, overdue_grace_ms: int, silent_ms: int) -
         return "asleep"
     if presence in ("online", "offline"):
         return str(presence)
+    if row["last_seen_ms"] == 0:
+        return "enrolled"  # by `camfleet device add`, never heard from
     return "online" if now_ms - row["last_seen_ms"] <= silent_ms else "unknown"
 
 

@@ -22,13 +22,15 @@ from camfleet.edge.cameras.settings import merged
 from camfleet.edge.commands import CommandHandler
 from camfleet.edge.config import EdgeConfig
 from camfleet.edge.mqtt import Connection
+from camfleet.edge.ota import EdgeOta
 from camfleet.edge.schedule import Schedule
 from camfleet.edge.sender import SpoolSender
 from camfleet.edge.sessions import SessionNumbers
 from camfleet.edge.spool import Spool
 from camfleet.edge.state import AgentState
+from camfleet.edge.update import Slots
 from camfleet.errors import UserError
-from camfleet.proto import codec, signing
+from camfleet.proto import codec, credentials, signing
 from camfleet.proto.errors import ContractError
 from camfleet.proto.receipts import MAX_RANGES
 from camfleet.proto.topics import (
@@ -100,6 +102,11 @@ class EdgeAgent:
         self.observers: list[FrameObserver] = []
         # Extra birth info set by the launcher (self-update: the last version rolled back).
         self.birth_info: dict[str, str] = {}
+        # The version in births; the launcher sets the manifest version of the slot it runs.
+        self.firmware_version = config.device.firmware_version or __version__
+        # The launcher's A/B slots (edge/update.py), shared with the download's install.
+        self.slots: Slots | None = None
+        self.reexec = False  # set when a new version is installed: run() returns to re-execute
         self.counters: dict[str, int] = {
             "frames": 0,
             "bad_messages": 0,
@@ -120,6 +127,7 @@ class EdgeAgent:
         self.conn: Connection
         self.sender: SpoolSender
         self.commands = CommandHandler(self)  # kept across restarts: it remembers command ids
+        self.ota = EdgeOta(self)  # resumes an interrupted self-update download at start
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -129,7 +137,7 @@ class EdgeAgent:
             self.start()
             while not stop.is_set() and not self._restart.is_set():
                 stop.wait(0.2)
-            restarting = self._restart.is_set() and not stop.is_set()
+            restarting = self._restart.is_set() and not stop.is_set() and not self.reexec
             self.stop()
             if not restarting:
                 return
@@ -150,6 +158,7 @@ class EdgeAgent:
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
             on_message=self._on_message,
+            credentials=self.state.load_credentials(),
         )
         self.sender = SpoolSender(
             self.spool,
@@ -173,12 +182,14 @@ class EdgeAgent:
         self.commands.start()
         self.sender.start()
         self.conn.start()
+        self.ota.start()
 
     def stop(self) -> None:
         """Orderly shutdown: OFFLINE state with the same session, clean disconnect, camera off."""
         self._stop.set()
         self._schedule_changed.set()
         self._control.put(None)
+        self.ota.stop()
         self.commands.stop()
         for t in self._threads:
             t.join(10)
@@ -198,6 +209,11 @@ class EdgeAgent:
         self.state.unlock()
 
     def request_restart(self) -> None:
+        self._restart.set()
+
+    def request_reexec(self) -> None:
+        """A new version is installed: stop, and let the launcher (edge/cli.py) start it."""
+        self.reexec = True
         self._restart.set()
 
     def _open_camera(self) -> None:
@@ -220,10 +236,14 @@ class EdgeAgent:
             session=session,
             incarnation=self.incarnation,
             timestamp_ms=now_ms(),
-            firmware_version=self.config.device.firmware_version or __version__,
+            firmware_version=self.firmware_version,
             platform=caps.platform,
             board=self.config.device.board,
-            capabilities=sorted({"jpeg", "chunks", "spool", "desired", "burst", *caps.features}),
+            capabilities=sorted(
+                {"jpeg", "chunks", "spool", "desired", "burst", *self._features, *caps.features}
+                # takes edge-bundle offers (the controller skips agents without it)
+                | ({"self_update"} if self.config.agent.update_public_key else set())
+            ),
             wake_cause=common_pb2.WAKE_CAUSE_ALWAYS_ON,
             desired_version=self.desired.version,
             max_payload=self.effective.max_payload or self.config.broker.max_payload,
@@ -238,6 +258,13 @@ class EdgeAgent:
             }
         )
         return codec.encode(state)
+
+    @property
+    def _features(self) -> tuple[str, ...]:
+        # "credentials": takes a new broker password in its desired config (`camfleet device
+        # rotate`); it needs the key to decrypt it and a password identity (not a certificate).
+        takes = self.config.device.key and self.config.broker.cert_file is None
+        return ("credentials",) if takes else ()
 
     def _will(self) -> tuple[int, bytes]:
         session = self.sessions.for_connect()
@@ -270,6 +297,7 @@ class EdgeAgent:
         type_: str,
         message: str,
         severity: int = telemetry_pb2.SEVERITY_INFO,
+        ota: telemetry_pb2.OtaProgress | None = None,
         **attributes: str,
     ) -> None:
         ev = telemetry_pb2.Event(
@@ -281,6 +309,8 @@ class EdgeAgent:
             uptime_ms=telemetry.system_uptime_ms(),
         )
         ev.attributes.update(attributes)
+        if ota is not None:
+            ev.ota.CopyFrom(ota)
         self.conn.publish(self.topic(Kind.EVENT), codec.encode(ev))
 
     def publish_reported(self, version: int | None = None, error: str = "") -> None:
@@ -289,6 +319,7 @@ class EdgeAgent:
             applied_at_ms=now_ms(),
             error=error,
             session=self.sessions.connected_session,
+            identity=self.conn.username,
         )
         rep.config.CopyFrom(self.effective)
         self.conn.publish(self.topic(Kind.REPORTED), codec.encode(rep), retain=True)
@@ -425,6 +456,10 @@ class EdgeAgent:
             payload = body
         if kind == Kind.CMD:
             self.commands.submit(payload)
+        elif kind == Kind.OTA_BLOCK:
+            why = self.ota.on_block(payload)
+            if why:
+                self._bad_message(topic, why)
         else:  # receipts, desired, and the controller's presence (the only state subscribed)
             self._control.put((kind, payload, retained))
 
@@ -523,6 +558,10 @@ class EdgeAgent:
             if desired.version == self.desired.version:
                 self.publish_reported()
                 return
+            # Credentials first and whatever the config says: a refused config must not leave
+            # the device on an identity that is about to be retired.
+            if desired.HasField("credentials"):
+                self._take_credentials(desired.credentials)
             effective = device_config.merge(self.file_config, desired.config)
             try:
                 device_config.validate(effective, self.camera, self.config.agent.max_burst)
@@ -541,6 +580,26 @@ class EdgeAgent:
             self.state.save_overlay(self.overlay)
             self._apply_effective(effective)
             self.publish_reported()
+
+    def _take_credentials(self, creds: config_pb2.BrokerCredentials) -> None:
+        """New broker credentials (already verified: the Desired's signature covers them):
+        stored before use, then the connection switches to them. The previous identity stays as
+        the fallback until it is retired."""
+        if creds.username == self.conn.username or "credentials" not in self._features:
+            return
+        password = credentials.open_password(self.config.device.key, self.device_id, creds)
+        if password is None:
+            self.event(
+                "credentials_refused",
+                f"broker credentials for {creds.username} cannot be decrypted with this "
+                "device's key",
+                telemetry_pb2.SEVERITY_ERROR,
+            )
+            return
+        identities = [(creds.username, password), *self.conn.identities]
+        self.state.save_credentials(identities[:2])
+        log.info("%s: switching to broker identity %s", self.device_id, creds.username)
+        self.conn.switch_identity(creds.username, password)
 
     def set_config(self, change: config_pb2.DeviceConfig) -> None:
         """Merge a SetConfig change on top, validate, persist and apply; ValueError if refused."""

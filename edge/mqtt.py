@@ -25,6 +25,10 @@ from camfleet.proto.topics import Kind, controller_state_topic, device_filters, 
 
 log = logging.getLogger(__name__)
 
+#: CONNACK refusals that mean "not these credentials" (MQTT 3.1.1 codes 4 and 5, as paho words
+#: them)
+AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
+
 #: messages paho may hold while offline (acks, events); frames are bounded by the spool sender
 MAX_QUEUED = 1000
 
@@ -47,6 +51,7 @@ class Connection:
         on_disconnected: Callable[[], None],
         on_message: Callable[[str, bytes, bool], None],
         rng: Callable[[], float] = random.random,
+        credentials: list[tuple[str, str]] | None = None,
     ) -> None:
         self.config = config
         self._will = will
@@ -69,10 +74,20 @@ class Connection:
             clean_session=False,
             protocol=paho.MQTTv311,
         )
-        if b.url.username:
-            self.client.username_pw_set(b.url.username, b.url.password)
+        #: (username, password) pairs to connect with, the one in use first: delivered ones
+        #: (``camfleet device rotate``) before the config file's. A pair the broker refuses
+        #: yields to the next (a rotation that was undone falls back to the old identity).
+        self.identities = list(credentials or [])
+        if b.url.username and (b.url.username, b.url.password or "") not in self.identities:
+            self.identities.append((b.url.username, b.url.password or ""))
+        if self.identities:
+            self.client.username_pw_set(*self.identities[0])
         if b.url.tls:
-            self.client.tls_set(ca_certs=str(b.ca_file) if b.ca_file else None)
+            self.client.tls_set(
+                ca_certs=str(b.ca_file) if b.ca_file else None,
+                certfile=str(b.cert_file) if b.cert_file else None,
+                keyfile=str(b.key_file) if b.key_file else None,
+            )
         self.client.max_inflight_messages_set(max(20, b.inflight + 4))
         self.client.max_queued_messages_set(MAX_QUEUED)
         self.client.on_connect = self._on_connect
@@ -161,6 +176,9 @@ class Connection:
     ) -> None:
         if getattr(rc, "is_failure", False):
             self._note_error(f"broker {self.config.broker.url} refused the connection: {rc}")
+            if len(self.identities) > 1 and str(rc) in AUTH_REFUSALS:
+                self.identities.append(self.identities.pop(0))  # next attempt: the next one
+                client.username_pw_set(*self.identities[0])
             return
         self.last_error = ""
         topics = device_filters(
@@ -199,6 +217,18 @@ class Connection:
     ) -> None:
         with self.changed:
             self.changed.notify_all()
+
+    @property
+    def username(self) -> str:
+        """The broker identity this connection uses ("" for none)."""
+        return self.identities[0][0] if self.identities else ""
+
+    def switch_identity(self, username: str, password: str) -> None:
+        """Use these credentials from now on (the old ones stay as the fallback): disconnect
+        cleanly and let the loop reconnect with them. Spooled frames and queued messages wait."""
+        self.identities = [(username, password), *(i for i in self.identities if i[0] != username)]
+        self.client.username_pw_set(username, password)
+        self.client.disconnect()
 
     # --- publishing --------------------------------------------------------------------------
 

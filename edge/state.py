@@ -7,6 +7,7 @@ before it is used.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +24,8 @@ M = TypeVar("M", bound=Message)
 
 
 class AgentState:
-    """Files under ``state_dir``: ``session``, ``config_overlay.pb``, ``desired.pb``."""
+    """Files under ``state_dir``: ``session``, ``config_overlay.pb``, ``desired.pb``,
+    ``credentials.json`` (mode 0600: broker credentials delivered by ``camfleet device rotate``)."""
 
     def __init__(self, state_dir: Path, fsync: bool = True) -> None:
         self.dir = Path(state_dir)
@@ -118,6 +120,23 @@ class AgentState:
         atomic_write(
             self.dir / "desired.pb", desired.SerializeToString(deterministic=True), self.fsync
         )
+
+    # --- broker credentials delivered in desired config ---------------------------------
+
+    def load_credentials(self) -> list[tuple[str, str]]:
+        """(username, password) pairs, the newest first (the one before it is the fallback
+        while the rotation is under way); empty: the config file's URL holds the identity."""
+        try:
+            data = json.loads((self.dir / "credentials.json").read_text())
+            return [(str(u), str(p)) for u, p in data["identities"]]
+        except FileNotFoundError:
+            return []
+        except (ValueError, KeyError, TypeError):  # damaged: the config file's identity
+            return []
+
+    def save_credentials(self, identities: list[tuple[str, str]]) -> None:
+        data = json.dumps({"identities": [list(i) for i in identities]}).encode()
+        atomic_write(self.dir / "credentials.json", data, self.fsync, mode=0o600)
 
     @staticmethod
     def _load(path: Path, message: M) -> M:

@@ -88,7 +88,7 @@ def controller(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningControll
     assert lines and "ingesting from" in lines[-1], lines
     yield RunningController(f"http://127.0.0.1:{port}", data, lines, proc)
     proc.terminate()
-    proc.wait(20)
+    proc.wait(60)
 
 
 def register(mosquitto: Mosquitto, api: str, device: str) -> None:

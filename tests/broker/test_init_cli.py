@@ -55,7 +55,8 @@ def test_dev_profile_is_labelled_loopback_and_anonymous(tmp_path: Path) -> None:
 def test_prod_profile_refuses_anonymous_and_serves_the_controller_identity(tmp_path: Path) -> None:
     d = tmp_path / "prod"
     tls_port = free_port()
-    out = camfleet("broker", "init", str(d), "--tls-port", str(tls_port), "--websockets", "off")
+    out = camfleet("broker", "init", str(d), "--tls-port", str(tls_port),
+                   "--cert-port", str(free_port()), "--websockets", "off")  # fmt: skip
     assert out.returncode == 0, out.stderr
     conf = (d / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in conf and "mosquitto_dynamic_security.so" in conf

@@ -52,11 +52,11 @@ def test_schedule_fires_once_per_slot_across_kill_9(mosquitto: Mosquitto, tmp_pa
         )
         assert resp.status_code == 201, resp.text
         sid = resp.json()["id"]
-        assert dev.wait_until(lambda: len(_slots(dev, sid)) >= 3, 15)
+        assert dev.wait_until(lambda: len(_slots(dev, sid)) >= 3, 60)
         ctl.kill9()
         before = len(_slots(dev, sid))
         ctl.start()
-        assert dev.wait_until(lambda: len(_slots(dev, sid)) >= before + 3, 15)
+        assert dev.wait_until(lambda: len(_slots(dev, sid)) >= before + 3, 60)
         schedule = httpx.get(f"http://127.0.0.1:{port}/api/v1/schedules/{sid}").json()
         ctl.stop()
         slots = _slots(dev, sid)
