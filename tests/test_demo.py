@@ -156,3 +156,22 @@ def test_secure_demo_runs_on_the_prod_profile_with_enrolled_devices(tmp_path: Pa
         assert not list((demo / "esp32" / node / "fs" / "spool").glob("*.f")), node
     conf = (demo / "broker-prod" / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in conf
+
+
+def test_demo_names_the_controllers_own_reason_when_it_exits_at_start_up(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    data.mkdir()
+    (data / "controller").write_text("a file where the controller's directory goes")
+    result = subprocess.run(
+        [sys.executable, "-m", "camfleet", "demo", "--data", str(data), "--keep",
+         "--http", "127.0.0.1:0", "--cameras", "0", "--esp32", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"camfleet: error: the controller exited at start-up: cannot use data directory "
+        f"{data / 'controller'}: "
+    ), lines
+    assert lines[0].endswith(f"(see {data / 'logs' / 'controller.log'})"), lines
