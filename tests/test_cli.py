@@ -334,3 +334,13 @@ def test_broker_init_force_is_refused_while_a_broker_runs_from_that_directory(
         broker.stop()
     # Stopped: the lock went with it, and --force does what it says.
     assert run("broker", "init", str(folder), "--profile", "dev", "--force").returncode == 0
+
+
+def test_controller_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    conf = tmp_path / "controller.toml"
+    conf.write_text('[controller]\ntick_s = "fast"\n')
+    result = run("controller", "run", "--config", str(conf), "--data", str(tmp_path / "d"))
+    assert_one_line_error(result, f"config file {conf}: tick_s: expected float, got 'fast'")
+    conf.write_text("[retention.default]\nkeep = 1\n")
+    result = run("controller", "run", "--config", str(conf), "--data", str(tmp_path / "d"))
+    assert_one_line_error(result, f"config file {conf}: retention.default: unknown keys ['keep']")
