@@ -19,6 +19,9 @@ from camfleet.edge.config import config_from_dict
 from camfleet.enrol import add_device, remove_device
 from camfleet.esp32_node.tools.provision import read_nvs_image
 from camfleet.mosquitto import free_port
+from camfleet.proto import codec, topics
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1.state_pb2 import PRESENCE_ONLINE
 from camfleet.testing.device_receiver import DeviceReceiver
 from tests.broker.conftest import key_of
 from tests.broker.peer import Peer
@@ -189,12 +192,17 @@ def test_the_controller_signs_what_an_enrolled_agent_acts_on(
         rm = device(tmp_path, prod, "rm", "porch-cam")
         assert rm.returncode == 0, rm.stderr
         assert devices_state(api, tmp_path / "data", "porch-cam") == "offline"
-        # and stays so after a restart, when the broker delivers its retained birth again.
-        ctl.stop()
-        ctl = start_controller(
-            url_with_password(prod.broker_dir.url("controller")), tmp_path / "data", http=api[7:]
-        )
-        stale = lambda: ctl.metrics.get("states_total", outcome="stale") >= 1  # noqa: E731
+        # The birth of the dropped connection stays retained, and a controller that subscribes
+        # again (a restart) gets it: it must not bring the revoked device back online.
+        ident = prod.broker_dir.url("controller")
+        peer = Peer(prod.port, ident.username, ident.password)
+        assert peer.connect() and peer.subscribe(topics.device_topic("porch-cam", Kind.STATE))
+        topic, birth = peer.next(60)
+        assert codec.decode_message(topic, birth)[1].message.presence == PRESENCE_ONLINE
+        stale_before = ctl.metrics.get("states_total", outcome="stale")
+        peer.publish(topic, birth)
+        peer.close()
+        stale = lambda: ctl.metrics.get("states_total", outcome="stale") > stale_before  # noqa: E731
         assert Waiter(ctl).wait_for(stale, 60)
         assert devices_state(api, tmp_path / "data", "porch-cam") == "offline"
     finally:
