@@ -58,7 +58,7 @@ def test_repeated_command_id_captures_once_and_is_acked_again(mosquitto, make_de
 def test_set_config_and_burst_bounds(mosquitto, make_device, receiver_for):
     """Catches a set_config that is acked but not persisted or reported, an invalid one that is
     not refused, a capture count that is not bounded to 1..10 (0 means one frame), and a
-    re-announce that does not publish the birth and reported state again."""
+    re-announce that does not publish the birth, the reported state and telemetry again."""
     dev = make_device(mosquitto)
     rx = receiver_for(mosquitto, dev)
     assert dev.run_wake().ended == "deepsleep"
@@ -87,5 +87,7 @@ def test_set_config_and_burst_bounds(mosquitto, make_device, receiver_for):
     births = [s for s in rx.of("state") if s.presence == state_pb2.PRESENCE_ONLINE]
     assert [b.session for b in births] == [1, 2, 2]  # the wake's birth, then the re-announce
     assert [r.session for r in rx.of("reported")].count(2) >= 2  # set_config's, re-announce's
+    # the wake's telemetry, then the re-announce's
+    assert [t.session for t in rx.of("telemetry")].count(2) == 2
     per_command = [f.command_id for f in rx.frames.values()]
     assert (per_command.count("zero"), per_command.count("many")) == (1, 10)
