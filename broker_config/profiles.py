@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from camfleet.broker_config import dynsec, pki
+from camfleet.dirlock import LockHeld, lock_file
 from camfleet.errors import UserError
 from camfleet.mosquitto import Mosquitto, base_config, free_port
 from camfleet.mqtt_url import BrokerUrl
@@ -147,6 +148,15 @@ def init_broker(
             "--force (new identities: enrolled devices must be added again)"
         )
     folder.mkdir(parents=True, exist_ok=True)
+    # The broker's own lock (camfleet.mosquitto): --force must not swap the secrets, TLS keys
+    # and dynamic-security file under a broker that runs from this directory.
+    try:
+        os.close(lock_file(folder / "mosquitto.lock", f"pid {os.getpid()}, broker init"))
+    except LockHeld as held:
+        raise UserError(
+            f"a broker is running from {folder} ({held.holder}): stop it first, or choose "
+            "another directory"
+        ) from None
     (folder / "data").mkdir(exist_ok=True)
     settings = Settings(profile=profile, root=root, port=port, container=container)
     # Where mosquitto sees the directory, and where its plain listener binds.

@@ -71,7 +71,16 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
         raise UserError(str(exc).splitlines()[0]) from None
     click.echo(f"broker listening on {server.url} (Ctrl-C to stop)")
     if isinstance(server, ConfiguredMosquitto):
-        ws_port = server.broker_dir.settings.websockets_port
+        settings = server.broker_dir.settings
+        # The prod profile's listeners for devices, as mosquitto opened them.
+        for other, what in (
+            (settings.tls_port, "MQTT over TLS"),
+            (settings.cert_port, "MQTT over TLS, client certificate as identity"),
+            (settings.websockets_port, "MQTT over secure websockets"),
+        ):
+            if other is not None and listening(other):
+                click.echo(f"       and on port {other} ({what})")
+        ws_port = settings.websockets_port
         if ws_port is not None and not listening(ws_port):
             click.echo(
                 f"warning: no websockets listener on port {ws_port}: this mosquitto is built "
@@ -134,7 +143,11 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
     help="Extra name or IP address in the server certificate (repeatable).",
 )
 @click.option("--root", default="camfleet", show_default=True, help="Topic root.")
-@click.option("--force", is_flag=True, help="Overwrite an existing configuration.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite an existing configuration (refused while a broker runs from it).",
+)
 @click.option(
     "--container",
     default=None,

@@ -20,6 +20,8 @@ PRESENCE_NAMES = {
     state_pb2.PRESENCE_OFFLINE: "offline",
     state_pb2.PRESENCE_ASLEEP: "asleep",
 }
+#: Presence after `camfleet device rm` (:func:`revoked`); the derived state is offline.
+REVOKED = "revoked"
 #: Derived device states shown by the API.
 DERIVED_STATES = ("online", "asleep", "overdue", "offline", "unknown", "enrolled")
 
@@ -90,6 +92,8 @@ def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) 
                 return "stale"
         elif st.session < row["session"]:
             return "stale"
+        elif st.session == row["session"] and row["presence"] == REVOKED:
+            return "stale"  # the retained birth of the connection `device rm` dropped
     presence = PRESENCE_NAMES.get(st.presence, "unknown")
     tx.execute(
         "UPDATE devices SET presence = ?, presence_ms = ?, session = ?, next_wake_ms = ?, "
@@ -118,6 +122,19 @@ def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) 
             if topics.is_valid_device_id(group):
                 add_group(tx, device_id, group)
     return "new" if new else "applied"
+
+
+def revoked(tx: Tx, device_id: str, now_ms: int) -> None:
+    """``camfleet device rm``: the broker dropped the device's connection, and a client the
+    dynamic-security plugin disconnects gets no will published, so nothing else would ever say
+    it is gone: its presence becomes ``revoked`` here, shown as offline (its row, history and
+    frames stay). The birth of the dropped connection stays retained on the broker and comes
+    again whenever the controller subscribes: :func:`apply_state` takes it as stale. A device
+    enrolled again connects with a new session and is online again."""
+    tx.execute(
+        "UPDATE devices SET presence = ?, presence_ms = ? WHERE device_id = ?",
+        (REVOKED, now_ms, device_id),
+    )
 
 
 def frames_seen(tx: Tx, device_id: str, live: dict[str, int], now_ms: int) -> bool:
@@ -197,6 +214,8 @@ def is_sleeper(row: Row) -> bool:
 def derive_state(row: Row, now_ms: int, overdue_grace_ms: int, silent_ms: int) -> str:
     """online / asleep / overdue / offline / unknown, from presence, next wake and last contact."""
     presence = row["presence"]
+    if presence == REVOKED:
+        return "offline"  # by `camfleet device rm`: it cannot connect
     if presence == "asleep":
         next_wake = row["next_wake_ms"]
         if next_wake and now_ms > next_wake + overdue_grace_ms:

@@ -7,15 +7,15 @@ before it is used.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import TypeVar
 
 from google.protobuf.message import Message
 
 from camfleet.atomic import atomic_write
+from camfleet.dirlock import LockHeld, lock_file
 from camfleet.errors import UserError
 from camfleet.proto.v1 import config_pb2
 
@@ -31,7 +31,7 @@ class AgentState:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
-        self._lock_file: IO[bytes] | None = None
+        self._lock_fd: int | None = None
 
     def lock(self) -> None:
         """Take the state dir for this agent (flock, released when the process dies).
@@ -39,18 +39,17 @@ class AgentState:
         Two agents on one state dir would reuse session numbers and delete each other's spool
         temp files: the second one gets a UserError instead.
         """
-        f = open(self.dir / "lock", "a+b")  # noqa: SIM115 - held open as long as the lock
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise UserError(f"another edge agent is running with state dir {self.dir}") from None
-        self._lock_file = f
+            self._lock_fd = lock_file(self.dir / "lock", f"pid {os.getpid()}")
+        except LockHeld as held:
+            raise UserError(
+                f"another edge agent is running with state dir {self.dir} ({held.holder})"
+            ) from None
 
     def unlock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()  # closing the descriptor releases the flock
-            self._lock_file = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     # --- session --------------------------------------------------------------------------
 

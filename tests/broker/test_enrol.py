@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -17,6 +18,10 @@ from camfleet.edge.agent import EdgeAgent
 from camfleet.edge.config import config_from_dict
 from camfleet.enrol import add_device, remove_device
 from camfleet.esp32_node.tools.provision import read_nvs_image
+from camfleet.mosquitto import free_port
+from camfleet.proto import codec, topics
+from camfleet.proto.topics import Kind
+from camfleet.proto.v1.state_pb2 import PRESENCE_ONLINE
 from camfleet.testing.device_receiver import DeviceReceiver
 from tests.broker.conftest import key_of
 from tests.broker.peer import Peer
@@ -154,7 +159,10 @@ def test_the_controller_signs_what_an_enrolled_agent_acts_on(
     out = tmp_path / "devices"
     with registry_keys(tmp_path / "data") as keys:
         add_device(prod.broker_dir, keys, "porch-cam", (), "usb", out, "127.0.0.1")
-    ctl = start_controller(url_with_password(prod.broker_dir.url("controller")), tmp_path / "data")
+    api = f"http://127.0.0.1:{free_port()}"
+    ctl = start_controller(
+        url_with_password(prod.broker_dir.url("controller")), tmp_path / "data", http=api[7:]
+    )
 
     def state() -> str:
         with ctl.db.read() as tx:
@@ -177,10 +185,40 @@ def test_the_controller_signs_what_an_enrolled_agent_acts_on(
         # waiter wakes with every batch (the agent's reported config is one).
         assert Waiter(ctl).wait_for(lambda: agent.effective.spool_max_frames == 50, 20)
         assert agent.counters["unsigned_refused"] == 0
+
+        # Revoked: the broker drops it without publishing its will, yet `camfleet devices`
+        # must not show it online for ever.
+        assert devices_state(api, tmp_path / "data", "porch-cam") == "online"
+        rm = device(tmp_path, prod, "rm", "porch-cam")
+        assert rm.returncode == 0, rm.stderr
+        assert devices_state(api, tmp_path / "data", "porch-cam") == "offline"
+        # The birth of the dropped connection stays retained, and a controller that subscribes
+        # again (a restart) gets it: it must not bring the revoked device back online.
+        ident = prod.broker_dir.url("controller")
+        peer = Peer(prod.port, ident.username, ident.password)
+        assert peer.connect() and peer.subscribe(topics.device_topic("porch-cam", Kind.STATE))
+        topic, birth = peer.next(60)
+        assert codec.decode_message(topic, birth)[1].message.presence == PRESENCE_ONLINE
+        stale_before = ctl.metrics.get("states_total", outcome="stale")
+        peer.publish(topic, birth)
+        peer.close()
+        stale = lambda: ctl.metrics.get("states_total", outcome="stale") > stale_before  # noqa: E731
+        assert Waiter(ctl).wait_for(stale, 60)
+        assert devices_state(api, tmp_path / "data", "porch-cam") == "offline"
     finally:
         agent.stop()
         agent.close()
         ctl.stop()
+
+
+def devices_state(api: str, data: Path, device_id: str) -> str:
+    """The device's state as `camfleet devices --json` shows it."""
+    token = (data / "api-token").read_text().strip()
+    listed = subprocess.run(
+        [sys.executable, "-m", "camfleet", "devices", "--api", api, "--token", token, "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return str(next(d["state"] for d in json.loads(listed.stdout) if d["device_id"] == device_id))
 
 
 def test_enrolment_and_revocation_survive_a_broker_restart(
