@@ -121,7 +121,8 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._restart = threading.Event()
         self._schedule_changed = threading.Event()
-        self._control: queue.Queue[tuple[Kind, bytes, bool] | None] = queue.Queue()
+        # (kind, payload, retained, epoch of the connection it arrived on)
+        self._control: queue.Queue[tuple[Kind, bytes, bool, int] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self.sessions: SessionNumbers
         self.conn: Connection
@@ -461,7 +462,7 @@ class EdgeAgent:
             if why:
                 self._bad_message(topic, why)
         else:  # receipts, desired, and the controller's presence (the only state subscribed)
-            self._control.put((kind, payload, retained))
+            self._control.put((kind, payload, retained, self.conn.epoch))
 
     def _refuse_unsigned(self, topic: str, kind: Kind) -> None:
         self.counters["unsigned_refused"] += 1
@@ -482,14 +483,14 @@ class EdgeAgent:
             item = self._control.get()
             if item is None:
                 return
-            kind, payload, retained = item
+            kind, payload, retained, epoch = item
             try:
                 if kind == Kind.RECEIPT:
                     self._handle_receipt(payload)
                 elif kind == Kind.DESIRED:
                     self._handle_desired(payload)
                 elif kind == Kind.STATE:
-                    self._handle_controller_state(payload, retained)
+                    self._handle_controller_state(payload, retained, epoch)
             except Exception:  # never let one message kill the agent
                 log.exception("%s: error handling %s", self.device_id, kind.value)
 
@@ -513,12 +514,13 @@ class EdgeAgent:
         self.sender.receipt_arrived()
         self._notify()
 
-    def _handle_controller_state(self, payload: bytes, retained: bool) -> None:
+    def _handle_controller_state(self, payload: bytes, retained: bool, epoch: int) -> None:
         """The controller's presence. A live ONLINE birth means it has (re)connected and
         subscribed, so frames sent while it was away (a broker crash may have lost them with
         its subscription) go again at once; the retained copy handed over on our own subscribe
-        only tells whether it is there. While it is known to be OFFLINE, timed resends pause
-        (its next birth triggers one)."""
+        only tells whether it is there. Either ONLINE releases the frames held on a connection
+        whose broker lost the session (edge/sender.py). While it is known to be OFFLINE, timed
+        resends pause (its next birth triggers one)."""
         if not payload:
             self.sender.controller_online = None  # presence cleared: unknown
             return
@@ -529,6 +531,8 @@ class EdgeAgent:
             return
         online = state.presence == state_pb2.PRESENCE_ONLINE
         self.sender.controller_online = online
+        if online:
+            self.sender.controller_present(epoch)
         self._notify()
         if online and not retained:
             log.info(

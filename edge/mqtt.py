@@ -64,6 +64,10 @@ class Connection:
         self.epoch = 0  # increments on every successful connect
         self.session = 0
         self.connects = 0
+        #: the current connection's broker no longer had the persistent session an earlier
+        #: connection of this process left there (a crash before its autosave, a wipe): it has
+        #: most likely lost the controller's subscription with it (see SpoolSender)
+        self.session_lost = False
         self.last_error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,7 +174,7 @@ class Connection:
         self,
         client: paho.Client,
         userdata: object,
-        flags: object,
+        flags: paho.ConnectFlags,
         rc: object,
         properties: object = None,
     ) -> None:
@@ -187,6 +191,7 @@ class Connection:
         # The controller's presence: its birth means "(re)subscribed, send what I lack".
         topics.append(controller_state_topic(self.config.broker.root))
         client.subscribe([(t, 1) for t in topics])
+        self.session_lost = self.connects > 0 and not flags.session_present
         self.connects += 1
         self._on_connected(self.session)  # birth first: it must precede any frame
         with self.changed:

@@ -26,9 +26,11 @@ def test_broker_outage_frames_arrive_once_in_order_outage_ones_historical(
 ):
     """``stop`` is a clean shutdown; ``kill`` (SIGKILL) also loses what the broker had accepted
     and not saved (queued frames, sessions): receipts, not PUBACKs, make that harmless."""
-    # The receiver announces itself like the controller does (a birth on every connect): after
-    # a broker crash that is what makes the agent send again what the broker lost.
-    rx = receiver_for(mosquitto, device_id, controller_birth=True)
+    # The receiver announces itself like the controller does (a retained birth on every
+    # connect, after subscribing): after a broker crash that is what makes the agent send again
+    # what the broker lost, and, when the crash lost the sessions, send at all (the birth
+    # tells it the receiver subscribed again; frames sent before would arrive after later ones).
+    rx = receiver_for(mosquitto, device_id, controller_birth=True, retain_birth=True)
     captured: list[tuple[tuple[int, int], bool]] = []
     lock = threading.Lock()
 
