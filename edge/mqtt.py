@@ -68,6 +68,9 @@ class Connection:
         #: connection of this process left there (a crash before its autosave, a wipe): it has
         #: most likely lost the controller's subscription with it (see SpoolSender)
         self.session_lost = False
+        #: topics whose publisher sends its unacknowledged messages again itself after a
+        #: reconnect (the spool sender: frames, chunks), see _drop_owned
+        self.owned_topics: set[str] = set()
         self.last_error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -144,6 +147,7 @@ class Connection:
         session, will_payload = self._will()
         self.session = session
         self.client.will_set(self.state_topic, will_payload, qos=1, retain=True)
+        self._drop_owned()
         try:
             self.client.connect(b.url.host, b.url.port, keepalive=b.keepalive_s)
         except (OSError, ValueError) as exc:
@@ -155,6 +159,18 @@ class Connection:
         worked = self.connected.is_set()
         self._set_disconnected()
         return worked
+
+    def _drop_owned(self) -> None:
+        """Forget the messages on ``owned_topics`` that paho still holds from the last
+        connection. paho would send its unacknowledged QoS 1 messages again right after the
+        next CONNACK, while the spool sender replays from the oldest unreceipted frame: a frame
+        paho held could then overtake an older one the broker had acknowledged and lost (a
+        crash), and first arrivals would leave capture order. The sender owns every replay.
+        Uses paho 2.2 internals (the version is pinned in pyproject.toml)."""
+        with self.client._out_message_mutex:
+            for mid, message in list(self.client._out_messages.items()):
+                if message.topic in self.owned_topics:
+                    del self.client._out_messages[mid]
 
     def _note_error(self, message: str) -> None:
         if message != self.last_error:  # log each distinct problem once, not every retry

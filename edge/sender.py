@@ -59,6 +59,7 @@ class SpoolSender:
         self.conn = connection
         self.frame_topic = device_topic(device_id, Kind.FRAME, root)
         self.chunk_topic = device_topic(device_id, Kind.CHUNK, root)
+        connection.owned_topics.update((self.frame_topic, self.chunk_topic))  # replayed here
         self._connected_session = connected_session
         self._max_payload = max_payload
         self.window = window

@@ -22,6 +22,8 @@ from camfleet.edge.spool import Spool, SpoolKey
 from camfleet.mosquitto import Mosquitto
 from camfleet.proto import codec
 from camfleet.proto.receipts import make_receipt
+from camfleet.proto.topics import Kind, device_topic
+from camfleet.proto.v1 import telemetry_pb2
 from camfleet.testing.device_receiver import DeviceReceiver
 from tests.edge.conftest import agent_config
 
@@ -250,3 +252,44 @@ def test_a_damaged_spool_file_is_reported_and_skipped(rig: Rig, tmp_path: Path) 
     rig.wait_arrivals(1, "the frame after the damaged one")
     assert rig.arrivals() == [2]
     assert len(rig.corrupt) == 1 and "1-1" in rig.corrupt[0], rig.corrupt
+
+
+def test_frames_paho_still_holds_at_reconnect_are_left_to_the_sender(
+    shared_mosquitto: Mosquitto, tmp_path: Path, device_id: str
+) -> None:
+    """Frames (and chunks) paho holds unacknowledged when a connection is (re)made are dropped:
+    the spool sender replays from the oldest unreceipted frame itself, and a frame paho sent
+    again on its own could overtake an older one (first arrivals out of capture order after
+    a broker crash). Other queued messages (events, acks) still go. Catches the drop removed:
+    paho sends its queued frame on CONNACK, before the event queued after it."""
+    cfg = agent_config(tmp_path, shared_mosquitto, device_id)
+    rx = DeviceReceiver(shared_mosquitto.host, shared_mosquitto.port, device_id).start()
+    conn = Connection(
+        cfg,
+        will=lambda: (1, b""),
+        on_connected=lambda session: None,
+        on_disconnected=lambda: None,
+        on_message=lambda topic, payload, retained: None,
+    )
+    spool = Spool(tmp_path / "spool", max_frames=10, max_bytes=10**6)
+    sender = SpoolSender(  # not started: only its topics matter here
+        spool,
+        conn,
+        device_id=device_id,
+        root=cfg.broker.root,
+        connected_session=lambda: 1,
+        max_payload=lambda: 1 << 20,
+        window=8,
+        on_corrupt=lambda msg: None,
+    )
+    # Queued in paho while there is no connection, like the frames of a connection that died.
+    conn.publish(sender.frame_topic, codec.encode(codec.make_frame(b"held", session=1, seq=1)))
+    event = telemetry_pb2.Event(timestamp_ms=1, session=1, type="test", message="queued")
+    conn.publish(device_topic(device_id, Kind.EVENT, cfg.broker.root), codec.encode(event))
+    conn.start()
+    try:
+        rx.wait_for(lambda g: len(g.events) >= 1, what="the queued event")
+        assert not rx.frames, "paho sent a frame the spool sender owns"
+    finally:
+        conn.close()
+        rx.close()
