@@ -293,3 +293,30 @@ def test_frames_paho_still_holds_at_reconnect_are_left_to_the_sender(
     finally:
         conn.close()
         rx.close()
+
+
+def test_after_the_broker_lost_the_session_frames_wait_for_the_controller(
+    rig: Rig, mosquitto: Mosquitto
+) -> None:
+    """SIGKILL before the broker's autosave: it comes back without this client's session, and
+    most likely without the controller's subscription. Frames sent before the controller
+    subscribes again would arrive after the ones sent between its subscription and its birth,
+    so the sender sends nothing on that connection until the controller's ONLINE presence
+    arrives on it. Catches the hold removed (the frame goes at once, to nobody)."""
+    conn = rig.sender.conn
+    mosquitto.kill()
+    assert _until(lambda: not conn.connected.is_set()), "still connected"
+    rig.put(1)
+    mosquitto.start()
+    assert _until(lambda: conn.connects >= 2 and conn.connected.is_set(), 60), "no reconnect"
+    assert conn.session_lost
+
+    def holding() -> bool:  # connected, a frame spooled, and the sender chose to wait
+        with conn.changed:
+            return conn.connected.is_set() and rig.sender.held == 1 and _waiting(rig.sender)
+
+    assert _until(holding), "the sender did not hold its frames"
+    assert rig.sender.sent == 0
+    rig.sender.controller_present(conn.epoch)  # the agent does this on an ONLINE presence
+    rig.wait_arrivals(1, "the frame, once the controller is there")
+    assert rig.arrivals() == [1]
