@@ -357,7 +357,9 @@ def main() -> None:
     ap.add_argument("--telemetry-s", type=float, default=60.0)
     ap.add_argument("--rest-s", type=float, default=20.0)
     ap.add_argument("--timeout-s", type=float, default=300.0)
-    ap.add_argument("--profile", type=Path, help="py-spy raw profile of the controller")
+    ap.add_argument(
+        "--profile", type=Path, help="py-spy raw profile of the controller during the group capture"
+    )
     ap.add_argument("--controller-arg", action="append", default=[])
     ap.add_argument("--controller-env", action="append", default=[], help="NAME=VALUE")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
@@ -381,7 +383,7 @@ def main() -> None:
     pid = ctl.proc.pid
     peak = Peak(pid)
     peak.start()
-    spy = _start_profiler(pid, args.profile) if args.profile else None
+    spy = None
     api = httpx.Client(
         base_url=f"http://127.0.0.1:{http_port}",
         headers={"Authorization": f"Bearer {TOKEN}"},
@@ -463,7 +465,10 @@ def main() -> None:
             f"camfleet devices --json {result['cli_devices_s']} s (medians)",
         )
 
-        # A group capture.
+        # A group capture (the profile, if asked for, covers it alone).
+        if args.profile:
+            spy = _start_profiler(pid, args.profile)
+            time.sleep(1)  # py-spy attaches
         posted = time.time()
         api.post(
             "/api/v1/commands", json={"action": "capture", "group": GROUP, "expires_in_s": 600}
@@ -483,6 +488,10 @@ def main() -> None:
             if len(latencies) >= n:
                 break
             time.sleep(0.5)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
+            spy = None
         raw_control.put("report")
         raw_frames = raw_out.get(timeout=60)
         raw_lat = [t - posted for t in raw_frames.values() if t >= posted]

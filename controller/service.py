@@ -201,6 +201,8 @@ class Controller:
             max_batch=config.batch_max,
             disk=self.disk,
         )
+        self.commands.write = self.writer.call  # "sent" marks: one statement per batch
+        self.commands.keys_batch = self.device_keys.batch
         self.dispatcher = Dispatcher(
             self.writer,
             self.metrics,
@@ -439,14 +441,16 @@ class Controller:
 
     def _on_batch(self, result: BatchResult) -> None:
         now = now_ms()
-        for device_id, by_incarnation in result.receipted().items():
-            for receipt in make_receipts(by_incarnation, now):
-                self._publish(
-                    topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
-                    codec.encode(receipt),
-                    qos=1,
-                )
-                self.metrics.inc("receipts_sent_total")
+        receipted = result.receipted()
+        with self.device_keys.batch(receipted):
+            for device_id, by_incarnation in receipted.items():
+                for receipt in make_receipts(by_incarnation, now):
+                    self._publish(
+                        topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
+                        codec.encode(receipt),
+                        qos=1,
+                    )
+                    self.metrics.inc("receipts_sent_total")
         if self.home_assistant is not None:
             self.home_assistant.on_batch(result)
         for stored in result.frames:
