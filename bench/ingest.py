@@ -297,12 +297,14 @@ def main() -> None:
     print(f"ratio controller/raw (frames/s): {res['fps'] / raw['fps']:.2f}")
 
 
-def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+def _start_profiler(pid: int, out: Path, idle: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid``; ``idle``: also sample threads that wait (wall time, not CPU)."""
     spy = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
         [
             str(spy),
             "record",
+            *(["--idle"] if idle else []),
             "--pid",
             str(pid),
             "--format",

@@ -360,6 +360,9 @@ def main() -> None:
     ap.add_argument(
         "--profile", type=Path, help="py-spy raw profile of the controller during the group capture"
     )
+    ap.add_argument(
+        "--profile-idle", action="store_true", help="profile waiting threads too (wall time)"
+    )
     ap.add_argument("--controller-arg", action="append", default=[])
     ap.add_argument("--controller-env", action="append", default=[], help="NAME=VALUE")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
@@ -467,7 +470,7 @@ def main() -> None:
 
         # A group capture (the profile, if asked for, covers it alone).
         if args.profile:
-            spy = _start_profiler(pid, args.profile)
+            spy = _start_profiler(pid, args.profile, idle=args.profile_idle)
             time.sleep(1)  # py-spy attaches
         posted = time.time()
         api.post(
