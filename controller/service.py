@@ -200,6 +200,7 @@ class Controller:
             self.metrics,
             max_batch=config.batch_max,
             disk=self.disk,
+            after_ack=self._after_ack,
         )
         self.commands.write = self.writer.call  # "sent" marks: one statement per batch
         self.commands.keys_batch = self.device_keys.batch
@@ -451,6 +452,10 @@ class Controller:
                         qos=1,
                     )
                     self.metrics.inc("receipts_sent_total")
+        for listener in self.batch_listeners:
+            listener(result)
+
+    def _after_ack(self, result: BatchResult) -> None:
         if self.home_assistant is not None:
             self.home_assistant.on_batch(result)
         for stored in result.frames:
@@ -466,8 +471,6 @@ class Controller:
                         "command_id": f.command_id,
                     }
                 )
-        for listener in self.batch_listeners:
-            listener(result)
 
     # --- queries used by the API and tests ----------------------------------------------------
 
