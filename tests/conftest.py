@@ -14,6 +14,12 @@ from camfleet.mosquitto import Mosquitto
 _skipped: list[str] = []
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests marked slow first (the soak, the fault suite, the demos, the wheel): with
+    scripts/test's two workers a long test started last would run alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped:
         _skipped.append(report.nodeid)

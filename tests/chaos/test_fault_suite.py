@@ -111,6 +111,7 @@ class NodeLoop:
             self.error = f"{self.dev.device_id}: {exc!r}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("controllers", [1, 2], ids=["one-controller", "two-sharing"])
 def test_random_faults_lose_and_duplicate_nothing(
     controllers: int, mosquitto: Mosquitto, tmp_path: Path
