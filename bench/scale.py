@@ -76,6 +76,7 @@ RESULT_KEYS = (
     "group_capture_p50_s",
     "group_capture_p99_s",
     "raw_group_capture_p99_s",
+    "group_command_answered_s",
     "controller_rss_mib",
     "controller_rss_rest_mib",
     "controller_threads_peak",
@@ -476,6 +477,8 @@ def main() -> None:
         api.post(
             "/api/v1/commands", json={"action": "capture", "group": GROUP, "expires_in_s": 600}
         ).raise_for_status()
+        result["group_command_answered_s"] = round(time.time() - posted, 3)
+        say(f"group command: API answered in {result['group_command_answered_s']} s")
         latencies: list[float] = []
         cap_deadline = time.monotonic() + args.timeout_s
         while time.monotonic() < cap_deadline:
