@@ -34,19 +34,20 @@ def wake_cause_name(value: int) -> str:
 
 def touch(tx: Tx, device_id: str, now_ms: int) -> bool:
     """Record that the device was heard from; True when it is new to the registry."""
-    existed = tx.scalar("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)) is not None
-    if existed:
-        tx.execute(
-            "UPDATE devices SET last_seen_ms = ? WHERE device_id = ? AND last_seen_ms < ?",
-            (now_ms, device_id, now_ms),
-        )
-    else:
-        tx.execute(
-            "INSERT INTO devices (device_id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
-            "ON CONFLICT (device_id) DO NOTHING",
-            (device_id, now_ms, now_ms),
-        )
-    return not existed
+    # One statement for a known device (every message of every device comes here): the
+    # UPDATE matches the row whether or not last_seen moves, so 0 rows means a new device.
+    if tx.execute(
+        "UPDATE devices SET last_seen_ms = CASE WHEN last_seen_ms < ? THEN ? ELSE last_seen_ms "
+        "END WHERE device_id = ?",
+        (now_ms, now_ms, device_id),
+    ):
+        return False
+    tx.execute(
+        "INSERT INTO devices (device_id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
+        "ON CONFLICT (device_id) DO NOTHING",
+        (device_id, now_ms, now_ms),
+    )
+    return True
 
 
 def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) -> str:
