@@ -77,6 +77,7 @@ RESULT_KEYS = (
     "group_capture_p99_s",
     "raw_group_capture_p99_s",
     "group_command_answered_s",
+    "group_capture_cpu_ms_per_device",
     "controller_rss_mib",
     "controller_rss_rest_mib",
     "controller_threads_peak",
@@ -473,6 +474,7 @@ def main() -> None:
         if args.profile:
             spy = _start_profiler(pid, args.profile, idle=args.profile_idle)
             time.sleep(1)  # py-spy attaches
+        capture_cpu0 = proc_cpu_s(pid)
         posted = time.time()
         api.post(
             "/api/v1/commands", json={"action": "capture", "group": GROUP, "expires_in_s": 600}
@@ -494,6 +496,9 @@ def main() -> None:
             if len(latencies) >= n:
                 break
             time.sleep(0.5)
+        result["group_capture_cpu_ms_per_device"] = round(
+            (proc_cpu_s(pid) - capture_cpu0) * 1000 / n, 3
+        )
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(60)
@@ -514,7 +519,8 @@ def main() -> None:
             f"group capture: {len(latencies)}/{n} frames receipted, p50 "
             f"{result['group_capture_p50_s']} s, p99 {result['group_capture_p99_s']} s "
             f"(raw subscriber saw {len(raw_lat)} frames, "
-            f"p99 {result['raw_group_capture_p99_s']} s)",
+            f"p99 {result['raw_group_capture_p99_s']} s); controller CPU "
+            f"{result['group_capture_cpu_ms_per_device']} ms per device",
         )
         metrics = api.get("/metrics").text
         threads = _thread_cpu(metrics)
