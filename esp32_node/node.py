@@ -266,6 +266,8 @@ class Node:
         return self.publish("state", self.state_msg(S.PRESENCE_ONLINE), retain=True)
 
     def event(self, typ, message, severity=S.SEV_INFO, attributes=None, ota=None):
+        if severity >= S.SEV_WARNING:  # on the serial console too: a node that never reached
+            self.log("%s: %s" % (typ, message))  # the broker shows there why (first flash)
         ev = {
             "timestamp_ms": wake.now_ms(),
             "session": self.session,

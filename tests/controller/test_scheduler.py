@@ -120,7 +120,7 @@ def test_sleeping_group_gets_schedule_compiled_into_desired(controllers, devices
     ctl.scheduler.create("group", "yard", "cron", "0 6,18 * * *", capture_count=2)
     ctl.scheduler.create("group", "yard", "interval", "900")
     assert node.wait_until(
-        lambda: bool(node.desired) and node.desired[-1].config.schedule.interval_s == 900, 10
+        lambda: bool(node.desired) and node.desired[-1].config.schedule.interval_s == 900, 60
     )
     sched = node.desired[-1].config.schedule
     assert list(sched.daily_times_s) == [6 * 3600, 18 * 3600]

@@ -114,7 +114,7 @@ def test_malformed_and_expired_commands(setup):
     rx.send(Kind.DESIRED, b"\x08")
     frame = capture_ok(rx, "good")
     assert frame.seq == 1 and not rx.got.errors
-    assert agent.wait_until(lambda: agent.counters["bad_messages"] >= 2, 5)
+    assert agent.wait_until(lambda: agent.counters["bad_messages"] >= 2, 30)
 
 
 def test_burst_and_redelivered_command(setup):

@@ -133,6 +133,8 @@ def test_camera_init_failure_is_reported_and_the_node_sleeps(mosquitto, make_dev
     assert woke.ended == "deepsleep"
     assert [e.type for e in rx.of("event")].count("camera_error") == 2
     assert rx.of("telemetry")[-1].camera_status.startswith("init_failed")
+    # and on the serial console, where a first flash without a broker looks (docs/esp32-node.md)
+    assert "camera_error: init_failed: Camera Init Failed (attempt 1 of 2" in woke.output
     assert rx.frames == {}
     dev.run_wake()
     assert (2, 1) in rx.frames  # the next wake captures again

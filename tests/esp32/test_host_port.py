@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from camfleet.esp32_node.tools import hostdevice
 from camfleet.esp32_node.tools.hostdevice import HostDevice
 
 SCRIPT = Path(__file__).parents[1] / "mp" / "host_port_check.py"
@@ -103,3 +104,34 @@ def test_set_boot_accepts_a_valid_image_only(tmp_path: Path):
     image[len(image) // 2] ^= 0x01  # one bit flipped in a segment: checksum and hash differ
     (d.dir / "flash" / "ota_1.bin").write_bytes(bytes(image))
     assert "ESP_ERR_OTA_VALIDATE_FAILED" in d.run_wake(script=script).output
+
+
+def test_node_modules_load_as_bytecode_like_frozen_firmware(dev: HostDevice):
+    # as on the chip (frozen bytecode), not compiled from source into the heap at each import
+    probe = dev.dir / "fs" / "probe_files.py"
+    probe.write_text(
+        "import json, node, wake, camctl\n"
+        "print('RESULT', json.dumps([node.__file__, wake.__file__, camctl.__file__]))\n"
+    )
+    files = _result(dev.run_wake(script=probe))
+    assert [Path(f).name for f in files] == ["node.mpy", "wake.mpy", "camctl.mpy"]
+
+
+def test_compiled_node_follows_its_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    node = tmp_path / "node"
+    node.mkdir()
+    (node / "main.py").write_text("import app\n")
+    (node / "app.py").write_text("X = 1\n")
+    monkeypatch.setattr(hostdevice, "NODE_DIR", node)
+    cache = tmp_path / "tmp"
+    cache.mkdir()
+    monkeypatch.setattr(hostdevice.tempfile, "tempdir", str(cache))  # not an earlier run's
+    first = hostdevice.compiled_node_dir()
+    assert sorted(p.name for p in first.iterdir()) == ["app.mpy", "main.py"]
+    assert hostdevice.compiled_node_dir() == first  # unchanged sources: compiled once
+    (node / "app.py").write_text("X = 2\n")
+    second = hostdevice.compiled_node_dir()
+    assert second != first and (second / "app.mpy").read_bytes() != (first / "app.mpy").read_bytes()
+    (node / "app.py").write_text("X = (\n")
+    with pytest.raises(RuntimeError, match=r"mpy-cross app.py: .*app.py\", line 2 SyntaxError"):
+        hostdevice.compiled_node_dir()
