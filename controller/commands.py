@@ -297,8 +297,8 @@ class Commands:
         The marks are gathered and applied together, one statement in the writer's next
         transaction: a transaction per command cost a WAL fsync each and held the registry's
         write lock against the writer (a 5,000-device group capture spent seconds in them).
-        A mark lost in a crash costs nothing: the row stays ``queued`` and is published again
-        with the same id after ``command_resend_s``.
+        A mark lost in a crash or a failed batch costs nothing: the row stays ``queued`` and is
+        published again with the same id after ``command_resend_s`` (devices run an id once).
         """
         with self._sent_lock:
             self._sent_ids.append(command_id)
