@@ -3,6 +3,7 @@
 a raw paho subscriber that stores nothing, on the same broker in the same run.
 
     .venv/bin/python bench/ingest.py [--publishers 4] [--frames 1000] [--size 50000]
+                                     [--controllers 2]
 
 Each publisher is a process running SimDevice (camfleet/testing/sim_device.py): it publishes
 its frames at QoS 1 as fast as paho lets it and, in the controller run, waits for the receipts.
@@ -200,6 +201,12 @@ def main() -> None:
         help="extra option for `camfleet controller run` (repeatable), e.g. --mqtt-protocol=3.1.1",
     )
     ap.add_argument(
+        "--controllers",
+        type=int,
+        default=1,
+        help="controller processes sharing the frames through $share (scale-out)",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -230,14 +237,31 @@ def main() -> None:
             sub.join()
             raw = summarize("raw paho", sent, received, args.size, raw_cpu)
 
-            # 2. the controller, durable storage, receipts back to the devices
-            port = free_port()
-            ctl = start_controller(broker, work / "controller-data", port, args.controller_arg)
-            spy = _start_profiler(ctl.pid, args.profile) if args.profile else None
-            threads0 = _thread_cpu(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
-            cpu0, broker0, sys0 = proc_cpu_s(ctl.pid), _broker_cpu(broker), _system_cpu()
+            # 2. the controller(s), durable storage, receipts back to the devices. Several
+            # share the frames through a shared subscription, one registry and one data
+            # directory, each with its own client id (docs/controller.md, Scale-out).
+            ports = [free_port() for _ in range(args.controllers)]
+            ctls = [
+                start_controller(
+                    broker,
+                    work / "controller-data",
+                    port,
+                    [*args.controller_arg, *_sharing_args(i, args.controllers)],
+                )
+                for i, port in enumerate(ports)
+            ]
+
+            def scrape() -> list[str]:
+                return [httpx.get(f"http://127.0.0.1:{port}/metrics").text for port in ports]
+
+            def cpu() -> float:
+                return sum(proc_cpu_s(c.pid) for c in ctls)
+
+            spy = _start_profiler(ctls[0].pid, args.profile) if args.profile else None
+            threads0 = _sum_threads(scrape())
+            cpu0, broker0, sys0 = cpu(), _broker_cpu(broker), _system_cpu()
             sent, receipts, ok = run_publishers(broker, args, "ctl", wait_receipts=True)
-            ctl_cpu = proc_cpu_s(ctl.pid) - cpu0
+            ctl_cpu = cpu() - cpu0
             broker_cpu = _broker_cpu(broker) - broker0
             system = {k: v - sys0[k] for k, v in _system_cpu().items()}
             if spy is not None:
@@ -245,24 +269,35 @@ def main() -> None:
                 spy.wait(60)
             # The browsable files are written behind the frame log: time until they all exist.
             files_started = time.time()
-            files_cpu0 = proc_cpu_s(ctl.pid)
-            while _metric(
-                httpx.get(f"http://127.0.0.1:{port}/metrics").text,
-                "camfleet_controller_frame_files_pending",
+            files_cpu0 = cpu()
+            while any(
+                _metric(text, "camfleet_controller_frame_files_pending") for text in scrape()
             ):
                 time.sleep(0.05)
             files_after = time.time() - max(receipts.values())
             files_wait = time.time() - files_started
-            files_cpu = proc_cpu_s(ctl.pid) - files_cpu0
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            threads = {k: v - threads0.get(k, 0.0) for k, v in _thread_cpu(metrics).items()}
-            ctl.terminate()
-            ctl.wait(30)
-            res = summarize("controller", sent, receipts, args.size, ctl_cpu)
+            files_cpu = cpu() - files_cpu0
+            texts = scrape()
+            metrics = texts[0]
+            threads = {k: v - threads0.get(k, 0.0) for k, v in _sum_threads(texts).items()}
+            for ctl in ctls:
+                ctl.terminate()
+            for ctl in ctls:
+                ctl.wait(30)
+            name = "controller" if len(ctls) == 1 else f"{len(ctls)} ctls"
+            res = summarize(name, sent, receipts, args.size, ctl_cpu)
         finally:
             broker.kill()
-    stored = _metric(metrics, "camfleet_controller_frames_stored_total")
-    batches = _metric(metrics, "camfleet_controller_writer_batches_total")
+    stored = sum(_metric(t, "camfleet_controller_frames_stored_total") for t in texts)
+    batches = sum(_metric(t, "camfleet_controller_writer_batches_total") for t in texts)
+    if len(texts) > 1:
+        print(
+            "frames stored by each controller: "
+            + ", ".join(
+                f"{_metric(t, 'camfleet_controller_frames_stored_total'):.0f}" for t in texts
+            )
+            + " (stages and profile below: the first controller)"
+        )
     print(
         f"controller stored {stored:.0f} frames in {batches:.0f} group commits "
         f"(avg {stored / max(batches, 1):.1f} frames/commit); all receipted: {ok}"
@@ -297,12 +332,14 @@ def main() -> None:
     print(f"ratio controller/raw (frames/s): {res['fps'] / raw['fps']:.2f}")
 
 
-def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+def _start_profiler(pid: int, out: Path, idle: bool = False) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid``; ``idle``: also sample threads that wait (wall time, not CPU)."""
     spy = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
         [
             str(spy),
             "record",
+            *(["--idle"] if idle else []),
             "--pid",
             str(pid),
             "--format",
@@ -348,6 +385,20 @@ def _thread_cpu(text: str) -> dict[str, float]:
         name = "paho network" if m.group(1).startswith("paho-mqtt") else m.group(1)
         found[name] = found.get(name, 0.0) + float(m.group(2))
     return found
+
+
+def _sharing_args(index: int, count: int) -> list[str]:
+    if count == 1:
+        return []
+    return ["--share-group", "bench", "--client-id", f"bench-controller-{index}"]
+
+
+def _sum_threads(texts: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for text in texts:
+        for name, seconds in _thread_cpu(text).items():
+            out[name] = out.get(name, 0.0) + seconds
+    return out
 
 
 def _broker_cpu(broker: Mosquitto) -> float:

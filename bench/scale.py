@@ -76,6 +76,8 @@ RESULT_KEYS = (
     "group_capture_p50_s",
     "group_capture_p99_s",
     "raw_group_capture_p99_s",
+    "group_command_answered_s",
+    "group_capture_cpu_ms_per_device",
     "controller_rss_mib",
     "controller_rss_rest_mib",
     "controller_threads_peak",
@@ -357,7 +359,12 @@ def main() -> None:
     ap.add_argument("--telemetry-s", type=float, default=60.0)
     ap.add_argument("--rest-s", type=float, default=20.0)
     ap.add_argument("--timeout-s", type=float, default=300.0)
-    ap.add_argument("--profile", type=Path, help="py-spy raw profile of the controller")
+    ap.add_argument(
+        "--profile", type=Path, help="py-spy raw profile of the controller during the group capture"
+    )
+    ap.add_argument(
+        "--profile-idle", action="store_true", help="profile waiting threads too (wall time)"
+    )
     ap.add_argument("--controller-arg", action="append", default=[])
     ap.add_argument("--controller-env", action="append", default=[], help="NAME=VALUE")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object")
@@ -381,7 +388,7 @@ def main() -> None:
     pid = ctl.proc.pid
     peak = Peak(pid)
     peak.start()
-    spy = _start_profiler(pid, args.profile) if args.profile else None
+    spy = None
     api = httpx.Client(
         base_url=f"http://127.0.0.1:{http_port}",
         headers={"Authorization": f"Bearer {TOKEN}"},
@@ -463,11 +470,17 @@ def main() -> None:
             f"camfleet devices --json {result['cli_devices_s']} s (medians)",
         )
 
-        # A group capture.
+        # A group capture (the profile, if asked for, covers it alone).
+        if args.profile:
+            spy = _start_profiler(pid, args.profile, idle=args.profile_idle)
+            time.sleep(1)  # py-spy attaches
+        capture_cpu0 = proc_cpu_s(pid)
         posted = time.time()
         api.post(
             "/api/v1/commands", json={"action": "capture", "group": GROUP, "expires_in_s": 600}
         ).raise_for_status()
+        result["group_command_answered_s"] = round(time.time() - posted, 3)
+        say(f"group command: API answered in {result['group_command_answered_s']} s")
         latencies: list[float] = []
         cap_deadline = time.monotonic() + args.timeout_s
         while time.monotonic() < cap_deadline:
@@ -483,6 +496,13 @@ def main() -> None:
             if len(latencies) >= n:
                 break
             time.sleep(0.5)
+        result["group_capture_cpu_ms_per_device"] = round(
+            (proc_cpu_s(pid) - capture_cpu0) * 1000 / n, 3
+        )
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
+            spy = None
         raw_control.put("report")
         raw_frames = raw_out.get(timeout=60)
         raw_lat = [t - posted for t in raw_frames.values() if t >= posted]
@@ -499,7 +519,8 @@ def main() -> None:
             f"group capture: {len(latencies)}/{n} frames receipted, p50 "
             f"{result['group_capture_p50_s']} s, p99 {result['group_capture_p99_s']} s "
             f"(raw subscriber saw {len(raw_lat)} frames, "
-            f"p99 {result['raw_group_capture_p99_s']} s)",
+            f"p99 {result['raw_group_capture_p99_s']} s); controller CPU "
+            f"{result['group_capture_cpu_ms_per_device']} ms per device",
         )
         metrics = api.get("/metrics").text
         threads = _thread_cpu(metrics)

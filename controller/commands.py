@@ -19,7 +19,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from google.protobuf import json_format
@@ -97,8 +98,16 @@ class Commands:
         self._flush_lock = threading.Lock()
         #: Called (from the writer thread) after a command changes status: (id, status).
         self.listeners: list[Callable[[str, str], None]] = []
-        #: Set by the service: turns "sent" into a registry write (through the writer).
-        self.mark_sent: Callable[[str], None] = self._mark_sent_direct
+        #: Set by the service to the writer's ``call``: runs a function in the writer's next
+        #: transaction. Without it (this class used alone) writes commit on their own.
+        self.write: Callable[[Callable[[Tx], AfterCommit | None]], None] | None = None
+        #: Set by the service: inside ``keys_batch(device_ids)`` the signing keys of those
+        #: devices are read in one query (DeviceKeys.batch), not one per publish.
+        self.keys_batch: Callable[[Iterable[str]], AbstractContextManager[None]] = lambda ids: (
+            nullcontext()
+        )
+        self._sent_ids: list[str] = []
+        self._sent_lock = threading.Lock()
 
     # --- creation -----------------------------------------------------------------------------
 
@@ -134,11 +143,60 @@ class Commands:
                 assert device_id is not None
                 topics.validate_device_id(device_id)
                 targets = [device_id]
-            ids = [self.insert(tx, template, d, now, expires, group=group or "") for d in targets]
-        self.metrics.inc("commands_created_total", len(ids), action=action)
+            # One statement for all the rows, inserted already claimed for publication
+            # (sent_ms, attempts 1): they are published just below, and if this process dies
+            # first they are published again after resend_after_s like any claimed row.
+            rows = [self._new_row(template, d, now, expires, group or "") for d in targets]
+            tx.executemany(
+                "INSERT INTO commands (id, device_id, group_name, action, payload, status, "
+                "created_ms, expires_ms, updated_ms, sent_ms, attempts) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, 1)",
+                [
+                    (r["id"], r["device_id"], r["group_name"], action, r["payload"], now,
+                     expires, now, now)
+                    for r in rows
+                ],
+            )  # fmt: skip
+        self.metrics.inc("commands_created_total", len(rows), action=action)
+        self._publish_rows(rows)
         self.flush()
-        with self.db.read() as tx:
-            return [self.to_json(r) for i in ids if (r := self.get_row(tx, i)) is not None]
+        # The answer is what was committed (no read-back of every row): status ``queued``.
+        params = _params(template, action)
+        return [self._json(r, action, params) for r in rows]
+
+    def _new_row(
+        self,
+        template: command_pb2.Command,
+        device_id: str,
+        now: int,
+        expires_ms: int,
+        group: str,
+        command_id: str | None = None,
+        schedule_id: str = "",
+        slot_ms: int = 0,
+    ) -> Row:
+        """A new command's row as ``create`` commits it (queued and claimed: attempts 1)."""
+        cmd = command_pb2.Command()
+        cmd.CopyFrom(template)
+        cmd.id = command_id or new_command_id()
+        cmd.issued_at_ms = now
+        cmd.expires_at_ms = expires_ms
+        cmd.group = group
+        return {
+            "id": cmd.id,
+            "device_id": device_id,
+            "group_name": group,
+            "payload": codec.encode(cmd),
+            "status": "queued",
+            "detail": "",
+            "created_ms": now,
+            "expires_ms": expires_ms,
+            "updated_ms": now,
+            "attempts": 1,
+            "schedule_id": schedule_id,
+            "slot_ms": slot_ms,
+            "capture_ids": "[]",
+        }
 
     def insert(
         self,
@@ -153,22 +211,19 @@ class Commands:
         slot_ms: int = 0,
     ) -> str:
         """Insert a queued command row (inside the caller's transaction); return its id."""
-        cmd = command_pb2.Command()
-        cmd.CopyFrom(template)
-        cmd.id = command_id or new_command_id()
-        cmd.issued_at_ms = now
-        cmd.expires_at_ms = expires_ms
-        cmd.group = group
+        row = self._new_row(
+            template, device_id, now, expires_ms, group, command_id, schedule_id, slot_ms
+        )
         tx.execute(
             "INSERT INTO commands (id, device_id, group_name, action, payload, status, "
             "created_ms, expires_ms, updated_ms, schedule_id, slot_ms) "
             "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
             (
-                cmd.id,
+                row["id"],
                 device_id,
                 group,
-                cmd.WhichOneof("action"),
-                codec.encode(cmd),
+                template.WhichOneof("action"),
+                row["payload"],
                 now,
                 expires_ms,
                 now,
@@ -176,7 +231,7 @@ class Commands:
                 slot_ms,
             ),
         )
-        return cmd.id
+        return str(row["id"])
 
     # --- publication (the outbox) -------------------------------------------------------------
 
@@ -186,30 +241,29 @@ class Commands:
             now = self.clock_ms()
             self.expire_due(now)
             with self.db.transaction() as tx:
-                rows = tx.query(
-                    "SELECT id, device_id, payload, sent_ms FROM commands "
+                # Claimed in one statement: a row another controller claimed meanwhile no longer
+                # matches (its sent_ms is recent), so each row is published by one of them.
+                claimed = tx.query(
+                    "UPDATE commands SET sent_ms = ?, attempts = attempts + 1 "
                     "WHERE status = 'queued' AND (sent_ms = 0 OR sent_ms < ?) "
-                    "ORDER BY created_ms",
-                    (now - self.resend_after_ms,),
+                    "RETURNING id, device_id, payload, created_ms",
+                    (now, now - self.resend_after_ms),
                 )
-                claimed = []
-                for row in rows:
-                    # Compare-and-set: another controller flushing the same rows skips them.
-                    if tx.execute(
-                        "UPDATE commands SET sent_ms = ?, attempts = attempts + 1 "
-                        "WHERE id = ? AND status = 'queued' AND sent_ms = ?",
-                        (now, row["id"], row["sent_ms"]),
-                    ):
-                        claimed.append(row)
-            for row in claimed:
+            claimed.sort(key=lambda r: r["created_ms"])
+            self._publish_rows(claimed)
+            return len(claimed)
+
+    def _publish_rows(self, rows: list[Row]) -> None:
+        """Publish claimed rows; each is marked ``sent`` once the broker has it."""
+        with self.keys_batch(r["device_id"] for r in rows):
+            for row in rows:
                 topic = topics.device_topic(row["device_id"], topics.Kind.CMD, self.root)
                 cid = row["id"]
                 self.publish(
                     topic, bytes(row["payload"]), qos=1, on_acked=lambda c=cid: self.mark_sent(c)
                 )
-            if claimed:
-                self.metrics.inc("commands_published_total", len(claimed))
-            return len(claimed)
+        if rows:
+            self.metrics.inc("commands_published_total", len(rows))
 
     def resend_after_birth(self, device_ids: list[str]) -> int:
         """Publish again the commands these devices (just born) have not acknowledged at all.
@@ -237,16 +291,37 @@ class Commands:
             self.flush()
         return n
 
-    def _mark_sent_direct(self, command_id: str) -> None:
-        with self.db.transaction() as tx:
-            self.sent_in(tx, command_id)
+    def mark_sent(self, command_id: str) -> None:
+        """The broker PUBACKed this command (called on the channel's confirmer thread).
 
-    def sent_in(self, tx: Tx, command_id: str) -> None:
-        tx.execute(
-            "UPDATE commands SET status = 'sent', updated_ms = ? "
-            "WHERE id = ? AND status = 'queued'",
-            (self.clock_ms(), command_id),
-        )
+        The marks are gathered and applied together, one statement in the writer's next
+        transaction: a transaction per command cost a WAL fsync each and held the registry's
+        write lock against the writer (a 5,000-device group capture spent seconds in them).
+        A mark lost in a crash or a failed batch costs nothing: the row stays ``queued`` and is
+        published again with the same id after ``command_resend_s`` (devices run an id once).
+        """
+        with self._sent_lock:
+            self._sent_ids.append(command_id)
+            first = len(self._sent_ids) == 1
+        if not first:
+            return  # the job that applies the first mark applies this one too
+        if self.write is not None:
+            self.write(self._apply_sent)
+        else:
+            with self.db.transaction() as tx:
+                self._apply_sent(tx)
+
+    def _apply_sent(self, tx: Tx) -> None:
+        with self._sent_lock:
+            ids, self._sent_ids = self._sent_ids, []
+        now = self.clock_ms()
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            tx.execute(
+                "UPDATE commands SET status = 'sent', updated_ms = ? "
+                "WHERE status = 'queued' AND id IN (" + ",".join("?" * len(part)) + ")",
+                (now, *part),
+            )
 
     def expire_due(self, now: int) -> int:
         with self.db.transaction() as tx:
@@ -321,11 +396,9 @@ class Commands:
         cmd = command_pb2.Command()
         cmd.ParseFromString(bytes(row["payload"]))
         action = cmd.WhichOneof("action") or ""
-        params = (
-            json_format.MessageToDict(getattr(cmd, action), preserving_proto_field_name=True)
-            if action
-            else {}
-        )
+        return self._json(row, action, _params(cmd, action))
+
+    def _json(self, row: Row, action: str, params: dict[str, Any]) -> dict[str, Any]:
         status = row["status"]
         return {
             "id": row["id"],
@@ -366,6 +439,12 @@ def _unknown_key(data: dict[str, Any], descriptor: Any, prefix: str = "") -> str
             if found:
                 return found
     return None
+
+
+def _params(cmd: command_pb2.Command, action: str) -> dict[str, Any]:
+    if not action:
+        return {}
+    return json_format.MessageToDict(getattr(cmd, action), preserving_proto_field_name=True)
 
 
 def config_from_json(data: dict[str, Any]) -> config_pb2.DeviceConfig:

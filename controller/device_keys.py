@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,8 +41,43 @@ class DeviceKeys:
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, bytes]] = {}  # one entry per device at most
         self._lock = threading.Lock()
+        self._local = threading.local()  # .batch: {device: key or None} inside batch()
+
+    @contextmanager
+    def batch(self, device_ids: Iterable[str]) -> Iterator[None]:
+        """Inside the block, ``get`` on this thread answers for these devices from ONE query.
+
+        For publishing to many devices at once (a group command, a batch's receipts): a read
+        per device (~0.1 ms each, a transaction with its own locks) made signing most of the
+        cost of a 5,000-device fan-out. The keys are read when the block starts, as fresh as
+        per-message reads would be; absent keys are not remembered after it.
+        """
+        wanted = list(dict.fromkeys(device_ids))
+        if not wanted:
+            yield
+            return
+        found: dict[str, bytes | None] = dict.fromkeys(wanted)
+        with self.db.read() as tx:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i : i + 500]
+                for row in tx.query(
+                    "SELECT device_id, hmac_key FROM ota_device_keys WHERE device_id IN ("
+                    + ",".join("?" * len(part))
+                    + ")",
+                    part,
+                ):
+                    found[row["device_id"]] = bytes(row["hmac_key"])
+        outer = getattr(self._local, "batch", None)
+        self._local.batch = found if outer is None else {**outer, **found}
+        try:
+            yield
+        finally:
+            self._local.batch = outer
 
     def get(self, device_id: str) -> bytes | None:
+        batch = getattr(self._local, "batch", None)
+        if batch is not None and device_id in batch:
+            return batch[device_id]  # type: ignore[no-any-return]
         now = time.monotonic()
         if self.cache_s:
             with self._lock:

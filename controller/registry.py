@@ -37,23 +37,27 @@ def wake_cause_name(value: int) -> str:
 def touch(tx: Tx, device_id: str, now_ms: int) -> bool:
     """Record that the device was heard from; True when it is new to the registry (never heard
     from: no row, or only the row of its enrolment, see :func:`enrol`)."""
-    last_seen = tx.scalar("SELECT last_seen_ms FROM devices WHERE device_id = ?", (device_id,))
-    existed = last_seen is not None
-    if existed:
-        # first_seen_ms is 0 only on an enrolled device's row until it is first heard from.
-        tx.execute(
-            "UPDATE devices SET last_seen_ms = ?, "
-            "first_seen_ms = CASE WHEN first_seen_ms = 0 THEN ? ELSE first_seen_ms END "
-            "WHERE device_id = ? AND last_seen_ms < ?",
-            (now_ms, now_ms, device_id, now_ms),
-        )
-    else:
-        tx.execute(
-            "INSERT INTO devices (device_id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
-            "ON CONFLICT (device_id) DO NOTHING",
-            (device_id, now_ms, now_ms),
-        )
-    return not existed or last_seen == 0
+    # One statement for a device heard from before (every message of every device comes here):
+    # the UPDATE matches its row whether or not last_seen moves. 0 rows: a new device, or an
+    # enrolled one (first_seen_ms 0 until it is first heard from).
+    if tx.execute(
+        "UPDATE devices SET last_seen_ms = CASE WHEN last_seen_ms < ? THEN ? ELSE last_seen_ms "
+        "END WHERE device_id = ? AND first_seen_ms <> 0",
+        (now_ms, now_ms, device_id),
+    ):
+        return False
+    if tx.execute(
+        "UPDATE devices SET first_seen_ms = ?, last_seen_ms = ? "
+        "WHERE device_id = ? AND first_seen_ms = 0",
+        (now_ms, now_ms, device_id),
+    ):
+        return True  # its first message since `camfleet device add`
+    tx.execute(
+        "INSERT INTO devices (device_id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
+        "ON CONFLICT (device_id) DO NOTHING",
+        (device_id, now_ms, now_ms),
+    )
+    return True
 
 
 def enrol(tx: Tx, device_id: str, groups: tuple[str, ...], board: str) -> None:

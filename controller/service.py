@@ -205,7 +205,10 @@ class Controller:
             self.metrics,
             max_batch=config.batch_max,
             disk=self.disk,
+            after_ack=self._after_ack,
         )
+        self.commands.write = self.writer.call  # "sent" marks: one statement per batch
+        self.commands.keys_batch = self.device_keys.batch
         self.dispatcher = Dispatcher(
             self.writer,
             self.metrics,
@@ -444,14 +447,20 @@ class Controller:
 
     def _on_batch(self, result: BatchResult) -> None:
         now = now_ms()
-        for device_id, by_incarnation in result.receipted().items():
-            for receipt in make_receipts(by_incarnation, now):
-                self._publish(
-                    topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
-                    codec.encode(receipt),
-                    qos=1,
-                )
-                self.metrics.inc("receipts_sent_total")
+        receipted = result.receipted()
+        with self.device_keys.batch(receipted):
+            for device_id, by_incarnation in receipted.items():
+                for receipt in make_receipts(by_incarnation, now):
+                    self._publish(
+                        topics.device_topic(device_id, Kind.RECEIPT, self.config.root),
+                        codec.encode(receipt),
+                        qos=1,
+                    )
+                    self.metrics.inc("receipts_sent_total")
+        for listener in self.batch_listeners:
+            listener(result)
+
+    def _after_ack(self, result: BatchResult) -> None:
         if self.home_assistant is not None:
             self.home_assistant.on_batch(result)
         for stored in result.frames:
@@ -467,8 +476,6 @@ class Controller:
                         "command_id": f.command_id,
                     }
                 )
-        for listener in self.batch_listeners:
-            listener(result)
 
     # --- queries used by the API and tests ----------------------------------------------------
 

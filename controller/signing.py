@@ -21,10 +21,13 @@ class Signer:
     def __init__(self, keys: DeviceKeys, root: str) -> None:
         self.keys = keys
         self.root = root
+        self._prefix = f"{root}/{topics.VERSION}/"
 
     def sign(self, topic: str, payload: bytes) -> bytes:
         if not payload:  # clearing a retained topic
             return payload
+        if not topic.startswith(self._prefix):
+            return payload  # Home Assistant and other integration topics (no exception made)
         try:
             t = topics.parse(topic, self.root)
         except ContractError:

@@ -72,8 +72,12 @@ class Writer:
         max_batch_bytes: int = 64 * 1024 * 1024,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         disk: DiskGuard | None = None,
+        after_ack: Callable[[BatchResult], None] | None = None,
     ) -> None:
         self.db = db
+        #: Work for the batch that no device waits for (integrations, the dashboard's events):
+        #: run after the PUBACKs, which free the broker's in-flight window for the next frames.
+        self.after_ack = after_ack
         self.disk = disk
         self._ratelog = RateLimitedLog(log)
         self.store = store
@@ -207,6 +211,11 @@ class Writer:
             self._ratelog("on_batch", logging.ERROR, "batch callback failed", exc=True)
         acknowledge(acks)
         clock.lap("writer_receipts_and_acks")
+        if self.after_ack is not None:
+            try:
+                self.after_ack(result)
+            except Exception:
+                self._ratelog("after_ack", logging.ERROR, "after-ack callback failed", exc=True)
 
     def _refuse_frames(self, batch: list[Job], reason: str, acks: list[Delivery]) -> list[Job]:
         """Take the frame jobs out of ``batch``: acknowledged, not stored, not receipted."""

@@ -6,11 +6,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from camfleet.controller.commands import Commands
 from camfleet.controller.desired import DesiredState
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.scheduler import Scheduler
+from camfleet.errors import UserError
 from camfleet.mosquitto import Mosquitto, free_port
 from camfleet.testing.controller_process import ControllerProcess, Waiter
 from camfleet.testing.sim_device import SimDevice, unique_id
@@ -108,6 +110,14 @@ def test_missed_slot_policy(database) -> None:  # type: ignore[no-untyped-def]
     clock.now += 60_000
     assert scheduler.tick() == 0
     assert scheduler.get(once["id"])["next_slot_ms"] is None
+    # A one-shot whose time passed while the request travelled (5 s) still fires, once; one
+    # older than the grace is refused instead of stored to never fire (it was stored silently).
+    late = scheduler.create("device", "cam-1", "once", str(clock.now - 5_000))
+    assert scheduler.tick() == 1
+    assert scheduler.tick() == 0
+    assert scheduler.get(late["id"])["fired"] == 1
+    with pytest.raises(UserError, match="in the past"):
+        scheduler.create("device", "cam-1", "once", str(clock.now - 121_000))
 
 
 def test_sleeping_group_gets_schedule_compiled_into_desired(controllers, devices) -> None:  # type: ignore[no-untyped-def]
