@@ -125,6 +125,13 @@ class DeviceReceiver:
             raise RuntimeError(f"receiver for {self.device_id} could not connect")
         return self
 
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set once the broker has processed the subscriptions of the current connection. A
+        test that restarts the broker clears it first and waits for it: the real controller
+        publishes its ONLINE presence only once subscribed again."""
+        return self._synced
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()

@@ -304,6 +304,7 @@ def test_after_the_broker_lost_the_session_frames_wait_for_the_controller(
     so the sender sends nothing on that connection until the controller's ONLINE presence
     arrives on it. Catches the hold removed (the frame goes at once, to nobody)."""
     conn = rig.sender.conn
+    rig.rx.subscribed.clear()
     mosquitto.kill()
     assert _until(lambda: not conn.connected.is_set()), "still connected"
     rig.put(1)
@@ -317,6 +318,9 @@ def test_after_the_broker_lost_the_session_frames_wait_for_the_controller(
 
     assert _until(holding), "the sender did not hold its frames"
     assert rig.sender.sent == 0
+    # The controller's stand-in must be subscribed again before its presence counts (the real
+    # controller publishes ONLINE only after its SUBACK); under load it reconnects last.
+    assert rig.rx.subscribed.wait(60), "the receiver did not subscribe again"
     rig.sender.controller_present(conn.epoch)  # the agent does this on an ONLINE presence
     rig.wait_arrivals(1, "the frame, once the controller is there")
     assert rig.arrivals() == [1]
