@@ -81,15 +81,26 @@ class DynsecAdmin:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def run(self, commands: list[dict[str, Any]], ignore: tuple[str, ...] = ()) -> None:
+    def run(
+        self, commands: list[dict[str, Any]], ignore: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
         """Apply ``commands`` in order; errors whose text contains one of ``ignore`` are fine
-        (e.g. "not found" when deleting what is already gone)."""
+        (e.g. "not found" when deleting what is already gone). Returns the plugin's answers
+        (one per command, with its ``data``)."""
         self._answered.clear()
         self.client.publish(dynsec.CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
         if not self._answered.wait(self.timeout):
             raise UserError("the broker's dynamic security plugin did not answer")
         assert self._answer is not None
-        for cmd, res in zip(commands, self._answer.get("responses", []), strict=False):
+        responses: list[dict[str, Any]] = self._answer.get("responses", [])
+        for cmd, res in zip(commands, responses, strict=False):
             error = res.get("error")
             if error and not any(text in error for text in ignore):
                 raise UserError(f"broker refused {cmd['command']}: {error}")
+        return responses
+
+    def usernames(self) -> list[str]:
+        """Every identity the plugin knows."""
+        answer = self.run([{"command": "listClients", "verbose": False}])
+        clients = answer[0].get("data", {}).get("clients", []) if answer else []
+        return [c if isinstance(c, str) else c["username"] for c in clients]

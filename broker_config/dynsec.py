@@ -142,10 +142,41 @@ def add_device_commands(
     ]
 
 
-def remove_device_commands(device_id: str) -> list[dict[str, Any]]:
-    """Delete the identity (the plugin disconnects its live connection at once) and its role."""
+def add_cert_device_commands(
+    device_id: str, username: str, groups: tuple[str, ...], root: str
+) -> list[dict[str, Any]]:
+    """The role and a password-less identity for a client certificate whose CN is ``username``
+    (the cert listener's ``use_identity_as_username``; its client id is the CN there)."""
+    role = device_role_name(device_id)
     return [
-        {"command": "deleteClient", "username": validate_device_id(device_id)},
+        {"command": "createRole", "rolename": role, "acls": device_acls(device_id, groups, root)},
+        {"command": "createClient", "username": username, "roles": [{"rolename": role}]},
+    ]
+
+
+def tagged_username(device_id: str, tag: str) -> str:
+    """A device identity besides its id: ``<id>.<tag>``, a new random tag each time (a client
+    certificate's CN; a rotated password identity). A certificate cannot be un-issued, so a
+    revoked one must never match an identity again, not even after the same device id is
+    enrolled anew; ``.`` is in no device id, so no other device's either."""
+    return f"{validate_device_id(device_id)}.{tag}"
+
+
+def is_identity_of(device_id: str, username: str) -> bool:
+    """The device's first password identity (its id) and each tagged one it has."""
+    return username == device_id or username.startswith(f"{device_id}.")
+
+
+def remove_device_commands(device_id: str, usernames: list[str]) -> list[dict[str, Any]]:
+    """Delete the device's identities among ``usernames`` (the plugin disconnects their live
+    connections at once) and its role."""
+    validate_device_id(device_id)
+    return [
+        *(
+            {"command": "deleteClient", "username": u}
+            for u in usernames
+            if is_identity_of(device_id, u)
+        ),
         {"command": "deleteRole", "rolename": device_role_name(device_id)},
     ]
 

@@ -83,9 +83,12 @@ def make_ca(folder: Path) -> None:
     (folder / "ca.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
 
 
-def issue(folder: Path, stem: str, cn: str, hosts: list[str], server: bool) -> None:
-    """<stem>.pem + <stem>.key signed by the CA in ``folder``: a server certificate for ``hosts``
-    (subjectAltName) or a client certificate whose CN is the identity."""
+def issue(
+    folder: Path, stem: str, cn: str, hosts: list[str], server: bool, out: Path | None = None
+) -> None:
+    """<stem>.pem + <stem>.key (in ``out``, default ``folder``) signed by the CA in ``folder``: a
+    server certificate for ``hosts`` (subjectAltName) or a client certificate whose CN is the
+    identity."""
     ca_key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
@@ -111,5 +114,6 @@ def issue(folder: Path, stem: str, cn: str, hosts: list[str], server: bool) -> N
             x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False
         )
     cert = builder.sign(ca_key, hashes.SHA256())
-    _write_key(folder / f"{stem}.key", key)
-    (folder / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out = out or folder
+    _write_key(out / f"{stem}.key", key)
+    (out / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from camfleet.broker_config import dynsec, pki
+from camfleet.dirlock import LockHeld, lock_file
 from camfleet.errors import UserError
 from camfleet.mosquitto import Mosquitto, base_config, free_port
 from camfleet.mqtt_url import BrokerUrl
@@ -48,6 +49,9 @@ class Settings:
     root: str = DEFAULT_ROOT
     port: int = 1883
     tls_port: int | None = None
+    #: TLS listener where a client certificate is the identity (its CN = the dynsec username);
+    #: None in directories written before it existed (``device add --cert`` then refuses).
+    cert_port: int | None = None
     websockets_port: int | None = None
     hosts: list[str] = dataclasses.field(default_factory=list)
     #: Written for a container that mounts the directory here (docker-compose.yml); None: for
@@ -126,6 +130,7 @@ def init_broker(
     root: str = DEFAULT_ROOT,
     force: bool = False,
     container: str | None = None,
+    cert_port: int = 8884,
 ) -> list[str]:
     """Write the configuration; return what to tell the user, one line each.
 
@@ -143,6 +148,15 @@ def init_broker(
             "--force (new identities: enrolled devices must be added again)"
         )
     folder.mkdir(parents=True, exist_ok=True)
+    # The broker's own lock (camfleet.mosquitto): --force must not swap the secrets, TLS keys
+    # and dynamic-security file under a broker that runs from this directory.
+    try:
+        os.close(lock_file(folder / "mosquitto.lock", f"pid {os.getpid()}, broker init"))
+    except LockHeld as held:
+        raise UserError(
+            f"a broker is running from {folder} ({held.holder}): stop it first, or choose "
+            "another directory"
+        ) from None
     (folder / "data").mkdir(exist_ok=True)
     settings = Settings(profile=profile, root=root, port=port, container=container)
     # Where mosquitto sees the directory, and where its plain listener binds.
@@ -160,7 +174,15 @@ def init_broker(
         notes.append("DEV profile: anonymous clients allowed, loopback only; never expose it")
     else:
         body += _prod(
-            folder, seen, plain, settings, tls_port, websockets, websockets_port, hosts, notes
+            folder,
+            seen,
+            plain,
+            settings,
+            (tls_port, cert_port),
+            websockets,
+            websockets_port,
+            hosts,
+            notes,
         )
     (folder / "mosquitto.conf").write_text("\n".join([*header, *body, ""]))
     (folder / SETTINGS).write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
@@ -176,7 +198,7 @@ def _prod(
     seen: Path,
     plain: str,
     settings: Settings,
-    tls_port: int,
+    tls_ports: tuple[int, int],
     websockets: str,
     websockets_port: int,
     hosts: tuple[str, ...],
@@ -193,7 +215,9 @@ def _prod(
     _write_private(folder / "secrets.json", json.dumps(passwords, indent=2) + "\n")
     dyn = dynsec.initial_config(settings.root, passwords, settings.jpeg_prefix, settings.ha_prefix)
     (folder / "dynamic-security.json").write_text(json.dumps(dyn, indent=2) + "\n")
+    tls_port, cert_port = tls_ports
     settings.tls_port = tls_port
+    settings.cert_port = cert_port
     settings.hosts = names
     tls_lines = [
         f"cafile {seen}/tls/ca.pem",
@@ -211,6 +235,20 @@ def _prod(
         f"listener {tls_port}",
         "max_connections 1000",
         *tls_lines,
+        "# MQTT over TLS where the client certificate is the identity (`camfleet device add",
+        "# --cert`): its CN is the dynamic-security username, so the identity's role applies; no",
+        "# password is asked. A certificate cannot be un-issued: `device rm` deletes the identity",
+        "# (each certificate has a CN of its own, never reused); the plugin grants that CN",
+        "# nothing from then on (docs/security.md).",
+        f"listener {cert_port}",
+        "max_connections 1000",
+        *tls_lines,
+        "require_certificate true",
+        "use_identity_as_username true",
+        "# Nothing asks the plugin at connect time on this listener, so nothing checks a pinned",
+        "# client id: the CN becomes the client id, so no certificate can take over (and empty)",
+        "# another identity's persistent session.",
+        "use_username_as_clientid true",
     ]
     if websockets == "auto":
         # The eclipse-mosquitto image serves websockets; this machine's mosquitto is asked.
@@ -232,6 +270,7 @@ def _prod(
         lines.append("# no websockets listener: this mosquitto build has no websockets support")
     notes += [
         f"TLS on port {tls_port} for {', '.join(names)}; clients need {tls}/ca.pem",
+        f"TLS with client certificates (device add --cert) on port {cert_port}",
         f"service identities (controller, dashboard, homeassistant, admin): {folder}/secrets.json",
         f"controller broker URL: camfleet broker url --config {folder} --identity controller",
     ]

@@ -18,6 +18,7 @@ import click
 import httpx
 
 from camfleet.errors import UserError
+from camfleet.proto.topics import is_valid_device_id
 from camfleet.user_config import load_token, token_file_for_api
 
 DEFAULT_API = "http://127.0.0.1:8080"
@@ -151,7 +152,7 @@ def devices(
 @click.option(
     "--allow-unknown",
     is_flag=True,
-    help="Queue it even if DEVICE has never connected (a device not provisioned yet).",
+    help="Queue it even if DEVICE was never enrolled and has never connected.",
 )
 @api_options
 def capture(
@@ -168,14 +169,21 @@ def capture(
     """Ask DEVICE (or --group G) to capture now. A sleeping device runs it on its next wake."""
     if (device is None) == (group is None):
         raise UserError("give a DEVICE or --group GROUP (exactly one)")
+    if device is not None and not is_valid_device_id(device):
+        # Checked first: an id no device can have never connects, so --allow-unknown would not
+        # help (the controller refuses it too).
+        raise UserError(
+            f"invalid device id {device!r}: use 1-64 of a-z 0-9 _ - (not starting with _)"
+        )
     client = Api(api, token)
     if device is not None and not allow_unknown:
         # A typo would otherwise queue a command that no device ever takes, shown as "sent".
         known = client.request("GET", f"/api/v1/devices/{device}", allow_missing=True)
         if known.status_code == 404:
             raise UserError(
-                f"no device {device!r} has ever connected to this controller "
-                "(`camfleet devices` lists the fleet); pass --allow-unknown to queue it anyway"
+                f"no device {device!r} has ever connected to this controller or been enrolled "
+                "with `camfleet device add` (`camfleet devices` lists the fleet); pass "
+                "--allow-unknown to queue it anyway"
             )
     body = {
         "action": "capture",

@@ -71,7 +71,16 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
         raise UserError(str(exc).splitlines()[0]) from None
     click.echo(f"broker listening on {server.url} (Ctrl-C to stop)")
     if isinstance(server, ConfiguredMosquitto):
-        ws_port = server.broker_dir.settings.websockets_port
+        settings = server.broker_dir.settings
+        # The prod profile's listeners for devices, as mosquitto opened them.
+        for other, what in (
+            (settings.tls_port, "MQTT over TLS"),
+            (settings.cert_port, "MQTT over TLS, client certificate as identity"),
+            (settings.websockets_port, "MQTT over secure websockets"),
+        ):
+            if other is not None and listening(other):
+                click.echo(f"       and on port {other} ({what})")
+        ws_port = settings.websockets_port
         if ws_port is not None and not listening(ws_port):
             click.echo(
                 f"warning: no websockets listener on port {ws_port}: this mosquitto is built "
@@ -112,6 +121,13 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
 )
 @click.option("--tls-port", type=int, default=8883, show_default=True, help="TLS listener (prod).")
 @click.option(
+    "--cert-port",
+    type=int,
+    default=8884,
+    show_default=True,
+    help="TLS listener where a client certificate is the identity (prod, `device add --cert`).",
+)
+@click.option(
     "--websockets",
     type=click.Choice(["auto", "on", "off"]),
     default="auto",
@@ -127,7 +143,11 @@ def run(port: int | None, data: Path, embedded: bool, config_dir: Path | None) -
     help="Extra name or IP address in the server certificate (repeatable).",
 )
 @click.option("--root", default="camfleet", show_default=True, help="Topic root.")
-@click.option("--force", is_flag=True, help="Overwrite an existing configuration.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite an existing configuration (refused while a broker runs from it).",
+)
 @click.option(
     "--container",
     default=None,
@@ -140,6 +160,7 @@ def init(
     profile: str,
     port: int,
     tls_port: int,
+    cert_port: int,
     websockets: str,
     websockets_port: int,
     hosts: tuple[str, ...],
@@ -159,6 +180,7 @@ def init(
         root,
         force,
         container,
+        cert_port,
     ):
         click.echo(line)
 

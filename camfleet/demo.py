@@ -10,8 +10,10 @@ after ``--duration``). Each process logs to ``DATA/logs/``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +25,7 @@ from typing import Any
 import click
 import httpx
 
+from camfleet.dirlock import LockHeld, lock_file
 from camfleet.embedded_broker import EmbeddedBroker
 from camfleet.errors import UserError
 from camfleet.mosquitto import Mosquitto, free_port
@@ -122,7 +125,7 @@ class SecureDemo:
 
         folder = data / "broker-prod"
         init_broker(folder, "prod", port=port or free_port(), tls_port=free_port(),
-                    websockets="off", force=True)  # fmt: skip
+                    cert_port=free_port(), websockets="off", force=True)  # fmt: skip
         self.broker = ConfiguredMosquitto(folder)
         self.dir = self.broker.broker_dir
         self.data = data
@@ -161,11 +164,59 @@ def wait_known(api: str, device_id: str, procs: Processes, timeout: float) -> No
     raise UserError(f"{device_id} did not connect in {timeout:.0f}s: see the logs")
 
 
+LOCK_NAME = "demo.lock"
+STATUS_EVERY_S = 5.0
+
+
+def wipe(data: Path) -> None:
+    """Empty ``data`` except the lock file this demo holds (a new file would be a new lock)."""
+    for entry in data.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse at once, before anything starts, when the API port is taken (by another demo or
+    controller, whose /health would otherwise answer for ours)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UserError(
+                f"the API address {host}:{port} is not available ({exc.strerror}): stop what "
+                "uses it, or pass --http HOST:PORT"
+            ) from None
+
+
+def last_error(log: Path) -> str:
+    """The child's own ``camfleet: error:`` line (its cause), else where to look."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        if line.startswith("camfleet: error: "):
+            return line.removeprefix("camfleet: error: ") + f" (see {log})"
+    return f"see {log}"
+
+
+def next_row_in(started: float, duration: float) -> float:
+    """Seconds until the next status row: every STATUS_EVERY_S, and one at --duration."""
+    if not duration:
+        return STATUS_EVERY_S
+    return max(0.0, min(STATUS_EVERY_S, started + duration - time.monotonic()))
+
+
 def wait_healthy(api: str, child: Child, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.proc.poll() is not None:
-            raise UserError(f"the controller exited at start-up: see {child.log}")
+            raise UserError(f"the controller exited at start-up: {last_error(child.log)}")
         try:
             if httpx.get(f"{api}/health", timeout=2).status_code == 200:
                 return
@@ -280,16 +331,27 @@ def demo(
     def say(text: str) -> None:
         click.echo(text, err=as_json)
 
-    if not keep and data.exists():
-        shutil.rmtree(data)
-    logs = data / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     host, _, port_text = http.rpartition(":")
     try:
         port = int(port_text) or free_port()
     except ValueError:
         raise UserError(f"invalid --http {http!r}: use HOST:PORT") from None
     api = f"http://{host or '127.0.0.1'}:{port}"
+    # Everything that can refuse comes before the wipe: a second demo must leave a running
+    # one's data (and its controller's files) alone.
+    try:
+        lock_fd = lock_file(data / LOCK_NAME, f"pid {os.getpid()}")
+    except LockHeld as held:
+        raise UserError(
+            f"another demo is running from {data} ({held.holder}): stop it, or pass --data DIR"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot use {data}: {exc}") from None
+    check_port_free(host or "127.0.0.1", port)
+    if not keep:
+        wipe(data)
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
 
     if secure:
         if embedded_broker:
@@ -314,7 +376,8 @@ def demo(
         broker.start()
     except RuntimeError as exc:  # installed, but it did not start (port taken, bad config)
         raise UserError(str(exc).splitlines()[0]) from None
-    say(f"broker      {broker.url} ({type(broker).__name__})")
+    kind = "Mosquitto" if isinstance(broker, Mosquitto) else type(broker).__name__
+    say(f"broker      {broker.url} ({kind})")
     if secured is not None:
         say(f"            {secured.tls_url} for devices (prod profile: {secured.dir.path})")
     controller_broker = secured.controller_url if secured is not None else broker.url
@@ -339,7 +402,12 @@ def demo(
         )
         wait_healthy(api, controller, 60)
         token_file = data / "controller" / "api-token"
-        token = token_file.read_text().strip()
+        try:
+            token = token_file.read_text().strip()
+        except FileNotFoundError:  # what answered /health is not our controller
+            raise UserError(
+                f"the controller wrote no API token ({token_file}): see {controller.log}"
+            ) from None
         say(f"controller  {api}  (OpenAPI UI: {api}/docs; API token in {token_file})")
         for i in range(cameras):
             config = data / f"edge-{i}" / "edge.toml"
@@ -418,7 +486,7 @@ def demo(
         started = time.monotonic()
         last: dict[str, Any] = {}
         command_status = ""
-        while not stop.wait(5.0):
+        while not stop.wait(next_row_in(started, duration)):
             dead = procs.dead()
             if dead:
                 raise UserError(f"{dead[0].name} exited unexpectedly: see {dead[0].log}")
@@ -452,6 +520,7 @@ def demo(
         say("stopping ...")
         procs.stop()
         broker.stop()
+        os.close(lock_fd)
     if duration and not last.get("frames_stored"):
         raise UserError("the demo stored no frame: see the logs in " + str(logs))
     if as_json:

@@ -4,8 +4,10 @@ Enrolling a device means, in this order: a broker identity in the dynamic-securi
 random password, its client id pinned, a role naming only its own topics), a per-device secret
 key in the controller's registry (what the controller signs with), and the device's
 configuration (edge.toml for Linux boards; the NVS settings, CSV and image for ESP32 boards) in
-an output folder readable only by the caller. Revocation deletes the identity (the plugin drops
-the live connection at once) and the key.
+an output folder readable only by the caller; and the device's row in the registry (state
+``enrolled`` until it is first heard from). With ``cert`` the identity is a client certificate
+issued from the broker's CA instead of a password. Revocation deletes every identity of the
+device (the plugin drops the live connection at once) and the key.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import secrets
 from pathlib import Path
 
 from camfleet.atomic import atomic_write
-from camfleet.broker_config import dynsec
+from camfleet.broker_config import dynsec, pki
 from camfleet.broker_config.admin import DynsecAdmin
 from camfleet.broker_config.profiles import BrokerDir
+from camfleet.controller import registry
 from camfleet.controller.device_keys import DeviceKeys
 from camfleet.errors import UserError
 from camfleet.proto.errors import ContractError
@@ -59,9 +62,22 @@ def client_id_for(device_id: str, board: str) -> str:
 class Enrolment:
     device_id: str
     board: str
-    password: str
+    #: The broker identity: the device id (password), or ``<id>.<tag>`` (certificate's CN).
+    username: str
+    password: str | None  # None: a client certificate is the identity
     key: bytes
     files: list[Path]
+
+    def as_json(self) -> dict[str, object]:
+        """What ``device add --json`` prints: no secret (they are in the files)."""
+        return {
+            "device_id": self.device_id,
+            "board": self.board,
+            "identity": self.username,
+            "credential": "password" if self.password is not None else "certificate",
+            "registered": True,
+            "files": [str(f) for f in self.files],
+        }
 
 
 def _private_dir(path: Path) -> Path:
@@ -85,6 +101,7 @@ def add_device(
     out: Path,
     broker_host: str | None = None,
     wifi: tuple[str, str] = ("", ""),
+    cert: bool = False,
 ) -> Enrolment:
     device_id = checked_device_id(device_id)
     for g in groups:
@@ -96,41 +113,64 @@ def add_device(
         raise UserError(f"unknown board {board!r}: use one of {', '.join(BOARDS)}")
     if broker.settings.profile != "prod":
         raise UserError(f"{broker.path} is a dev broker: anyone may connect, nothing to enrol")
-    password = secrets.token_urlsafe(24)
-    root = broker.settings.root
-    with DynsecAdmin(broker.url("admin")) as admin:
-        # Re-adding replaces the identity (new password, new key): the old ones stop working.
-        admin.run(dynsec.remove_device_commands(device_id), ignore=("not found",))
-        admin.run(
-            dynsec.add_device_commands(
-                device_id, password, client_id_for(device_id, board), groups, root
-            )
+    if cert and is_esp32(board):
+        raise UserError(
+            f"--cert: the ESP32 node authenticates with a password only (no client certificate "
+            f"support in its MQTT client yet); enrol {board} boards without --cert"
         )
+    if cert and broker.settings.cert_port is None:
+        raise UserError(
+            f"--cert: {broker.path} has no client-certificate listener (written by an older "
+            "camfleet): run `camfleet broker init --force` to add it"
+        )
+    root = broker.settings.root
+    folder = out / device_id
+    password: str | None = None
+    with DynsecAdmin(broker.url("admin")) as admin:
+        # Re-adding replaces every identity of the device (a new password or certificate, a new
+        # key): the old ones stop working.
+        admin.run(
+            dynsec.remove_device_commands(device_id, admin.usernames()), ignore=("not found",)
+        )
+        if cert:
+            username = dynsec.tagged_username(device_id, secrets.token_hex(4))
+            pki.issue(
+                broker.path / "tls", "client", username, [], server=False, out=_private_dir(folder)
+            )
+            admin.run(dynsec.add_cert_device_commands(device_id, username, groups, root))
+        else:
+            username, password = device_id, secrets.token_urlsafe(24)
+            admin.run(
+                dynsec.add_device_commands(
+                    device_id, password, client_id_for(device_id, board), groups, root
+                )
+            )
     key = keys.create(device_id)
+    # The registry row (state "enrolled" until its first message) goes where the key went: the
+    # controller's registry, written directly, so enrolling works whether or not the controller
+    # runs, and a running one lists the device at once (it reads the registry per request).
+    with keys.db.transaction() as tx:
+        registry.enrol(tx, device_id, groups, board)
     host = broker_host or _default_host(broker)
-    folder = _private_dir(out / device_id)
+    _private_dir(folder)
     if is_esp32(board):
+        assert password is not None
         files = _esp32_files(broker, folder, device_id, groups, board, password, key, host, wifi)
     else:
         files = [_edge_toml(broker, folder, device_id, groups, board, password, key, host)]
-    return Enrolment(device_id, board, password, key, files)
+        if cert:
+            files += [folder / "client.pem", folder / "client.key"]
+    return Enrolment(device_id, board, username, password, key, files)
 
 
 def remove_device(broker: BrokerDir, keys: DeviceKeys, device_id: str) -> bool:
-    """Revoke: True if the broker knew the identity."""
+    """Revoke: True if the broker knew an identity of the device."""
     device_id = checked_device_id(device_id)
     with DynsecAdmin(broker.url("admin")) as admin:
-        try:
-            admin.run(dynsec.remove_device_commands(device_id)[:1])
-        except UserError as exc:
-            if "not found" not in str(exc):
-                raise
-            known = False
-        else:
-            known = True
-        admin.run(dynsec.remove_device_commands(device_id)[1:], ignore=("not found",))
+        known = [u for u in admin.usernames() if dynsec.is_identity_of(device_id, u)]
+        admin.run(dynsec.remove_device_commands(device_id, known), ignore=("not found",))
     keys.delete(device_id)
-    return known
+    return bool(known)
 
 
 def _default_host(broker: BrokerDir) -> str:
@@ -145,15 +185,27 @@ def _edge_toml(
     device_id: str,
     groups: tuple[str, ...],
     board: str,
-    password: str,
+    password: str | None,
     key: bytes,
     host: str,
 ) -> Path:
     ca = (broker.ca_file).read_bytes()
     (folder / "ca.pem").write_bytes(ca)
+    if password is None:  # the client certificate is the identity, on its own listener
+        broker_lines = [
+            f'url = "mqtts://{host}:{broker.settings.cert_port}"',
+            'ca_file = "ca.pem"',
+            'cert_file = "client.pem"',
+            'key_file = "client.key"',
+        ]
+    else:
+        broker_lines = [
+            f'url = "mqtts://{device_id}:{password}@{host}:{broker.settings.tls_port}"',
+            'ca_file = "ca.pem"',
+        ]
     lines = [
         f"# camfleet edge agent for {device_id}, written by `camfleet device add`.",
-        "# It holds the device's broker password and secret key: keep it private (mode 0600).",
+        "# It holds the device's broker credentials and secret key: keep it private (mode 0600).",
         "[device]",
         f"id = {json.dumps(device_id)}",
         f"board = {json.dumps(board)}",
@@ -161,8 +213,7 @@ def _edge_toml(
         f"key = {json.dumps(key.hex())}",
         "",
         "[broker]",
-        f'url = "mqtts://{device_id}:{password}@{host}:{broker.settings.tls_port}"',
-        'ca_file = "ca.pem"',
+        *broker_lines,
         f"root = {json.dumps(broker.settings.root)}",
         "",
     ]

@@ -8,7 +8,6 @@ write the files).
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import logging
 import logging.handlers
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from camfleet.dirlock import LockHeld, lock_file
 from camfleet.errors import UserError
 
 READY_MARKER = " running"  # "mosquitto version 2.0.11 running"
@@ -106,20 +106,13 @@ class Mosquitto:
         running one's config or share its persistence. The lock is an flock that mosquitto
         inherits, so it holds as long as either this process or the broker lives.
         """
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
+            self._lock_fd = lock_file(self.lock_path, f"pid {os.getpid()}, port {self.port}")
+        except LockHeld as held:
             raise RuntimeError(
-                f"another broker uses {self.workdir} ({owner}): stop it, or give this one a "
+                f"another broker uses {self.workdir} ({held.holder}): stop it, or give this one a "
                 "directory of its own"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}, port {self.port}\n".encode())
-        self._lock_fd = fd
 
     def _unlock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None

@@ -49,3 +49,15 @@ class BrokerUrl:
     def __str__(self) -> str:
         auth = f"{self.username}@" if self.username else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+
+
+def redacted(text: str) -> str:
+    """``text`` as logs and banners show it: the password left out (``mqtt://user@host:port``).
+
+    The one redaction of broker addresses (it is :meth:`BrokerUrl.__str__`); text that does not
+    parse is shown as ``<invalid broker address>`` rather than echoed with what it may hold.
+    """
+    try:
+        return str(BrokerUrl.parse(text))
+    except UserError:
+        return "<invalid broker address>"

@@ -7,6 +7,8 @@ CAMFLEET_CONFIG), environment variables CAMFLEET_<NAME>, and these options.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import signal
 import sqlite3
 import threading
@@ -16,7 +18,9 @@ from typing import Any
 import click
 
 from camfleet.controller import config as config_mod
+from camfleet.dirlock import LockHeld, lock_file
 from camfleet.errors import UserError
+from camfleet.mqtt_url import redacted
 from camfleet.user_config import save_token
 
 _OPTIONS: list[tuple[str, Any, str]] = [
@@ -58,6 +62,11 @@ _OPTIONS: list[tuple[str, Any, str]] = [
     ("chunk_sets_per_device", int, "Incomplete chunked frames held per device."),
     ("log_level", click.Choice(["debug", "info", "warning", "error"]), "Log level."),
     ("ota_public_key", str, "PEM file of the firmware release public key (RSA-3072, SB V2)."),
+    (
+        "ota_edge_public_key",
+        str,
+        "Ed25519 release public key of edge bundles (base64, as the agents' update_public_key).",
+    ),
     ("ota_max_transfers", int, "Devices served OTA blocks at a time."),
     ("ota_blocks_per_s", float, "OTA blocks published per second, all devices together."),
 ]
@@ -85,6 +94,13 @@ def _with_options(fn: Any) -> Any:
                 help=f"{help_text} [env {env}; default {shown}]",
             )(fn)
     return fn
+
+
+def lock_name(client_id: str) -> str:
+    """The lock file in DATA for a controller with this --client-id ('' = the default id)."""
+    if not client_id:
+        return "controller.lock"
+    return "controller-" + re.sub(r"[^A-Za-z0-9_.-]", "_", client_id) + ".lock"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,6 +132,19 @@ def run(config_file: Path | None, **options: Any) -> None:
     from camfleet.controller.storage.migrations import SchemaTooNew
 
     keep_freed_memory()  # a process of its own: frame buffers are reused, not re-faulted
+    # Before anything connects or writes: a second controller on the same DATA with the same
+    # MQTT client id (the default one comes from DATA/instance-id) would take over the first
+    # one's session, each kicking the other off the broker. Controllers sharing DATA with
+    # client ids of their own (docs/controller.md, Scale-out) each take their own lock.
+    try:
+        lock_fd = lock_file(Path(cfg.data) / lock_name(cfg.client_id), f"pid {os.getpid()}")
+    except LockHeld as held:
+        raise UserError(
+            f"another controller uses {cfg.data} with the same MQTT client id ({held.holder}): "
+            "stop it, or give this one a --data (or a --client-id) of its own"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot use data directory {cfg.data}: {exc}") from None
     try:
         ctl = Controller(cfg)
     except (OSError, sqlite3.DatabaseError) as exc:
@@ -144,6 +173,7 @@ def run(config_file: Path | None, **options: Any) -> None:
             click.echo(f"camfleet controller: could not save the API token for this user: {exc}")
         else:
             click.echo(f"camfleet controller: API token saved for this user in {saved}")
-    click.echo(f"camfleet controller: ingesting from {cfg.broker}; data in {cfg.data}")
+    click.echo(f"camfleet controller: ingesting from {redacted(cfg.broker)}; data in {cfg.data}")
     stop.wait()
     ctl.stop()
+    os.close(lock_fd)

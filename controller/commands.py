@@ -419,6 +419,28 @@ class Commands:
         }
 
 
+def _unknown_key(data: dict[str, Any], descriptor: Any, prefix: str = "") -> str | None:
+    """The first key of ``data`` the message has no field for, as one line naming the valid
+    keys in the spelling the docs and ``config set`` use (protobuf's own error is two lines
+    in camelCase). Both spellings are accepted, as json_format does."""
+    for key, value in data.items():
+        field = descriptor.fields_by_name.get(key) or next(
+            (f for f in descriptor.fields if f.json_name == key), None
+        )
+        if field is None:
+            valid = ", ".join(f.name for f in descriptor.fields)
+            return f"unknown key {prefix}{key}: use one of {valid}"
+        if (
+            field.message_type is not None
+            and isinstance(value, dict)
+            and not field.message_type.GetOptions().map_entry
+        ):
+            found = _unknown_key(value, field.message_type, f"{prefix}{field.name}.")
+            if found:
+                return found
+    return None
+
+
 def _params(cmd: command_pb2.Command, action: str) -> dict[str, Any]:
     if not action:
         return {}
@@ -427,6 +449,9 @@ def _params(cmd: command_pb2.Command, action: str) -> dict[str, Any]:
 
 def config_from_json(data: dict[str, Any]) -> config_pb2.DeviceConfig:
     cfg = config_pb2.DeviceConfig()
+    unknown = _unknown_key(data, cfg.DESCRIPTOR) if isinstance(data, dict) else None
+    if unknown:
+        raise UserError(f"invalid config: {unknown}")
     try:
         json_format.ParseDict(data, cfg)
     except json_format.ParseError as exc:

@@ -83,6 +83,9 @@ class ControllerConfig:
     #: PEM file of the firmware release *public* key (Secure Boot V2 RSA-3072); the controller
     #: refuses every image it cannot verify with it. The private key never comes here.
     ota_public_key: str = ""
+    #: Edge-agent bundles: base64 of the raw 32-byte Ed25519 release *public* key (the agents'
+    #: ``[agent] update_public_key``); without it every bundle upload is refused.
+    ota_edge_public_key: str = ""
     #: Devices served OTA blocks at a time, and blocks published per second (all devices): a
     #: rollout must not starve frame ingest.
     ota_max_transfers: int = 8
@@ -148,17 +151,19 @@ def load(
             raise UserError(f"config file {config_file}: {exc}") from None
         section = doc.get("controller", {})
         names = {f.name: f for f in SCALAR_FIELDS}
+        # Errors name the file: a setting may come from it, the environment or an option.
+        where = f"config file {config_file}: "
         for key, value in section.items():
             if key not in names:
-                raise UserError(f"config file {config_file}: unknown setting {key!r}")
-            setattr(cfg, key, _convert(key, names[key].type, value))
+                raise UserError(f"{where}unknown setting {key!r}")
+            setattr(cfg, key, _convert(where + key, names[key].type, value))
         retention = doc.get("retention", {})
         if "default" in retention:
-            cfg.retention_default = _policy("retention.default", retention["default"])
+            cfg.retention_default = _policy(where + "retention.default", retention["default"])
         for group, data in retention.get("groups", {}).items():
-            cfg.retention_groups[group] = _policy(f"retention.groups.{group}", data)
+            cfg.retention_groups[group] = _policy(f"{where}retention.groups.{group}", data)
         for device, data in retention.get("devices", {}).items():
-            cfg.retention_devices[device] = _policy(f"retention.devices.{device}", data)
+            cfg.retention_devices[device] = _policy(f"{where}retention.devices.{device}", data)
     for f in SCALAR_FIELDS:
         value = env.get(f"CAMFLEET_{f.name.upper()}")
         if value is not None:

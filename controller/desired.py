@@ -146,20 +146,29 @@ class DesiredState:
             for device_id in device_ids:
                 cfg = self.effective(tx, device_id)
                 data = codec.encode(cfg)
-                row = tx.one(
-                    "SELECT version, config FROM device_desired WHERE device_id = ?", (device_id,)
+                creds = tx.scalar(
+                    "SELECT message FROM device_credentials WHERE device_id = ?", (device_id,)
                 )
-                if row is not None and bytes(row["config"]) == data:
+                creds = bytes(creds) if creds is not None else b""
+                row = tx.one(
+                    "SELECT version, config, credentials FROM device_desired WHERE device_id = ?",
+                    (device_id,),
+                )
+                if (
+                    row is not None
+                    and bytes(row["config"]) == data
+                    and bytes(row["credentials"] or b"") == creds
+                ):
                     continue
-                if row is None and not cfg.ListFields():
+                if row is None and not cfg.ListFields() and not creds:
                     continue  # nothing to say yet
                 version = (row["version"] if row else 0) + 1
                 tx.execute(
-                    "INSERT INTO device_desired (device_id, version, config, updated_ms) "
-                    "VALUES (?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET "
+                    "INSERT INTO device_desired (device_id, version, config, credentials, "
+                    "updated_ms) VALUES (?,?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET "
                     "version = excluded.version, config = excluded.config, "
-                    "updated_ms = excluded.updated_ms",
-                    (device_id, version, data, self.clock_ms()),
+                    "credentials = excluded.credentials, updated_ms = excluded.updated_ms",
+                    (device_id, version, data, creds, self.clock_ms()),
                 )
                 changed.append(device_id)
         for device_id in changed:
@@ -173,6 +182,8 @@ class DesiredState:
             return
         msg = config_pb2.Desired(version=row["version"], updated_at_ms=row["updated_ms"])
         msg.config.ParseFromString(bytes(row["config"]))
+        if row["credentials"]:
+            msg.credentials.ParseFromString(bytes(row["credentials"]))
         self.publish(
             topics.device_topic(device_id, topics.Kind.DESIRED, self.root),
             codec.encode(msg),
@@ -186,6 +197,22 @@ class DesiredState:
             ids = [r["device_id"] for r in tx.query("SELECT device_id FROM device_desired")]
         for device_id in ids:
             self.publish_device(device_id)
+
+    def set_credentials(self, device_id: str, creds: config_pb2.BrokerCredentials) -> int:
+        """Deliver new broker credentials (already sealed for the device) with its desired
+        config; returns the desired version that carries them."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO device_credentials (device_id, message, updated_ms) VALUES (?,?,?) "
+                "ON CONFLICT (device_id) DO UPDATE SET message = excluded.message, "
+                "updated_ms = excluded.updated_ms",
+                (device_id, codec.encode(creds), self.clock_ms()),
+            )
+        self.refresh([device_id])
+        with self.db.read() as tx:
+            return int(
+                tx.scalar("SELECT version FROM device_desired WHERE device_id = ?", (device_id,))
+            )
 
     # --- reported (applied by the writer) -----------------------------------------------------
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from camfleet.controller import registry
 from camfleet.controller.ota.artifacts import set_device_key
 from camfleet.controller.storage import open_database
 from camfleet.controller.storage.database import Database
@@ -105,8 +106,11 @@ class DeviceKeys:
         return key
 
     def delete(self, device_id: str) -> bool:
+        """Revocation (``camfleet device rm``): the key goes, and the registry shows the device
+        offline (:func:`registry.revoked`) in the same transaction."""
         with self.db.transaction() as tx:
             gone = tx.execute("DELETE FROM ota_device_keys WHERE device_id = ?", (device_id,))
+            registry.revoked(tx, device_id, int(time.time() * 1000))
         self._forget(device_id)
         return bool(gone)
 

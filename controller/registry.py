@@ -20,8 +20,10 @@ PRESENCE_NAMES = {
     state_pb2.PRESENCE_OFFLINE: "offline",
     state_pb2.PRESENCE_ASLEEP: "asleep",
 }
+#: Presence after `camfleet device rm` (:func:`revoked`); the derived state is offline.
+REVOKED = "revoked"
 #: Derived device states shown by the API.
-DERIVED_STATES = ("online", "asleep", "overdue", "offline", "unknown")
+DERIVED_STATES = ("online", "asleep", "overdue", "offline", "unknown", "enrolled")
 
 
 def wake_cause_name(value: int) -> str:
@@ -33,21 +35,42 @@ def wake_cause_name(value: int) -> str:
 
 
 def touch(tx: Tx, device_id: str, now_ms: int) -> bool:
-    """Record that the device was heard from; True when it is new to the registry."""
-    # One statement for a known device (every message of every device comes here): the
-    # UPDATE matches the row whether or not last_seen moves, so 0 rows means a new device.
+    """Record that the device was heard from; True when it is new to the registry (never heard
+    from: no row, or only the row of its enrolment, see :func:`enrol`)."""
+    # One statement for a device heard from before (every message of every device comes here):
+    # the UPDATE matches its row whether or not last_seen moves. 0 rows: a new device, or an
+    # enrolled one (first_seen_ms 0 until it is first heard from).
     if tx.execute(
         "UPDATE devices SET last_seen_ms = CASE WHEN last_seen_ms < ? THEN ? ELSE last_seen_ms "
-        "END WHERE device_id = ?",
+        "END WHERE device_id = ? AND first_seen_ms <> 0",
         (now_ms, now_ms, device_id),
     ):
         return False
+    if tx.execute(
+        "UPDATE devices SET first_seen_ms = ?, last_seen_ms = ? "
+        "WHERE device_id = ? AND first_seen_ms = 0",
+        (now_ms, now_ms, device_id),
+    ):
+        return True  # its first message since `camfleet device add`
     tx.execute(
         "INSERT INTO devices (device_id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
         "ON CONFLICT (device_id) DO NOTHING",
         (device_id, now_ms, now_ms),
     )
     return True
+
+
+def enrol(tx: Tx, device_id: str, groups: tuple[str, ...], board: str) -> None:
+    """The row of a device enrolled (``camfleet device add``) but never heard from: first and
+    last seen 0, state ``enrolled``. A device already in the registry keeps its row (its
+    history and frames); its groups gain the enrolled ones either way."""
+    tx.execute(
+        "INSERT INTO devices (device_id, first_seen_ms, last_seen_ms, board) VALUES (?, 0, 0, ?) "
+        "ON CONFLICT (device_id) DO NOTHING",
+        (device_id, board),
+    )
+    for group in groups:
+        add_group(tx, device_id, group)
 
 
 def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) -> str:
@@ -73,6 +96,8 @@ def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) 
                 return "stale"
         elif st.session < row["session"]:
             return "stale"
+        elif st.session == row["session"] and row["presence"] == REVOKED:
+            return "stale"  # the retained birth of the connection `device rm` dropped
     presence = PRESENCE_NAMES.get(st.presence, "unknown")
     tx.execute(
         "UPDATE devices SET presence = ?, presence_ms = ?, session = ?, next_wake_ms = ?, "
@@ -101,6 +126,19 @@ def apply_state(tx: Tx, device_id: str, st: state_pb2.DeviceState, now_ms: int) 
             if topics.is_valid_device_id(group):
                 add_group(tx, device_id, group)
     return "new" if new else "applied"
+
+
+def revoked(tx: Tx, device_id: str, now_ms: int) -> None:
+    """``camfleet device rm``: the broker dropped the device's connection, and a client the
+    dynamic-security plugin disconnects gets no will published, so nothing else would ever say
+    it is gone: its presence becomes ``revoked`` here, shown as offline (its row, history and
+    frames stay). The birth of the dropped connection stays retained on the broker and comes
+    again whenever the controller subscribes: :func:`apply_state` takes it as stale. A device
+    enrolled again connects with a new session and is online again."""
+    tx.execute(
+        "UPDATE devices SET presence = ?, presence_ms = ? WHERE device_id = ?",
+        (REVOKED, now_ms, device_id),
+    )
 
 
 def frames_seen(tx: Tx, device_id: str, live: dict[str, int], now_ms: int) -> bool:
@@ -180,6 +218,8 @@ def is_sleeper(row: Row) -> bool:
 def derive_state(row: Row, now_ms: int, overdue_grace_ms: int, silent_ms: int) -> str:
     """online / asleep / overdue / offline / unknown, from presence, next wake and last contact."""
     presence = row["presence"]
+    if presence == REVOKED:
+        return "offline"  # by `camfleet device rm`: it cannot connect
     if presence == "asleep":
         next_wake = row["next_wake_ms"]
         if next_wake and now_ms > next_wake + overdue_grace_ms:
@@ -187,6 +227,8 @@ def derive_state(row: Row, now_ms: int, overdue_grace_ms: int, silent_ms: int) -
         return "asleep"
     if presence in ("online", "offline"):
         return str(presence)
+    if row["last_seen_ms"] == 0:
+        return "enrolled"  # by `camfleet device add`, never heard from
     return "online" if now_ms - row["last_seen_ms"] <= silent_ms else "unknown"
 
 

@@ -141,7 +141,18 @@ class Scheduler:
         start_ms = parse_when(str(start)) if start is not None else now
         if kind == "once" and start is None:
             start_ms = parse_when(spec)
-        first = next_slot(kind, spec, start_ms, now - 1)
+        if kind == "once":
+            # A one-shot a moment in the past (the caller's "now", a request that took a while)
+            # fires at the next tick, like a late slot; one older than the grace would never
+            # fire, so it is refused instead of stored silently.
+            if start_ms < now - self.misfire_grace_ms:
+                raise UserError(
+                    f"the one-shot time {_utc(start_ms).isoformat()} is in the past "
+                    f"(more than misfire_grace_s = {self.misfire_grace_ms // 1000} s ago)"
+                )
+            first: int | None = start_ms
+        else:
+            first = next_slot(kind, spec, start_ms, now - 1)
         sid = "s" + secrets.token_hex(4)
         with self.db.transaction() as tx:
             tx.execute(

@@ -31,6 +31,7 @@ from camfleet.controller.live import LiveEvents
 from camfleet.controller.metric_catalog import declare_counters
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.ota.artifacts import ArtifactStore
+from camfleet.controller.ota.bundles import load_edge_public_key
 from camfleet.controller.ota.delivery import BlockServer
 from camfleet.controller.ota.images import ota_slot_size
 from camfleet.controller.ota.rollouts import Rollouts
@@ -152,7 +153,11 @@ class Controller:
         )
         self.desired.schedule_layer = self.scheduler.schedule_layer
         self.artifacts = ArtifactStore(
-            self.db, self.data / "ota", _public_key(config.ota_public_key), ota_slot_size()
+            self.db,
+            self.data / "ota",
+            _public_key(config.ota_public_key),
+            ota_slot_size(),
+            load_edge_public_key(config.ota_edge_public_key),
         )
         self.blocks = BlockServer(
             self.artifacts,

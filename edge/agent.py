@@ -22,13 +22,15 @@ from camfleet.edge.cameras.settings import merged
 from camfleet.edge.commands import CommandHandler
 from camfleet.edge.config import EdgeConfig
 from camfleet.edge.mqtt import Connection
+from camfleet.edge.ota import EdgeOta
 from camfleet.edge.schedule import Schedule
 from camfleet.edge.sender import SpoolSender
 from camfleet.edge.sessions import SessionNumbers
 from camfleet.edge.spool import Spool
 from camfleet.edge.state import AgentState
+from camfleet.edge.update import Slots
 from camfleet.errors import UserError
-from camfleet.proto import codec, signing
+from camfleet.proto import codec, credentials, signing
 from camfleet.proto.errors import ContractError
 from camfleet.proto.receipts import MAX_RANGES
 from camfleet.proto.topics import (
@@ -100,6 +102,11 @@ class EdgeAgent:
         self.observers: list[FrameObserver] = []
         # Extra birth info set by the launcher (self-update: the last version rolled back).
         self.birth_info: dict[str, str] = {}
+        # The version in births; the launcher sets the manifest version of the slot it runs.
+        self.firmware_version = config.device.firmware_version or __version__
+        # The launcher's A/B slots (edge/update.py), shared with the download's install.
+        self.slots: Slots | None = None
+        self.reexec = False  # set when a new version is installed: run() returns to re-execute
         self.counters: dict[str, int] = {
             "frames": 0,
             "bad_messages": 0,
@@ -114,12 +121,14 @@ class EdgeAgent:
         self._stop = threading.Event()
         self._restart = threading.Event()
         self._schedule_changed = threading.Event()
-        self._control: queue.Queue[tuple[Kind, bytes, bool] | None] = queue.Queue()
+        # (kind, payload, retained, epoch of the connection it arrived on)
+        self._control: queue.Queue[tuple[Kind, bytes, bool, int] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self.sessions: SessionNumbers
         self.conn: Connection
         self.sender: SpoolSender
         self.commands = CommandHandler(self)  # kept across restarts: it remembers command ids
+        self.ota = EdgeOta(self)  # resumes an interrupted self-update download at start
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -129,7 +138,7 @@ class EdgeAgent:
             self.start()
             while not stop.is_set() and not self._restart.is_set():
                 stop.wait(0.2)
-            restarting = self._restart.is_set() and not stop.is_set()
+            restarting = self._restart.is_set() and not stop.is_set() and not self.reexec
             self.stop()
             if not restarting:
                 return
@@ -150,6 +159,7 @@ class EdgeAgent:
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
             on_message=self._on_message,
+            credentials=self.state.load_credentials(),
         )
         self.sender = SpoolSender(
             self.spool,
@@ -173,12 +183,14 @@ class EdgeAgent:
         self.commands.start()
         self.sender.start()
         self.conn.start()
+        self.ota.start()
 
     def stop(self) -> None:
         """Orderly shutdown: OFFLINE state with the same session, clean disconnect, camera off."""
         self._stop.set()
         self._schedule_changed.set()
         self._control.put(None)
+        self.ota.stop()
         self.commands.stop()
         for t in self._threads:
             t.join(10)
@@ -198,6 +210,11 @@ class EdgeAgent:
         self.state.unlock()
 
     def request_restart(self) -> None:
+        self._restart.set()
+
+    def request_reexec(self) -> None:
+        """A new version is installed: stop, and let the launcher (edge/cli.py) start it."""
+        self.reexec = True
         self._restart.set()
 
     def _open_camera(self) -> None:
@@ -220,10 +237,14 @@ class EdgeAgent:
             session=session,
             incarnation=self.incarnation,
             timestamp_ms=now_ms(),
-            firmware_version=self.config.device.firmware_version or __version__,
+            firmware_version=self.firmware_version,
             platform=caps.platform,
             board=self.config.device.board,
-            capabilities=sorted({"jpeg", "chunks", "spool", "desired", "burst", *caps.features}),
+            capabilities=sorted(
+                {"jpeg", "chunks", "spool", "desired", "burst", *self._features, *caps.features}
+                # takes edge-bundle offers (the controller skips agents without it)
+                | ({"self_update"} if self.config.agent.update_public_key else set())
+            ),
             wake_cause=common_pb2.WAKE_CAUSE_ALWAYS_ON,
             desired_version=self.desired.version,
             max_payload=self.effective.max_payload or self.config.broker.max_payload,
@@ -238,6 +259,13 @@ class EdgeAgent:
             }
         )
         return codec.encode(state)
+
+    @property
+    def _features(self) -> tuple[str, ...]:
+        # "credentials": takes a new broker password in its desired config (`camfleet device
+        # rotate`); it needs the key to decrypt it and a password identity (not a certificate).
+        takes = self.config.device.key and self.config.broker.cert_file is None
+        return ("credentials",) if takes else ()
 
     def _will(self) -> tuple[int, bytes]:
         session = self.sessions.for_connect()
@@ -270,6 +298,7 @@ class EdgeAgent:
         type_: str,
         message: str,
         severity: int = telemetry_pb2.SEVERITY_INFO,
+        ota: telemetry_pb2.OtaProgress | None = None,
         **attributes: str,
     ) -> None:
         ev = telemetry_pb2.Event(
@@ -281,6 +310,8 @@ class EdgeAgent:
             uptime_ms=telemetry.system_uptime_ms(),
         )
         ev.attributes.update(attributes)
+        if ota is not None:
+            ev.ota.CopyFrom(ota)
         self.conn.publish(self.topic(Kind.EVENT), codec.encode(ev))
 
     def publish_reported(self, version: int | None = None, error: str = "") -> None:
@@ -289,6 +320,7 @@ class EdgeAgent:
             applied_at_ms=now_ms(),
             error=error,
             session=self.sessions.connected_session,
+            identity=self.conn.username,
         )
         rep.config.CopyFrom(self.effective)
         self.conn.publish(self.topic(Kind.REPORTED), codec.encode(rep), retain=True)
@@ -425,8 +457,12 @@ class EdgeAgent:
             payload = body
         if kind == Kind.CMD:
             self.commands.submit(payload)
+        elif kind == Kind.OTA_BLOCK:
+            why = self.ota.on_block(payload)
+            if why:
+                self._bad_message(topic, why)
         else:  # receipts, desired, and the controller's presence (the only state subscribed)
-            self._control.put((kind, payload, retained))
+            self._control.put((kind, payload, retained, self.conn.epoch))
 
     def _refuse_unsigned(self, topic: str, kind: Kind) -> None:
         self.counters["unsigned_refused"] += 1
@@ -447,14 +483,14 @@ class EdgeAgent:
             item = self._control.get()
             if item is None:
                 return
-            kind, payload, retained = item
+            kind, payload, retained, epoch = item
             try:
                 if kind == Kind.RECEIPT:
                     self._handle_receipt(payload)
                 elif kind == Kind.DESIRED:
                     self._handle_desired(payload)
                 elif kind == Kind.STATE:
-                    self._handle_controller_state(payload, retained)
+                    self._handle_controller_state(payload, retained, epoch)
             except Exception:  # never let one message kill the agent
                 log.exception("%s: error handling %s", self.device_id, kind.value)
 
@@ -478,12 +514,13 @@ class EdgeAgent:
         self.sender.receipt_arrived()
         self._notify()
 
-    def _handle_controller_state(self, payload: bytes, retained: bool) -> None:
+    def _handle_controller_state(self, payload: bytes, retained: bool, epoch: int) -> None:
         """The controller's presence. A live ONLINE birth means it has (re)connected and
         subscribed, so frames sent while it was away (a broker crash may have lost them with
         its subscription) go again at once; the retained copy handed over on our own subscribe
-        only tells whether it is there. While it is known to be OFFLINE, timed resends pause
-        (its next birth triggers one)."""
+        only tells whether it is there. Either ONLINE releases the frames held on a connection
+        whose broker lost the session (edge/sender.py). While it is known to be OFFLINE, timed
+        resends pause (its next birth triggers one)."""
         if not payload:
             self.sender.controller_online = None  # presence cleared: unknown
             return
@@ -494,6 +531,8 @@ class EdgeAgent:
             return
         online = state.presence == state_pb2.PRESENCE_ONLINE
         self.sender.controller_online = online
+        if online:
+            self.sender.controller_present(epoch)
         self._notify()
         if online and not retained:
             log.info(
@@ -523,6 +562,10 @@ class EdgeAgent:
             if desired.version == self.desired.version:
                 self.publish_reported()
                 return
+            # Credentials first and whatever the config says: a refused config must not leave
+            # the device on an identity that is about to be retired.
+            if desired.HasField("credentials"):
+                self._take_credentials(desired.credentials)
             effective = device_config.merge(self.file_config, desired.config)
             try:
                 device_config.validate(effective, self.camera, self.config.agent.max_burst)
@@ -541,6 +584,26 @@ class EdgeAgent:
             self.state.save_overlay(self.overlay)
             self._apply_effective(effective)
             self.publish_reported()
+
+    def _take_credentials(self, creds: config_pb2.BrokerCredentials) -> None:
+        """New broker credentials (already verified: the Desired's signature covers them):
+        stored before use, then the connection switches to them. The previous identity stays as
+        the fallback until it is retired."""
+        if creds.username == self.conn.username or "credentials" not in self._features:
+            return
+        password = credentials.open_password(self.config.device.key, self.device_id, creds)
+        if password is None:
+            self.event(
+                "credentials_refused",
+                f"broker credentials for {creds.username} cannot be decrypted with this "
+                "device's key",
+                telemetry_pb2.SEVERITY_ERROR,
+            )
+            return
+        identities = [(creds.username, password), *self.conn.identities]
+        self.state.save_credentials(identities[:2])
+        log.info("%s: switching to broker identity %s", self.device_id, creds.username)
+        self.conn.switch_identity(creds.username, password)
 
     def set_config(self, change: config_pb2.DeviceConfig) -> None:
         """Merge a SetConfig change on top, validate, persist and apply; ValueError if refused."""

@@ -69,6 +69,15 @@ def run(config_path: Path, log_level: str) -> None:
         config.spool.dir,
         agent.spool.depth,
     )
+    agent.slots = slots
+    if running is not None:  # births report the version of the slot this process runs
+        pending = slots.pending
+        slot_version = (
+            pending["version"]
+            if pending is not None and running == str(slots.path(pending["slot"]))
+            else slots.state["version"]
+        )
+        agent.firmware_version = slot_version or agent.firmware_version
     if slots.failed is not None:  # in every birth until a newer version is confirmed
         agent.birth_info["update_failed_version"] = slots.failed["version"]
     check = update.HealthCheck(agent, slots, running, stop)
@@ -76,8 +85,10 @@ def run(config_path: Path, log_level: str) -> None:
     agent.run(stop)
     agent.close()
     check.join()
-    if check.failed:
-        update.exec_agent(None)  # back through the launcher, which starts the previous slot
+    if check.failed or agent.reexec:
+        # back through the launcher, which starts the previous slot after a failed health
+        # check, or the newly installed one after a download (edge/ota.py)
+        update.exec_agent(None)
 
 
 @edge.command("install-update")

@@ -205,12 +205,7 @@ class CommandHandler:
         self.ack(command.id, A.ACK_STATUS_DONE)
 
     def _ota_offer(self, command: command_pb2.Command) -> None:
-        self.ack(
-            command.id,
-            A.ACK_STATUS_REJECTED,
-            "OTA images are not supported by the Linux edge agent: "
-            "install bundles with camfleet edge install-update",
-        )
+        self.agent.ota.handle_offer(command)
 
 
 def _salvage_id(payload: bytes) -> str:

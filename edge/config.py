@@ -59,6 +59,9 @@ class BrokerSection:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     inflight: int = 16  # QoS 1 publishes awaiting PUBACK before the spool sender waits
     ca_file: Path | None = None  # mqtts:// against a private CA (camfleet broker init's ca.pem)
+    #: A client certificate + key as the broker identity (``camfleet device add --cert``).
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,13 @@ def config_from_dict(
         ),
         inflight=broker_t.number("inflight", low=1, high=1000, integer=True),
         ca_file=_optional_path(base, broker_t.get("ca_file", str, default="")),
+        cert_file=_optional_path(base, broker_t.get("cert_file", str, default="")),
+        key_file=_optional_path(base, broker_t.get("key_file", str, default="")),
     )
+    if (broker.cert_file is None) != (broker.key_file is None):
+        broker_t.fail("cert_file", "cert_file and key_file go together")
+    if broker.cert_file is not None and not url.tls:
+        broker_t.fail("cert_file", "a client certificate needs an mqtts:// url")
     if broker.reconnect_max_s < broker.reconnect_min_s:
         broker_t.fail("reconnect_max_s", "must be >= reconnect_min_s")
     broker_t.done()

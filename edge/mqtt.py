@@ -25,6 +25,10 @@ from camfleet.proto.topics import Kind, controller_state_topic, device_filters, 
 
 log = logging.getLogger(__name__)
 
+#: CONNACK refusals that mean "not these credentials" (MQTT 3.1.1 codes 4 and 5, as paho words
+#: them)
+AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
+
 #: messages paho may hold while offline (acks, events); frames are bounded by the spool sender
 MAX_QUEUED = 1000
 
@@ -47,6 +51,7 @@ class Connection:
         on_disconnected: Callable[[], None],
         on_message: Callable[[str, bytes, bool], None],
         rng: Callable[[], float] = random.random,
+        credentials: list[tuple[str, str]] | None = None,
     ) -> None:
         self.config = config
         self._will = will
@@ -59,6 +64,13 @@ class Connection:
         self.epoch = 0  # increments on every successful connect
         self.session = 0
         self.connects = 0
+        #: the current connection's broker no longer had the persistent session an earlier
+        #: connection of this process left there (a crash before its autosave, a wipe): it has
+        #: most likely lost the controller's subscription with it (see SpoolSender)
+        self.session_lost = False
+        #: topics whose publisher sends its unacknowledged messages again itself after a
+        #: reconnect (the spool sender: frames, chunks), see _drop_owned
+        self.owned_topics: set[str] = set()
         self.last_error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,10 +81,20 @@ class Connection:
             clean_session=False,
             protocol=paho.MQTTv311,
         )
-        if b.url.username:
-            self.client.username_pw_set(b.url.username, b.url.password)
+        #: (username, password) pairs to connect with, the one in use first: delivered ones
+        #: (``camfleet device rotate``) before the config file's. A pair the broker refuses
+        #: yields to the next (a rotation that was undone falls back to the old identity).
+        self.identities = list(credentials or [])
+        if b.url.username and (b.url.username, b.url.password or "") not in self.identities:
+            self.identities.append((b.url.username, b.url.password or ""))
+        if self.identities:
+            self.client.username_pw_set(*self.identities[0])
         if b.url.tls:
-            self.client.tls_set(ca_certs=str(b.ca_file) if b.ca_file else None)
+            self.client.tls_set(
+                ca_certs=str(b.ca_file) if b.ca_file else None,
+                certfile=str(b.cert_file) if b.cert_file else None,
+                keyfile=str(b.key_file) if b.key_file else None,
+            )
         self.client.max_inflight_messages_set(max(20, b.inflight + 4))
         self.client.max_queued_messages_set(MAX_QUEUED)
         self.client.on_connect = self._on_connect
@@ -125,6 +147,7 @@ class Connection:
         session, will_payload = self._will()
         self.session = session
         self.client.will_set(self.state_topic, will_payload, qos=1, retain=True)
+        self._drop_owned()
         try:
             self.client.connect(b.url.host, b.url.port, keepalive=b.keepalive_s)
         except (OSError, ValueError) as exc:
@@ -136,6 +159,18 @@ class Connection:
         worked = self.connected.is_set()
         self._set_disconnected()
         return worked
+
+    def _drop_owned(self) -> None:
+        """Forget the messages on ``owned_topics`` that paho still holds from the last
+        connection. paho would send its unacknowledged QoS 1 messages again right after the
+        next CONNACK, while the spool sender replays from the oldest unreceipted frame: a frame
+        paho held could then overtake an older one the broker had acknowledged and lost (a
+        crash), and first arrivals would leave capture order. The sender owns every replay.
+        Uses paho 2.2 internals (the version is pinned in pyproject.toml)."""
+        with self.client._out_message_mutex:
+            for mid, message in list(self.client._out_messages.items()):
+                if message.topic in self.owned_topics:
+                    del self.client._out_messages[mid]
 
     def _note_error(self, message: str) -> None:
         if message != self.last_error:  # log each distinct problem once, not every retry
@@ -155,12 +190,15 @@ class Connection:
         self,
         client: paho.Client,
         userdata: object,
-        flags: object,
+        flags: paho.ConnectFlags,
         rc: object,
         properties: object = None,
     ) -> None:
         if getattr(rc, "is_failure", False):
             self._note_error(f"broker {self.config.broker.url} refused the connection: {rc}")
+            if len(self.identities) > 1 and str(rc) in AUTH_REFUSALS:
+                self.identities.append(self.identities.pop(0))  # next attempt: the next one
+                client.username_pw_set(*self.identities[0])
             return
         self.last_error = ""
         topics = device_filters(
@@ -169,6 +207,7 @@ class Connection:
         # The controller's presence: its birth means "(re)subscribed, send what I lack".
         topics.append(controller_state_topic(self.config.broker.root))
         client.subscribe([(t, 1) for t in topics])
+        self.session_lost = self.connects > 0 and not flags.session_present
         self.connects += 1
         self._on_connected(self.session)  # birth first: it must precede any frame
         with self.changed:
@@ -199,6 +238,18 @@ class Connection:
     ) -> None:
         with self.changed:
             self.changed.notify_all()
+
+    @property
+    def username(self) -> str:
+        """The broker identity this connection uses ("" for none)."""
+        return self.identities[0][0] if self.identities else ""
+
+    def switch_identity(self, username: str, password: str) -> None:
+        """Use these credentials from now on (the old ones stay as the fallback): disconnect
+        cleanly and let the loop reconnect with them. Spooled frames and queued messages wait."""
+        self.identities = [(username, password), *(i for i in self.identities if i[0] != username)]
+        self.client.username_pw_set(username, password)
+        self.client.disconnect()
 
     # --- publishing --------------------------------------------------------------------------
 

@@ -7,6 +7,15 @@ order; a frame whose session is not the live connection's is flagged ``historica
 connection, unreceipted frames go again when the controller announces itself (``rewind``) or
 when the oldest one stays unreceipted too long (``_resend_check``). Frames whose encoded size
 exceeds the max payload travel as chunks (camfleet.proto.chunking).
+
+A reconnect to a broker that lost this agent's persistent session (``Connection.session_lost``:
+a crash before its autosave) most likely lost the controller's subscription too. Frames sent
+before the controller subscribes again reach nobody and come back only with the replay its
+birth triggers, after the frames sent between its subscription and that birth: first arrivals
+out of capture order. So on such a connection nothing is sent until the controller's ONLINE
+presence arrives on it (its live birth, or the retained copy our subscription hands over: it
+was published after the controller's subscription), or ``resend_after_s`` passed without one
+(a fleet without a controller presence still gets its frames).
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ class SpoolSender:
         self.conn = connection
         self.frame_topic = device_topic(device_id, Kind.FRAME, root)
         self.chunk_topic = device_topic(device_id, Kind.CHUNK, root)
+        connection.owned_topics.update((self.frame_topic, self.chunk_topic))  # replayed here
         self._connected_session = connected_session
         self._max_payload = max_payload
         self.window = window
@@ -64,6 +74,8 @@ class SpoolSender:
         #: the controller's last known presence (None = never heard of it): no timed resends
         #: while it is known to be offline, its birth triggers one
         self.controller_online: bool | None = None
+        self._controller_epoch = -1  # the connection on which the controller was last ONLINE
+        self.held = 0  # connections on which frames waited for the controller (session lost)
         self.rewinds = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,6 +95,11 @@ class SpoolSender:
     def rewind(self) -> None:
         """Send every unreceipted frame again from the oldest (the controller came back)."""
         self._rewind.set()
+        self.wake()
+
+    def controller_present(self, epoch: int) -> None:
+        """The controller's ONLINE presence arrived on the connection of ``epoch``."""
+        self._controller_epoch = epoch
         self.wake()
 
     def was_sent(self, key: SpoolKey) -> bool:
@@ -106,20 +123,25 @@ class SpoolSender:
                 while not self._stop.is_set() and not self.conn.connected.is_set():
                     cond.wait(1.0)
                 epoch = self.conn.epoch
+                session_lost = self.conn.session_lost
             if self._stop.is_set():
                 return
             try:
-                self._send_connection(epoch)
+                self._send_connection(epoch, session_lost)
             except Exception:  # a bug must not stop the sender for good: frames wait on disk
                 log.exception("spool sender failed; retrying")
                 self._stop.wait(1.0)
 
-    def _send_connection(self, epoch: int) -> None:
-        """Send everything spooled, oldest first, until the connection of ``epoch`` ends."""
+    def _send_connection(self, epoch: int, session_lost: bool = False) -> None:
+        """Send everything spooled, oldest first, until the connection of ``epoch`` ends.
+        With ``session_lost``, first wait for the controller (see the module docstring)."""
         cond = self.conn.changed
         cursor: SpoolKey | None = None
         inflight: list[paho.MQTTMessageInfo] = []
         self._sent_at.clear()  # everything goes again on a new connection anyway
+        hold_until = self._clock() + self.base_resend_after if session_lost else None
+        if session_lost:
+            self.held += 1
         while not self._stop.is_set():
             with cond:
                 while True:
@@ -127,6 +149,12 @@ class SpoolSender:
                         return
                     if not self.conn.connected.is_set():
                         return
+                    if hold_until is not None:
+                        left = hold_until - self._clock()
+                        if self._controller_epoch != epoch and left > 0:
+                            cond.wait(min(1.0, left))
+                            continue
+                        hold_until = None
                     timeout = self._resend_check()
                     if self._rewind.is_set():
                         self._rewind.clear()

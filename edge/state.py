@@ -7,14 +7,15 @@ before it is used.
 
 from __future__ import annotations
 
-import fcntl
+import json
 import os
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import TypeVar
 
 from google.protobuf.message import Message
 
 from camfleet.atomic import atomic_write
+from camfleet.dirlock import LockHeld, lock_file
 from camfleet.errors import UserError
 from camfleet.proto.v1 import config_pb2
 
@@ -23,13 +24,14 @@ M = TypeVar("M", bound=Message)
 
 
 class AgentState:
-    """Files under ``state_dir``: ``session``, ``config_overlay.pb``, ``desired.pb``."""
+    """Files under ``state_dir``: ``session``, ``config_overlay.pb``, ``desired.pb``,
+    ``credentials.json`` (mode 0600: broker credentials delivered by ``camfleet device rotate``)."""
 
     def __init__(self, state_dir: Path, fsync: bool = True) -> None:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
-        self._lock_file: IO[bytes] | None = None
+        self._lock_fd: int | None = None
 
     def lock(self) -> None:
         """Take the state dir for this agent (flock, released when the process dies).
@@ -37,18 +39,17 @@ class AgentState:
         Two agents on one state dir would reuse session numbers and delete each other's spool
         temp files: the second one gets a UserError instead.
         """
-        f = open(self.dir / "lock", "a+b")  # noqa: SIM115 - held open as long as the lock
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise UserError(f"another edge agent is running with state dir {self.dir}") from None
-        self._lock_file = f
+            self._lock_fd = lock_file(self.dir / "lock", f"pid {os.getpid()}")
+        except LockHeld as held:
+            raise UserError(
+                f"another edge agent is running with state dir {self.dir} ({held.holder})"
+            ) from None
 
     def unlock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()  # closing the descriptor releases the flock
-            self._lock_file = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     # --- session --------------------------------------------------------------------------
 
@@ -119,6 +120,23 @@ class AgentState:
         atomic_write(
             self.dir / "desired.pb", desired.SerializeToString(deterministic=True), self.fsync
         )
+
+    # --- broker credentials delivered in desired config ---------------------------------
+
+    def load_credentials(self) -> list[tuple[str, str]]:
+        """(username, password) pairs, the newest first (the one before it is the fallback
+        while the rotation is under way); empty: the config file's URL holds the identity."""
+        try:
+            data = json.loads((self.dir / "credentials.json").read_text())
+            return [(str(u), str(p)) for u, p in data["identities"]]
+        except FileNotFoundError:
+            return []
+        except (ValueError, KeyError, TypeError):  # damaged: the config file's identity
+            return []
+
+    def save_credentials(self, identities: list[tuple[str, str]]) -> None:
+        data = json.dumps({"identities": [list(i) for i in identities]}).encode()
+        atomic_write(self.dir / "credentials.json", data, self.fsync, mode=0o600)
 
     @staticmethod
     def _load(path: Path, message: M) -> M:

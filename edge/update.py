@@ -206,8 +206,13 @@ class Slots:
         failed = self.state["failed"]
         return failed if isinstance(failed, dict) else None
 
-    def install(self, manifest: Manifest, files: dict[str, bytes]) -> Path:
-        """Write a verified payload into the slot not running and mark it pending."""
+    def install(
+        self, manifest: Manifest, files: dict[str, bytes], artifact_id: str = "", sha256: str = ""
+    ) -> Path:
+        """Write a verified payload into the slot not running and mark it pending.
+
+        ``artifact_id`` / ``sha256``: the controller artifact it came from (empty when installed
+        by hand), carried into the ``ota`` events that tell the rollout how it went."""
         slot = "b" if self.state["active"] == "a" else "a"
         target = self.root / slot
         tmp = self.root / (TMP_PREFIX + slot)
@@ -224,7 +229,13 @@ class Slots:
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise UpdateError(f"cannot install into slot {slot}: {exc.strerror or exc}") from None
-        self.state["pending"] = {"slot": slot, "version": manifest.version, "tried": False}
+        self.state["pending"] = {
+            "slot": slot,
+            "version": manifest.version,
+            "tried": False,
+            "artifact_id": artifact_id,
+            "sha256": sha256,
+        }
         self._save()
         return target
 
@@ -257,7 +268,13 @@ class Slots:
         pending = self.pending
         if pending is None:
             return
-        self.state.update(pending=None, failed={"version": pending["version"], "reason": reason})
+        failed = {
+            "version": pending["version"],
+            "reason": reason,
+            "artifact_id": pending.get("artifact_id", ""),
+            "sha256": pending.get("sha256", ""),
+        }
+        self.state.update(pending=None, failed=failed)
         self._save()
 
     def mark_reported(self) -> None:
@@ -315,16 +332,22 @@ class HealthCheck(threading.Thread):
     def run(self) -> None:
         pending = self.slots.pending
         if pending is not None and self.running == str(self.slots.path(pending["slot"])):
-            self._check(pending["version"])
+            self._check(pending)
             return
         failed = self.slots.failed
         if failed is not None and not failed.get("reported") and self._online():
+            reason = f"rolled back: version {failed['version']} failed: {failed['reason']}"
             self.agent.event(
                 "ota",
-                f"rolled back: version {failed['version']} failed: {failed['reason']}",
+                reason,
                 telemetry_pb2.SEVERITY_ERROR,
+                ota=telemetry_pb2.OtaProgress(
+                    artifact_id=failed.get("artifact_id", ""),
+                    version=failed["version"],
+                    phase="rolled_back",
+                    error=reason,
+                ),
                 failed_version=failed["version"],
-                phase="rolled_back",
             )
             self.slots.mark_reported()
 
@@ -337,7 +360,8 @@ class HealthCheck(threading.Thread):
             deadline -= 0.2
         return False
 
-    def _check(self, version: str) -> None:
+    def _check(self, pending: dict[str, Any]) -> None:
+        version = pending["version"]
         why = ""
         if not self._online():
             if self.stop.is_set():
@@ -355,6 +379,13 @@ class HealthCheck(threading.Thread):
             self.stop.set()
             return
         self.slots.confirm()
+        # After the birth on the new version (``_online``): the rollout counts a success only
+        # when the device's last birth reports the offered version.
         self.agent.event(
-            "ota", f"running {version}: health check passed", version=version, phase="confirmed"
+            "ota",
+            f"running {version}: health check passed",
+            ota=telemetry_pb2.OtaProgress(
+                artifact_id=pending.get("artifact_id", ""), version=version, phase="succeeded"
+            ),
+            version=version,
         )

@@ -45,6 +45,8 @@ CAPABILITIES = (
     "ext0_wake", "ext1_wake", "touch_wake", "ulp_wake",
 )  # fmt: skip
 WIFI_TIMEOUT_MS = 15000
+# CONNACK refusals that mean "not these credentials" (MQTT 3.1.1 codes 4 and 5), as mqtt.py says
+AUTH_REFUSED = ("connection refused, code 4", "connection refused, code 5")
 MQTT_TIMEOUT_MS = 8000
 
 # The topic scheme of proto/topics.py, written again here because the node cannot import
@@ -123,6 +125,7 @@ class Node:
             st.text("board", "ai-thinker"), json.loads(pins) if pins else None
         )
         self.client = None  # type: Any
+        self.identity = ""  # the broker username of the connection (Reported.identity)
         self.wlan = None  # type: Any
         self.topics = {}
         # capture requests of this wake: (count, interval_ms, overrides, metadata, command id)
@@ -163,7 +166,7 @@ class Node:
         wake.sync_clock(self.store.text("ntp_host"))
         return self.connect_mqtt()
 
-    def connect_mqtt(self):
+    def connect_mqtt(self, fallback=True):
         st = self.store
         for kind in PUBLISHES:
             self.topics[kind] = device_topic(self.root, self.device_id, kind)
@@ -185,8 +188,14 @@ class Node:
         except OSError as e:
             self.log("broker unreachable: %s" % e)
             c.close()
+            if fallback and str(e) in AUTH_REFUSED:
+                import creds
+
+                if creds.swap(st):  # a rotation undone: the previous identity
+                    return self.connect_mqtt(False)
             return False
         self.client = c
+        self.identity = st.text("mqtt_user")  # what this connection authenticated as
         subs = [device_topic(self.root, self.device_id, k) for k in SUBSCRIBES]
         subs += [group_cmd_topic(self.root, g) for g in self.groups]
         # The broker keeps a persistent session's subscriptions: when it still has ours (CONNACK
@@ -240,7 +249,8 @@ class Node:
             "firmware_version": self.firmware,
             "platform": PLATFORM,
             "board": self.camera.board,
-            "capabilities": list(CAPABILITIES),
+            # "credentials": takes a new broker password in its desired config (needs the key)
+            "capabilities": list(CAPABILITIES) + (["credentials"] if self.key else []),
             "wake_cause": self.wake_cause,
             "next_wake_ms": next_wake_ms,
             "desired_version": self.desired_version,
@@ -333,13 +343,14 @@ class Node:
             pass
         self.publish("telemetry", pb.encode(S.TELEMETRY, t))
 
-    def reported(self, error=""):
+    def reported(self, error="", version=None):
         msg = {
-            "version": self.desired_version,
+            "version": self.desired_version if version is None else version,
             "applied_at_ms": wake.now_ms(),
             "config": self.cfg,
             "error": error,
             "session": self.session,
+            "identity": self.identity,
         }
         self.publish("reported", pb.encode(S.REPORTED, msg), retain=True)
 
@@ -413,6 +424,13 @@ class Node:
         version = d.get("version", 0)
         if version <= self.desired_version:
             return
+        # Credentials first, whatever becomes of the config: a refused config must not leave
+        # the node on an identity that is about to be deleted.
+        if d.get("credentials"):
+            import creds
+
+            if creds.take(self, d["credentials"]):
+                self.reconnect()
         new = cfgmod.merge(cfgmod.DEFAULTS, d.get("config", {}))
         problem = self.check_config(new)
         if problem:
@@ -424,15 +442,18 @@ class Node:
         self.persist_cfg()
         self.reported()
 
+    def reconnect(self):
+        """Connect again with the identity in NVS now, within this wake: a clean disconnect
+        (no will), the same session number, the birth again (the persistent session keeps the
+        subscriptions and what the broker queued)."""
+        if self.client is not None:
+            self.client.disconnect()
+        self.rtc.pop("subs", None)  # subscribe again: cheap, and certain
+        if self.connect_mqtt():
+            self.birth()
+
     def publish_reported_error(self, version, problem):
-        msg = {
-            "version": version,
-            "applied_at_ms": wake.now_ms(),
-            "config": self.cfg,
-            "error": problem,
-            "session": self.session,
-        }
-        self.publish("reported", pb.encode(S.REPORTED, msg), retain=True)
+        self.reported(problem, version)
 
     def check_config(self, c):
         try:

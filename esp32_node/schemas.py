@@ -197,7 +197,14 @@ DEVICE_CONFIG = (
     (30, "extra", "m", P),
 )
 
-DESIRED = ((1, "version", "u", P), (2, "updated_at_ms", "i", P), (3, "config", DEVICE_CONFIG, P))
+BROKER_CREDENTIALS = ((1, "username", "S", P), (2, "iv", "B", P), (3, "ciphertext", "B", P))
+
+DESIRED = (
+    (1, "version", "u", P),
+    (2, "updated_at_ms", "i", P),
+    (3, "config", DEVICE_CONFIG, P),
+    (4, "credentials", BROKER_CREDENTIALS, P),
+)
 
 REPORTED = (
     (1, "version", "u", P),
@@ -205,6 +212,7 @@ REPORTED = (
     (3, "config", DEVICE_CONFIG, P),
     (4, "error", "S", P),
     (5, "session", "u", P),
+    (6, "identity", "S", P),
 )
 
 # command.proto

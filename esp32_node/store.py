@@ -6,7 +6,8 @@ NVS keys (at most 15 characters; docs/esp32-node.md lists them all). Provisionin
 ``pins``, ``wdt_ms``, ``ota_max_ms``, ``bat_pin``, ``ntp_host``. State: ``incarn`` (8 random
 bytes chosen when the state is created), ``inc_since`` (its first session), ``session``, ``cfg``
 (the effective DeviceConfig, protobuf), ``desired_ver``, ``ota_offer``, ``ota_bits``,
-``ota_cmd``, ``ota_pend``. Nothing changes on flash until ``commit()``.
+``ota_cmd``, ``ota_pend``, ``mqtt_user0``/``mqtt_pass0`` (the identity in use before the last
+delivered one, ``camfleet device rotate``). Nothing changes on flash until ``commit()``.
 """
 
 import esp32

@@ -125,18 +125,31 @@ def watch(
     if url.tls:
         client.tls_set()
     client.on_message = on_message
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in filters])
+    refused: list[str] = []  # the CONNACK reason when the broker said no
+
+    def on_connect(
+        client: mqtt.Client, userdata: object, flags: object, rc: Any, p: object
+    ) -> None:
+        if rc.is_failure:  # wrong/no credentials, ACL: paho would retry silently for ever
+            refused.append(str(rc))
+            done.set()
+            return
+        client.subscribe([(t, 1) for t in filters])
+
+    client.on_connect = on_connect
     try:
         client.connect(url.host, url.port)
     except OSError as exc:
         raise UserError(f"cannot reach the broker at {url}: {exc}") from None
     client.loop_start()
     try:
-        done.wait() if count else threading.Event().wait()
+        done.wait()  # --count reached, or the broker refused us
     except KeyboardInterrupt:
         pass
     finally:
         client.disconnect()
         client.loop_stop()
-        click.echo(summary(seen, as_json), err=True)
+    if refused:
+        raise UserError(f"the broker at {url} refused the connection: {refused[0]}")
+    click.echo(summary(seen, as_json), err=True)
     sys.exit(0)

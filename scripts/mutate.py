@@ -14,10 +14,12 @@ Mutants (generated from the AST, each one change in one function):
   number    an integer constant n -> n + 1 (0 -> 1, 1 -> 2, ...); ``True``/``False`` swapped
   arith     ``+``/``-`` (also ``+=``/``-=``)
   drop      a call statement (``os.fdatasync(fd)``, ``store.committed()``) becomes ``pass``
-Not mutated: strings, docstrings, default argument values, and calls to the logger or the
-metrics (what they do is not durability). A killed mutant made a listed test fail or time out.
+Not mutated: strings, docstrings, default argument values, and calls to the logger, the
+rate-limited logger or the metrics (what they do is not durability). A killed mutant made a
+listed test fail or time out. Equivalent mutants, reviewed one by one in
+scripts/mutate-equivalent.toml, are not run and not counted (see ``Equivalent``).
 
-Usage: scripts/mutate [--list] [--module NAME ...] [--timeout-factor F]
+Usage: scripts/mutate [--list] [--module NAME ...] [--only N ...] [--jobs N] [--summary FILES]
 The latest score and every survivor are in docs/testing.md.
 """
 
@@ -27,11 +29,15 @@ import argparse
 import ast
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +57,9 @@ class Target:
     functions: tuple[str, ...] = ()
 
 
+# Listed fastest first: ``-x`` stops at the first failure, so most mutants cost a second.
+WRITER = "tests/controller/test_writer.py"
+STORE = "tests/controller/test_frame_store.py"
 CONTROLLER_INGEST = (
     "tests/controller/test_ingest_order.py",
     "tests/controller/test_ingest_durability.py",
@@ -60,7 +69,7 @@ FRAME_LOG = ("tests/controller/test_frame_log_io.py", "tests/controller/test_fra
 TARGETS: dict[str, Target] = {
     "receipts": Target(
         "proto/receipts.py",
-        ("tests/proto/test_receipts.py", "tests/proto/test_receipts_split.py"),
+        ("tests/proto/test_receipts_split.py", "tests/proto/test_receipts.py"),
     ),
     "codec": Target(
         "proto/codec.py",
@@ -72,7 +81,7 @@ TARGETS: dict[str, Target] = {
     ),
     "frame_log": Target(
         "controller/frames/log.py",
-        (*FRAME_LOG, CONTROLLER_INGEST[0]),
+        (STORE, *FRAME_LOG, CONTROLLER_INGEST[0]),
         # everything but the constructor's constants (names, modes, the starting sentinels)
         (
             "FrameLog.append",
@@ -87,16 +96,14 @@ TARGETS: dict[str, Target] = {
             "read_segment",
             "read_at",
             "_pwritev_all",
-            "_fsync_dir",
         ),
     ),
     "frame_store": Target(
         "controller/frames/store.py",
-        ("tests/controller/test_frame_files.py", *FRAME_LOG, *CONTROLLER_INGEST[:2]),
+        (STORE, "tests/controller/test_frame_files.py", *FRAME_LOG, *CONTROLLER_INGEST[:2]),
         # the durable path and the replay; not directory placement hints or orphan clean-up
         (
             "frame_key",
-            "frame_identity",
             "LocalFrameStore.put_batch",
             "LocalFrameStore.committed",
             "LocalFrameStore._abandon_staged",
@@ -116,14 +123,17 @@ TARGETS: dict[str, Target] = {
     ),
     "frames_index": Target(
         "controller/frames/index.py",
-        CONTROLLER_INGEST,
-        ("exists", "existing", "sha256_of_keys", "insert"),
+        (WRITER, *CONTROLLER_INGEST),
+        # the dedup lookup, the replay's lookup and the insert (not the API's queries)
+        ("digests", "sha256_of_keys", "insert"),
     ),
     # the writer also runs the registry's other jobs, whose after-commit actions notify the
     # command listeners: the command tests cover that part
     "writer": Target(
         "controller/ingest/writer.py",
         (
+            WRITER,
+            f"{STORE}::test_a_process_that_never_closes_its_store_or_writer_still_exits",
             *CONTROLLER_INGEST,
             "tests/controller/test_commands.py",
             # identity conflicts and the disk watermarks (issue 9) also go through the writer
@@ -131,7 +141,7 @@ TARGETS: dict[str, Target] = {
             "tests/controller/test_storms.py::test_a_full_disk_refuses_frames_then_resumes_by_itself",
         ),
     ),
-    "jobs": Target("controller/ingest/jobs.py", CONTROLLER_INGEST),
+    "jobs": Target("controller/ingest/jobs.py", (WRITER, *CONTROLLER_INGEST)),
     "scheduler": Target(
         "controller/scheduler.py",
         ("tests/controller/test_scheduler_race.py", "tests/controller/test_scheduler.py"),
@@ -148,7 +158,7 @@ TARGETS: dict[str, Target] = {
     ),
     "edge_sender": Target(
         "edge/sender.py",
-        ("tests/edge/test_outage.py",),
+        ("tests/edge/test_sender.py", "tests/edge/test_outage.py"),
         # what is sent, when, and again (not the thread's start/stop plumbing)
         (
             "SpoolSender._run",
@@ -189,6 +199,7 @@ _SWAP_CMP = {
     ast.IsNot: ast.Is,
 }
 _QUIET_CALLS = ("log", "logging", "metrics", "clock")  # receivers whose calls are not mutated
+_QUIET_METHODS = ("_ratelog",)  # a rate-limited logger: ``self._ratelog(...)``
 
 
 @dataclass(frozen=True)
@@ -216,7 +227,11 @@ def _receiver(call: ast.Call) -> str:
 
 
 def _quiet(node: ast.AST) -> bool:
-    return isinstance(node, ast.Call) and _receiver(node) in _QUIET_CALLS
+    if not isinstance(node, ast.Call):
+        return False
+    if isinstance(node.func, ast.Attribute) and node.func.attr in _QUIET_METHODS:
+        return True
+    return _receiver(node) in _QUIET_CALLS
 
 
 class _Finder(ast.NodeVisitor):
@@ -326,7 +341,7 @@ def mutants(module: str, target: Target, root: Path = REPO) -> list[Mutant]:
     finder = _Finder(target.functions)
     finder.visit(tree)
     lines = source.splitlines()
-    out = []
+    out: list[Mutant] = []
     for scope, kind, node, new in finder.found:
         assert new is not None
         start = (node.lineno, node.col_offset)  # type: ignore[attr-defined]
@@ -380,9 +395,15 @@ def make_copy(dest: Path) -> None:
         os.symlink(dest / area, dest / "camfleet" / area)
 
 
+#: Set when the run is stopped (Ctrl-C, SIGTERM): no new test run starts.
+_STOPPING = threading.Event()
+
+
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
-    """'pass', 'fail' or 'timeout', and the seconds it took."""
-    marker = f"{os.getpid()}-{time.monotonic_ns()}"
+    """'pass', 'fail' or 'timeout', and the seconds it took ('stopped' once stopping)."""
+    if _STOPPING.is_set():
+        return "stopped", 0.0
+    marker = f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
     env = dict(
         os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1", CAMFLEET_MUTANT_RUN=marker
     )
@@ -401,18 +422,22 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, 
     finally:
         _end_group(proc)
         _end_marked(marker)  # what the tests started in sessions of their own (brokers)
+    if _STOPPING.is_set():
+        return "stopped", 0.0
     return ("pass" if code == 0 else "fail"), time.monotonic() - started
 
 
 def _end_marked(marker: str) -> None:
     """Kill every process whose environment carries this run's marker (a test killed by the
-    timeout leaves its mosquitto running: it starts in a session of its own)."""
+    timeout leaves its mosquitto running: it starts in a session of its own). A marker ending
+    in "-" matches every run of this driver process (used when it is stopped)."""
     needle = f"CAMFLEET_MUTANT_RUN={marker}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
+            env = (entry / "environ").read_bytes().split(b"\0")
+            if any(v == needle or (marker.endswith("-") and v.startswith(needle)) for v in env):
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ValueError):
             continue
@@ -440,6 +465,107 @@ def check_copy_imports_itself(copy: Path) -> None:
         raise SystemExit(f"the copy imports {out}, not its own files")
 
 
+# --- equivalent mutants --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """A reviewed mutant that no input can tell from the original (scripts/mutate-equivalent.toml).
+
+    Matched on the module, the function, the kind, the change, the whole text of the source
+    line it starts on and of the line above it (stripped, so that two identical lines in one
+    function are told apart) and its column: an edit of those lines makes the entry stale
+    (reported), and the mutant is run again until someone reviews it. Line numbers are not
+    matched: an edit elsewhere in the file does not invalidate a review."""
+
+    module: str
+    function: str
+    kind: str
+    previous: str
+    line: str
+    column: int
+    change: str
+    why: str
+
+    def matches(self, m: Mutant, source_lines: list[str]) -> bool:
+        text = source_lines[m.line - 1]
+        above = source_lines[m.line - 2] if m.line >= 2 else ""
+        return (
+            self.module == m.module
+            and self.function == m.function
+            and self.kind == m.kind
+            and self.change == f"{m.before} -> {m.after}"
+            and self.line == text.strip()
+            and self.previous == above.strip()
+            and self.column == m.start[1] - (len(text) - len(text.lstrip()))
+        )
+
+
+EQUIVALENT_FILE = REPO / "scripts" / "mutate-equivalent.toml"
+
+
+def load_equivalent(path: Path = EQUIVALENT_FILE) -> list[Equivalent]:
+    if not path.exists():
+        return []
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    out = []
+    for entry in data.get("equivalent", []):
+        if not str(entry.get("why", "")).strip():
+            raise SystemExit(f"{path}: an entry without a reason: {entry}")
+        out.append(Equivalent(**entry))
+    return out
+
+
+def classify(
+    module: str, found: list[Mutant], source: str, equivalent: list[Equivalent]
+) -> tuple[list[Mutant], dict[int, Equivalent]]:
+    """(mutants to run, {number: its equivalence entry} for the rest)."""
+    lines = source.splitlines()
+    skipped: dict[int, Equivalent] = {}
+    for e in equivalent:
+        if e.module != module:
+            continue
+        hits = [m for m in found if e.matches(m, lines)]
+        if len(hits) > 1:
+            raise SystemExit(
+                f"{EQUIVALENT_FILE.name}: an entry matches {len(hits)} mutants of {module} "
+                f"(#{', #'.join(str(m.number) for m in hits)}): make it match one"
+            )
+        for m in hits:
+            skipped[m.number] = e
+    return [m for m in found if m.number not in skipped], skipped
+
+
+def stale_entries(equivalent: list[Equivalent], root: Path = REPO) -> list[Equivalent]:
+    """Entries that match no mutant of today's source (the line changed, or the scope)."""
+    out: list[Equivalent] = []
+    cache: dict[str, tuple[list[Mutant], list[str]]] = {}
+    for e in equivalent:
+        if e.module not in TARGETS:
+            out.append(e)
+            continue
+        if e.module not in cache:
+            target = TARGETS[e.module]
+            cache[e.module] = (
+                mutants(e.module, target, root),
+                (root / target.path).read_text().splitlines(),
+            )
+        found, lines = cache[e.module]
+        if not any(e.matches(m, lines) for m in found):
+            out.append(e)
+    return out
+
+
+def score_line(name: str, killed: int, ran: int, equivalent: int) -> str:
+    generated = ran + equivalent
+    return (
+        f"  {name:15} {killed:4} / {ran:<4} {100 * killed / max(ran, 1):5.1f} %   "
+        f"({equivalent} equivalent not run; raw {killed} / {generated} = "
+        f"{100 * killed / max(generated, 1):.1f} %)"
+    )
+
+
 def summary(files: list[Path]) -> int:
     """Later files override earlier ones mutant by mutant (a re-run of survivors with --only)."""
     latest: dict[tuple[str, int], dict[str, object]] = {}
@@ -448,24 +574,55 @@ def summary(files: list[Path]) -> int:
             if line.strip():
                 r = json.loads(line)
                 latest[(str(r["module"]), int(r["number"]))] = r
+    # Every row is checked against today's source: a row of another version of the file (its
+    # mutant no longer there, same number and change) stops the summary, and a mutant that
+    # the equivalence list covers today counts as equivalent whatever the run said.
+    reviewed = load_equivalent()
+    current: dict[str, tuple[dict[int, Mutant], dict[int, Equivalent]]] = {}
     by_module: dict[str, list[dict[str, object]]] = {}
-    for (module, _), r in sorted(latest.items()):
-        wanted = TARGETS[module].functions  # rows outside today's scope do not count
-        name = str(r["function"])
-        if not wanted or any(name == f or name.startswith(f + ".") for f in wanted):
-            by_module.setdefault(module, []).append(r)
-    print("| module | file | killed | mutants | score |")
-    print("|---|---|---:|---:|---:|")
-    k_all = n_all = 0
+    for (module, number), r in sorted(latest.items()):
+        if module not in current:
+            found = mutants(module, TARGETS[module])
+            source = (REPO / TARGETS[module].path).read_text()
+            current[module] = (
+                {m.number: m for m in found},
+                classify(module, found, source, reviewed)[1],
+            )
+        today, skipped = current[module]
+        m = today.get(number)
+        if m is None or (m.line, m.before, m.after) != (r["line"], r["before"], r["after"]):
+            raise SystemExit(f"{module} #{number}: the results are of another version of the file")
+        if number in skipped:
+            r = {**r, "outcome": "equivalent"}
+        elif r["outcome"] == "equivalent":
+            continue  # not on the list any more: it has to be run
+        by_module.setdefault(module, []).append(r)
+    counted = {(module, int(str(r["number"]))) for module, rows in by_module.items() for r in rows}
+    missing = [
+        f"{module} #{n}"
+        for module, (today, _) in current.items()
+        for n in today
+        if (module, n) not in counted
+    ]
+    if missing:
+        print(f"not run: {len(missing)} mutants ({', '.join(missing[:20])}...)\n")
+    print("| module | file | killed | run | equivalent (not run) | score |")
+    print("|---|---|---:|---:|---:|---:|")
+    k_all = n_all = e_all = 0
     for module in sorted(by_module):
         rows = by_module[module]
-        killed = sum(r["outcome"] != "pass" for r in rows)
-        k_all, n_all = k_all + killed, n_all + len(rows)
+        equivalent = sum(r["outcome"] == "equivalent" for r in rows)
+        ran = len(rows) - equivalent
+        killed = sum(r["outcome"] in ("fail", "timeout") for r in rows)
+        k_all, n_all, e_all = k_all + killed, n_all + ran, e_all + equivalent
         print(
-            f"| {module} | `{TARGETS[module].path}` | {killed} | {len(rows)} | "
-            f"{100 * killed / len(rows):.1f} % |"
+            f"| {module} | `{TARGETS[module].path}` | {killed} | {ran} | {equivalent} | "
+            f"{100 * killed / max(ran, 1):.1f} % |"
         )
-    print(f"| **total** | | **{k_all}** | **{n_all}** | **{100 * k_all / max(n_all, 1):.1f} %** |")
+    print(
+        f"| **total** | | **{k_all}** | **{n_all}** | **{e_all}** | "
+        f"**{100 * k_all / max(n_all, 1):.1f} %** |"
+    )
     print()
     for module in sorted(by_module):
         for r in by_module[module]:
@@ -481,12 +638,33 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds through the finally that puts the original file back
 
 
+def _defined(body: list[ast.stmt], prefix: str, into: set[str]) -> None:
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            into.add(prefix + node.name)
+            _defined(node.body, prefix + node.name + ".", into)
+
+
+def check_scope() -> None:
+    """A function named in a target's scope that the file no longer has is a scope gone stale."""
+    for name, target in TARGETS.items():
+        tree = ast.parse((REPO / target.path).read_text())
+        defined: set[str] = set()
+        _defined(tree.body, "", defined)
+        missing = [f for f in target.functions if f not in defined]
+        if missing:
+            raise SystemExit(f"{name}: {target.path} has no {', '.join(missing)} (fix TARGETS)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--module", action="append", choices=sorted(TARGETS), help="repeatable")
     ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     ap.add_argument("--only", type=int, action="append", help="mutant numbers (with --module)")
     ap.add_argument("--timeout-factor", type=float, default=3.0)
+    ap.add_argument(
+        "--jobs", type=int, default=1, help="mutants run at once, each in a copy of its own"
+    )
     ap.add_argument(
         "--sample",
         type=int,
@@ -509,80 +687,150 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     if args.summary:
         return summary(args.summary)
+    check_scope()
+    equivalent = load_equivalent()
+    stale = stale_entries(equivalent)
+    for e in stale:
+        print(
+            f"stale entry in {EQUIVALENT_FILE.name} (no such mutant any more; review it): "
+            f"{e.module} {e.function} [{e.kind}] {e.change!r} on {e.line!r}",
+            flush=True,
+        )
     modules = args.module or sorted(TARGETS)
     if args.list:
         for name in modules:
-            for m in mutants(name, TARGETS[name]):
+            target = TARGETS[name]
+            found = mutants(name, target)
+            _, skipped = classify(name, found, (REPO / target.path).read_text(), equivalent)
+            for m in found:
+                mark = " (equivalent: not run)" if m.number in skipped else ""
                 print(
-                    f"{name} #{m.number} {TARGETS[name].path}:{m.line} {m.function} [{m.kind}] "
-                    f"{m.before!r} -> {m.after!r}"
+                    f"{name} #{m.number} {target.path}:{m.line} {m.function} [{m.kind}] "
+                    f"{m.before!r} -> {m.after!r}{mark}"
                 )
         return 0
-    copy = args.copy
-    make_copy(copy)
-    check_copy_imports_itself(copy)
-    results = args.results or copy.parent / f"{copy.name}-results.jsonl"
+    copies = [args.copy] + [
+        args.copy.with_name(f"{args.copy.name}-{i}") for i in range(1, max(args.jobs, 1))
+    ]
+    for copy in copies:
+        make_copy(copy)
+        check_copy_imports_itself(copy)
+    results = args.results or args.copy.parent / f"{args.copy.name}-results.jsonl"
     totals: dict[str, list[int]] = {}
     survivors: list[Mutant] = []
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(len(copies))
+    try:
+        run_modules(args, modules, copies, equivalent, results, totals, survivors, pool)
+    except KeyboardInterrupt:
+        _STOPPING.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        _end_marked(f"{os.getpid()}-")  # the runs in flight, and what their tests started
+        print("\nstopped: the results so far are in", results, flush=True)
+        return 130
+    pool.shutdown()
+    report(totals, survivors, stale, started)
+    return 0
+
+
+def run_modules(
+    args: argparse.Namespace,
+    modules: list[str],
+    copies: list[Path],
+    equivalent: list[Equivalent],
+    results: Path,
+    totals: dict[str, list[int]],
+    survivors: list[Mutant],
+    pool: ThreadPoolExecutor,
+) -> None:
+    free: queue.Queue[Path] = queue.Queue()
+    for copy in copies:
+        free.put(copy)
+    lock = threading.Lock()
     with results.open("a") as out:
         for name in modules:
             target = TARGETS[name]
-            path = copy / target.path
-            original = path.read_text()
-            status, base = run_tests(copy, target.tests, 1800)
+            original = (REPO / target.path).read_text()
+            status, base = run_tests(copies[0], target.tests, 1800)
             if status != "pass":
                 print(f"{name}: its tests fail without any mutant ({status}); skipped", flush=True)
-                tail = (copy.parent / f"{copy.name}-last-run.log").read_text(errors="replace")
-                print("\n".join(tail.splitlines()[-15:]), flush=True)
+                log = copies[0].parent / f"{copies[0].name}-last-run.log"
+                print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), flush=True)
                 continue
             timeout = max(30.0, base * args.timeout_factor)
-            found = mutants(name, target, copy)
+            found = mutants(name, target, copies[0])
             total = len(found)
             if args.only:
                 found = [m for m in found if m.number in args.only]
             elif args.sample and total > args.sample:
                 found = [found[i * total // args.sample] for i in range(args.sample)]
-            killed = 0
-            print(f"{name}: {len(found)} of {total} mutants, tests take {base:.1f} s", flush=True)
-            for m in found:
-                path.write_text(apply(original, m))
+            found, skipped = classify(name, found, original, equivalent)
+            print(
+                f"{name}: {len(found)} of {total} mutants to run ({len(skipped)} equivalent), "
+                f"tests take {base:.1f} s",
+                flush=True,
+            )
+            date = time.strftime("%Y-%m-%d")
+            for number in sorted(skipped):
+                m = next(x for x in mutants(name, target, copies[0]) if x.number == number)
+                row = {**asdict(m), "outcome": "equivalent", "seconds": 0.0, "date": date}
+                out.write(json.dumps(row) + "\n")
+
+            def one(
+                m: Mutant,
+                target: Target = target,
+                original: str = original,
+                timeout: float = timeout,
+                date: str = date,
+            ) -> str:
+                copy = free.get()
+                path = copy / target.path
                 try:
-                    compile(path.read_text(), str(path), "exec")
-                    outcome, took = run_tests(copy, target.tests, timeout)
-                except SyntaxError:
-                    outcome, took = "invalid", 0.0
+                    path.write_text(apply(original, m))
+                    try:
+                        compile(path.read_text(), str(path), "exec")
+                        outcome, took = run_tests(copy, target.tests, timeout)
+                    except SyntaxError:
+                        outcome, took = "invalid", 0.0
                 finally:
                     path.write_text(original)
-                if outcome == "invalid":
-                    continue
-                dead = outcome != "pass"
-                killed += dead
-                if not dead:
-                    survivors.append(m)
-                out.write(
-                    json.dumps(
-                        {
-                            **asdict(m),
-                            "outcome": outcome,
-                            "seconds": round(took, 1),
-                            "date": time.strftime("%Y-%m-%d"),
-                        }
+                    free.put(copy)
+                if outcome in ("invalid", "stopped"):
+                    return outcome
+                with lock:
+                    row = {**asdict(m), "outcome": outcome, "seconds": round(took, 1), "date": date}
+                    out.write(json.dumps(row) + "\n")
+                    out.flush()
+                    dead = outcome != "pass"
+                    print(
+                        f"  #{m.number} {'killed' if dead else 'SURVIVED'} ({outcome}, "
+                        f"{took:.1f} s) {target.path}:{m.line} [{m.kind}] "
+                        f"{m.before!r} -> {m.after!r}",
+                        flush=True,
                     )
-                    + "\n"
-                )
-                out.flush()
-                print(
-                    f"  #{m.number} {'killed' if dead else 'SURVIVED'} ({outcome}, {took:.1f} s) "
-                    f"{target.path}:{m.line} [{m.kind}] {m.before!r} -> {m.after!r}",
-                    flush=True,
-                )
-            totals[name] = [killed, len(found)]
-    print("\nmodule            killed / mutants")
-    for name, (k, n) in totals.items():
-        print(f"  {name:15} {k:4} / {n:<4} {100 * k / max(n, 1):5.1f} %")
+                return outcome
+
+            outcomes = list(pool.map(one, found))
+            ran = [
+                (m, o)
+                for m, o in zip(found, outcomes, strict=True)
+                if o not in ("invalid", "stopped")
+            ]
+            survivors += [m for m, o in ran if o == "pass"]
+            killed = sum(o != "pass" for _, o in ran)
+            totals[name] = [killed, len(ran), len(skipped)]
+
+
+def report(
+    totals: dict[str, list[int]], survivors: list[Mutant], stale: list[Equivalent], started: float
+) -> None:
+    print(f"\nmodule            killed / run     ({time.monotonic() - started:.0f} s)")
+    for name, counts in totals.items():
+        print(score_line(name, *counts))
     k = sum(v[0] for v in totals.values())
     n = sum(v[1] for v in totals.values())
-    print(f"  {'total':15} {k:4} / {n:<4} {100 * k / max(n, 1):5.1f} %")
+    eq = sum(v[2] for v in totals.values())
+    print(score_line("total", k, n, eq))
     if survivors:
         print("\nsurvivors:")
         for m in survivors:
@@ -590,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {m.module} #{m.number} {TARGETS[m.module].path}:{m.line} {m.function} "
                 f"[{m.kind}] {m.before!r} -> {m.after!r}"
             )
-    return 0
+    if stale:
+        print(f"\n{len(stale)} stale entries in {EQUIVALENT_FILE.name}: see the top of this output")
 
 
 if __name__ == "__main__":

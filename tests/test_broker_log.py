@@ -21,7 +21,7 @@ def _visit(port: int, client_id: str) -> None:
     c.on_connect = lambda *a: connected.set()
     c.connect("127.0.0.1", port)
     c.loop_start()
-    assert connected.wait(10)
+    assert connected.wait(60)
     c.disconnect()
     c.loop_stop()
 
@@ -38,7 +38,7 @@ def test_broker_run_writes_the_log_into_data(tmp_path: Path) -> None:
     assert "listening" in proc.stdout.readline()
     _visit(port, "log-probe")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
+    assert proc.wait(60) == 0
     log = (data / "mosquitto.log").read_text()
     assert " running" in log  # from the start ...
     assert "log-probe" in log  # ... what happened while it ran ...

@@ -36,7 +36,7 @@ def test_broker_run_exits_with_an_error_when_mosquitto_is_killed(tmp_path: Path)
         assert f"mqtt://127.0.0.1:{port}" in proc.stdout.readline()
         (child,) = _children(proc.pid)
         os.kill(child, signal.SIGKILL)
-        assert proc.wait(20) != 0
+        assert proc.wait(60) != 0
         assert proc.stderr is not None
         err = proc.stderr.read().strip().splitlines()
         assert len(err) == 1 and "mosquitto exited unexpectedly" in err[0], err

@@ -21,6 +21,7 @@ from tests.proto.mqtt_helpers import publish
 from tests.proto.samples import SAMPLES
 
 CAMFLEET = [sys.executable, "-m", "camfleet"]
+BROKER_PASSWORD = "s3cret-in-the-url"
 
 
 @dataclass
@@ -65,7 +66,8 @@ def controller(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningControll
             "controller",
             "run",
             "--broker",
-            mosquitto.url,
+            # A password the dev broker does not check, which no output may show.
+            f"mqtt://viewer:{BROKER_PASSWORD}@127.0.0.1:{mosquitto.port}",
             "--data",
             str(data),
             "--http",
@@ -86,7 +88,7 @@ def controller(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[RunningControll
     assert lines and "ingesting from" in lines[-1], lines
     yield RunningController(f"http://127.0.0.1:{port}", data, lines, proc)
     proc.terminate()
-    proc.wait(20)
+    proc.wait(60)
 
 
 def register(mosquitto: Mosquitto, api: str, device: str) -> None:
@@ -101,12 +103,14 @@ def register(mosquitto: Mosquitto, api: str, device: str) -> None:
         time.sleep(0.1)  # another process's registry: nothing to await but its HTTP answer
 
 
-def test_controller_run_says_where_the_token_is_and_never_prints_it(
+def test_controller_run_says_where_the_token_is_never_prints_secrets_and_owns_its_data(
     controller: RunningController,
 ) -> None:
     token = (controller.data / "api-token").read_text().strip()
     out = "".join(controller.stdout)
     assert token not in out
+    assert BROKER_PASSWORD not in out
+    assert "ingesting from mqtt://viewer@127.0.0.1:" in out  # as the log lines show it
     assert f"API token generated into {controller.data}/api-token" in out
     port = controller.api.rsplit(":", 1)[1]
     saved = Path(os.environ["XDG_CONFIG_HOME"]) / "camfleet" / "tokens" / f"127.0.0.1-{port}"
@@ -114,8 +118,20 @@ def test_controller_run_says_where_the_token_is_and_never_prints_it(
     assert saved.read_text().strip() == token
     assert saved.stat().st_mode & 0o777 == 0o600
 
+    # A second controller on the same DATA, refused before any connection attempt (an address
+    # where nothing listens would otherwise just be retried).
+    second = camfleet("controller", "run", "--data", str(controller.data),
+                      "--broker", f"mqtt://127.0.0.1:{free_port()}", "--http", "")  # fmt: skip
+    line = one_line_error(second)
+    assert line.startswith(
+        f"camfleet: error: another controller uses {controller.data} with the same MQTT client "
+        f"id (pid {controller.proc.pid})"
+    ), line
+    assert controller.proc.poll() is None
+    assert httpx.get(f"{controller.api}/health", timeout=5).status_code == 200
 
-def test_capture_finds_the_saved_token_and_refuses_an_unknown_device(
+
+def test_capture_finds_the_saved_token_and_refuses_an_unknown_device_and_bad_input(
     controller: RunningController, mosquitto: Mosquitto
 ) -> None:
     api = ["--api", controller.api]
@@ -125,6 +141,11 @@ def test_capture_finds_the_saved_token_and_refuses_an_unknown_device(
     assert sent.returncode == 0, sent.stderr
     assert sent.stdout.startswith("COMMAND") and "porch-cam" in sent.stdout
 
+    # An id no device can have: that, not "never connected" (--allow-unknown cannot help).
+    for allow in ((), ("--allow-unknown",)):
+        bad = one_line_error(camfleet("capture", "NAME", *allow, *api))
+        assert bad.startswith("camfleet: error: invalid device id 'NAME': use 1-64 of a-z"), bad
+
     refused = one_line_error(camfleet("capture", "porch-cma", *api))
     assert "no device 'porch-cma' has ever connected" in refused and "--allow-unknown" in refused
     listed = httpx.get(f"{controller.api}/api/v1/commands?device=porch-cma", timeout=5).json()
@@ -133,6 +154,12 @@ def test_capture_finds_the_saved_token_and_refuses_an_unknown_device(
     queued = camfleet("capture", "porch-cma", "--allow-unknown", "--json", *api)
     assert queued.returncode == 0, queued.stderr
     assert '"device_id": "porch-cma"' in queued.stdout
+
+    # config set: an unknown key is one line listing the valid ones as the docs spell them.
+    line = one_line_error(camfleet("config", "set", "porch-cam", "camera.nosuch=1", *api))
+    assert line.startswith("camfleet: error: invalid config: unknown key camera.nosuch: use one "
+                           "of width, height, jpeg_quality,"), line  # fmt: skip
+    assert "jpegQuality" not in line
 
 
 def test_without_a_token_the_message_says_none_was_given_and_where_to_find_one(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -60,24 +61,70 @@ def test_demo_stores_frames_from_every_kind_of_device_and_runs_a_queued_command(
 
 
 @pytest.mark.slow
-def test_demo_json_prints_one_object_a_line_on_stdout(tmp_path: Path) -> None:
-    result = subprocess.run(
+def test_demo_json_prints_one_object_a_line_on_stdout_and_owns_its_data(tmp_path: Path) -> None:
+    """Also: a second demo on the same --data (and port) is refused in one line while the first
+    one runs, and wipes nothing of it; --duration N ends with a row at N s, not at the next
+    five-second row."""
+    data = tmp_path / "demo"
+    first = subprocess.Popen(
         [
             *(sys.executable, "-m", "camfleet", "demo", "--json", "--duration", "6"),
             *("--cameras", "1", "--esp32", "0", "--http", "127.0.0.1:0"),
-            *("--data", str(tmp_path / "demo")),
+            *("--data", str(data)),
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
-        check=False,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
+    try:
+        assert first.stdout is not None and first.stderr is not None
+        started = [first.stderr.readline() for _ in range(2)]  # broker, then controller lines
+        assert "controller  http://127.0.0.1:" in started[1], started
+        second = subprocess.run(
+            [sys.executable, "-m", "camfleet", "demo", "--data", str(data),
+             "--http", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+        assert second.stderr.strip() == (
+            f"camfleet: error: another demo is running from {data} (pid {first.pid}): stop it, "
+            "or pass --data DIR"
+        )
+        assert (data / "controller" / "api-token").exists()
+        out, err = first.communicate(timeout=180)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, out + err
+    records = [json.loads(line) for line in out.splitlines()]
     assert records[-1]["done"]["frames_stored"] >= 1
     assert len(records) >= 2 and all("elapsed_s" in r for r in records[:-1])
     assert all(r["devices"] <= 1 and set(r["states"]) <= {"online"} for r in records[:-1])
-    assert "controller  http://127.0.0.1:" in result.stderr
+    # The last row is the one at 6 s (plus the time its HTTP queries take), not the next
+    # five-second row (10 s).
+    assert 6 <= records[-2]["elapsed_s"] < 10, records
+
+
+def test_demo_with_its_api_port_taken_says_so_before_wiping_anything(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    (data / "controller").mkdir(parents=True)
+    (data / "controller" / "registry.sqlite3").write_bytes(b"kept")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "camfleet", "demo", "--data", str(data),
+             "--http", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == (
+        f"camfleet: error: the API address 127.0.0.1:{port} is not available (Address already "
+        "in use): stop what uses it, or pass --http HOST:PORT"
+    )
+    assert (data / "controller" / "registry.sqlite3").read_bytes() == b"kept"
 
 
 @pytest.mark.slow
@@ -96,6 +143,7 @@ def test_secure_demo_runs_on_the_prod_profile_with_enrolled_devices(tmp_path: Pa
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert re.search(r"mqtts://127\.0\.0\.1:\d+ for devices \(prod profile", out), out
+    assert re.search(r"^broker      mqtt://127\.0\.0\.1:\d+ \(Mosquitto\)$", out, re.M), out
     assert re.search(r"capture command c\w+ for sleeping node demo-esp32-0: done", out), out
     db = sqlite3.connect(demo / "controller" / "registry.sqlite3")
     stored = dict(db.execute("SELECT device_id, COUNT(*) FROM frames GROUP BY device_id"))
@@ -108,3 +156,22 @@ def test_secure_demo_runs_on_the_prod_profile_with_enrolled_devices(tmp_path: Pa
         assert not list((demo / "esp32" / node / "fs" / "spool").glob("*.f")), node
     conf = (demo / "broker-prod" / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in conf
+
+
+def test_demo_names_the_controllers_own_reason_when_it_exits_at_start_up(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    data.mkdir()
+    (data / "controller").write_text("a file where the controller's directory goes")
+    result = subprocess.run(
+        [sys.executable, "-m", "camfleet", "demo", "--data", str(data), "--keep",
+         "--http", "127.0.0.1:0", "--cameras", "0", "--esp32", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"camfleet: error: the controller exited at start-up: cannot use data directory "
+        f"{data / 'controller'}: "
+    ), lines
+    assert lines[0].endswith(f"(see {data / 'logs' / 'controller.log'})"), lines

@@ -34,7 +34,7 @@ def test_compose_file_is_valid_and_publishes_only_what_it_should(tmp_path: Path)
     assert "/camfleet-broker/mosquitto.conf" in out
     # plain MQTT and the API on the host's loopback only; TLS and websockets for the network
     assert "- 127.0.0.1:1883:1883/tcp" in out and "- 127.0.0.1:8080:8080/tcp" in out
-    assert sorted(re.findall(r"published: (\d+)", out)) == ["8883", "9001"]
+    assert sorted(re.findall(r"published: (\d+)", out)) == ["8883", "8884", "9001"]
 
     # the validation is real: an unknown key is refused
     broken = tmp_path / "docker-compose.yml"

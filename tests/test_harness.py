@@ -35,7 +35,7 @@ def persistent_session(
     client.connect(broker.host, broker.port)
     client.subscribe(f"harness/{client_id}", qos=1)
     client.loop_start()
-    assert subscribed.wait(10)
+    assert subscribed.wait(60)
     return client, inbox, changed
 
 

@@ -77,6 +77,7 @@ class DeviceReceiver:
         client_id: str | None = None,
         receipts: bool = True,
         controller_birth: bool = False,
+        retain_birth: bool = False,
         jpeg_prefix: str = "camfleet/jpeg",
         username: str | None = None,
         password: str | None = None,
@@ -88,6 +89,7 @@ class DeviceReceiver:
         # Like the controller: with the device's key, receipts, commands and desired are signed.
         self.device_key = device_key
         self.controller_birth = controller_birth
+        self.retain_birth = retain_birth
         self.jpeg_topic = f"{jpeg_prefix}/{device_id}"
         self.sync_topic = f"{root}/v1/_test/{device_id}/sync"
         self.withhold: set[tuple[int, int]] = set()  # frames never receipted (a lost store)
@@ -138,14 +140,20 @@ class DeviceReceiver:
         # A sync point: this message comes back only after the broker processed the SUBSCRIBE.
         client.publish(self.sync_topic, b"", qos=1)
         if self.controller_birth:
-            # Like the controller: a birth after every connect (not retained here, so tests
-            # sharing a broker do not see each other's).
+            # Like the controller: a birth after every connect. Not retained unless asked
+            # (``retain_birth``, like the real controller's), so tests sharing a broker do not
+            # see each other's.
             birth = state_pb2.ControllerState(
                 presence=state_pb2.PRESENCE_ONLINE,
                 instance_id=self.client_id,
                 timestamp_ms=int(time.time() * 1000),
             )
-            client.publish(topics.controller_state_topic(self.root), codec.encode(birth), qos=1)
+            client.publish(
+                topics.controller_state_topic(self.root),
+                codec.encode(birth),
+                qos=1,
+                retain=self.retain_birth,
+            )
 
     # --- what the device sends ----------------------------------------------------------------
 

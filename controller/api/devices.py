@@ -12,6 +12,8 @@ from camfleet.controller import registry
 from camfleet.controller.api.deps import (
     BAD_DEVICE_ID,
     BAD_GROUP,
+    ErrorBody,
+    admin,
     bad_request,
     ctl,
     device_id_or_404,
@@ -23,6 +25,7 @@ from camfleet.controller.api.deps import (
 from camfleet.controller.commands import config_from_json
 from camfleet.controller.desired import validate_config
 from camfleet.errors import UserError
+from camfleet.proto import credentials
 from camfleet.proto.topics import validate_group
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
@@ -172,3 +175,35 @@ def _now() -> int:
     import time
 
     return int(time.time() * 1000)
+
+
+class CredentialsBody(BaseModel):
+    username: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The device's new broker identity (`camfleet device rotate` creates it).",
+    )
+    password: str = Field(min_length=1, max_length=200, description="Its password.")
+
+
+@router.put(
+    "/devices/{device_id}/credentials",
+    **admin(
+        BAD_DEVICE_ID,
+        {409: {"model": ErrorBody, "description": "The device has no key to encrypt them with."}},
+    ),
+)
+def put_credentials(request: Request, device_id: str, body: CredentialsBody) -> Any:
+    """Deliver new broker credentials to the device through its desired config: the password
+    is encrypted for the device with a key derived from its own (docs/protocol.md
+    "Credentials"), so other readers of the desired topic learn nothing. Used by `camfleet
+    device rotate`, which creates the identity first and retires the old one once the device
+    reports the new one in use."""
+    c = ctl(request)
+    device_id_or_404(device_id)
+    key = c.device_keys.get(device_id)
+    if key is None:
+        raise HTTPException(409, f"{device_id!r} has no key: enrol it with `camfleet device add`")
+    sealed = credentials.seal(key, device_id, body.username, body.password)
+    version = c.desired.set_credentials(device_id, sealed)
+    return {"device_id": device_id, "username": body.username, "desired_version": version}

@@ -39,8 +39,16 @@ TOO_LARGE: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/artifacts", status_code=201, **admin(REFUSED, TOO_LARGE))
-async def upload_artifact(request: Request, version: str = "", filename: str = "") -> Any:
-    """Body: the signed ESP32 app image (application/octet-stream). 422 says why it is refused."""
+async def upload_artifact(
+    request: Request, version: str = "", filename: str = "", signature: str = ""
+) -> Any:
+    """Body: the signed ESP32 app image, or an edge-agent bundle with ``signature`` (hex of its
+    detached 64-byte Ed25519 signature) (application/octet-stream). 422 says why it is
+    refused."""
+    try:
+        sig = bytes.fromhex(signature) if signature else None
+    except ValueError:
+        raise HTTPException(422, "signature is not hex") from None
     size = int(request.headers.get("content-length") or 0)
     if size > MAX_UPLOAD:
         raise HTTPException(413, f"image of {size} bytes is larger than any OTA slot")
@@ -50,7 +58,7 @@ async def upload_artifact(request: Request, version: str = "", filename: str = "
         if len(body) > MAX_UPLOAD:
             raise HTTPException(413, "image larger than any OTA slot")
     try:
-        return ctl(request).artifacts.add(bytes(body), version or None, filename)
+        return ctl(request).artifacts.add(bytes(body), version or None, filename, sig)
     except UserError as exc:
         raise bad_request(exc) from None
 

@@ -1,9 +1,11 @@
-"""Artifacts: verified firmware images, stored once by SHA-256 with their metadata in the registry.
+"""Artifacts: verified firmware, stored once by SHA-256 with their metadata in the registry.
 
-Files live in ``DATA/ota/<sha256>.bin`` (written to a temporary file, fsynced, renamed), so the
-same image uploaded twice is one artifact. The artifact id is ``fw-`` plus the first 16 hex
-digits of the SHA-256: short enough to repeat in every block request, and derived from the
-content, so two controllers sharing a registry agree on it.
+Two kinds: ``esp32-app`` (a signed ESP32 application image, images.py) and ``edge-bundle`` (an
+edge-agent self-update bundle with its detached Ed25519 signature, bundles.py). Files live in
+``DATA/ota/<sha256>.bin`` (written to a temporary file, fsynced, renamed), so the same bytes
+uploaded twice are one artifact. The artifact id is ``fw-`` (ESP32) or ``eb-`` (edge bundle)
+plus the first 16 hex digits of the SHA-256: short enough to repeat in every block request, and
+derived from the content, so two controllers sharing a registry agree on it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from camfleet.controller.ota.images import AppImage, ImageRefused, check_app_image
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from camfleet.controller.ota.bundles import GZIP_MAGIC, check_edge_bundle
+from camfleet.controller.ota.images import IMAGE_MAGIC, AppImage, ImageRefused, check_app_image
 from camfleet.controller.storage.database import Database, Row
 from camfleet.errors import UserError
 
@@ -23,17 +28,39 @@ class NotFound(UserError):
 
 
 class ArtifactStore:
-    def __init__(self, db: Database, directory: Path, public_key_pem: bytes | None, slot_size: int):
+    def __init__(
+        self,
+        db: Database,
+        directory: Path,
+        public_key_pem: bytes | None,
+        slot_size: int,
+        edge_public_key: Ed25519PublicKey | None = None,
+    ):
         self.db = db
         self.dir = Path(directory)
         self.public_key_pem = public_key_pem
         self.slot_size = slot_size
+        self.edge_public_key = edge_public_key
 
     def path(self, sha256: str) -> Path:
         return self.dir / f"{sha256}.bin"
 
-    def add(self, data: bytes, version: str | None = None, filename: str = "") -> dict[str, Any]:
-        """Verify an ESP32 app image and store it; return (created, artifact)."""
+    def add(
+        self,
+        data: bytes,
+        version: str | None = None,
+        filename: str = "",
+        signature: bytes | None = None,
+    ) -> dict[str, Any]:
+        """Verify an ESP32 app image, or an edge bundle when ``signature`` is given, and store
+        it; the artifact's JSON with ``created`` (False: the same bytes were already stored)."""
+        if signature is not None:
+            return self._add_bundle(data, version, filename, signature)
+        if data[:2] == GZIP_MAGIC:
+            raise ImageRefused(
+                "this looks like an edge bundle: upload it with its detached Ed25519 signature "
+                "(--signature)"
+            )
         if self.public_key_pem is None:
             raise ImageRefused(
                 "no release public key configured (controller setting ota_public_key): "
@@ -45,33 +72,80 @@ class ArtifactStore:
                 f"--version {version} does not match the image's own version {img.version} "
                 "(esp_app_desc_t): the node reports the latter after the update"
             )
-        artifact_id = "fw-" + img.sha256[:16]
+        return self._store(
+            data,
+            sha256=img.sha256,
+            kind="esp32-app",
+            version=img.version,
+            project=img.project,
+            idf_version=img.idf_version,
+            chip=img.chip,
+            platform="esp32",
+            filename=filename,
+            signature=None,
+        )
+
+    def _add_bundle(
+        self, data: bytes, version: str | None, filename: str, signature: bytes
+    ) -> dict[str, Any]:
+        if data[:1] == bytes([IMAGE_MAGIC]):
+            raise ImageRefused(
+                "--signature is for edge bundles: ESP32 images carry their signature inside"
+            )
+        if self.edge_public_key is None:
+            raise ImageRefused(
+                "no edge release public key configured (controller setting "
+                "ota_edge_public_key): the controller refuses every bundle it cannot verify"
+            )
+        bundle = check_edge_bundle(data, signature, self.edge_public_key)
+        if version and version != bundle.version:
+            raise ImageRefused(
+                f"--version {version} does not match the bundle's manifest version "
+                f"{bundle.version}: the agent reports the latter after the update"
+            )
+        return self._store(
+            data,
+            sha256=bundle.sha256,
+            kind="edge-bundle",
+            version=bundle.version,
+            project=bundle.name,
+            idf_version="",
+            chip="",
+            platform="linux",
+            filename=filename,
+            signature=signature,
+        )
+
+    def _store(self, data: bytes, **meta: Any) -> dict[str, Any]:
+        sha256 = meta["sha256"]
+        prefix = "eb-" if meta["kind"] == "edge-bundle" else "fw-"
         with self.db.read() as tx:
-            existing = tx.one("SELECT * FROM ota_artifacts WHERE sha256 = ?", (img.sha256,))
+            existing = tx.one("SELECT * FROM ota_artifacts WHERE sha256 = ?", (sha256,))
         if existing is not None:
             return {**to_json(existing), "created": False}
-        self._write(img.sha256, data)
+        self._write(sha256, data)
         now = int(time.time() * 1000)
         with self.db.transaction() as tx:
             tx.execute(
                 "INSERT INTO ota_artifacts (id, sha256, kind, version, project, idf_version, "
-                "chip, platform, size, filename, created_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (sha256) DO NOTHING",
+                "chip, platform, size, filename, signature, created_ms) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sha256) DO NOTHING",
                 (
-                    artifact_id,
-                    img.sha256,
-                    "esp32-app",
-                    img.version,
-                    img.project,
-                    img.idf_version,
-                    img.chip,
-                    "esp32",
-                    img.size,
-                    filename,
+                    prefix + sha256[:16],
+                    sha256,
+                    meta["kind"],
+                    meta["version"],
+                    meta["project"],
+                    meta["idf_version"],
+                    meta["chip"],
+                    meta["platform"],
+                    len(data),
+                    meta["filename"],
+                    meta["signature"],
                     now,
                 ),
             )
-            row = tx.one("SELECT * FROM ota_artifacts WHERE sha256 = ?", (img.sha256,))
+            row = tx.one("SELECT * FROM ota_artifacts WHERE sha256 = ?", (sha256,))
         assert row is not None
         return {**to_json(row), "created": True}
 
@@ -127,6 +201,7 @@ def to_json(row: Row) -> dict[str, Any]:
         "platform": row["platform"],
         "size": row["size"],
         "filename": row["filename"],
+        "signature": bytes(row["signature"]).hex() if row["signature"] is not None else None,
         "created_ms": row["created_ms"],
     }
 

@@ -143,14 +143,21 @@ class Rollouts:
             rows: list[tuple[str, str, str]] = []  # device, status, detail
             for device in targets:
                 row = tx.one(
-                    "SELECT firmware, platform FROM devices WHERE device_id = ?", (device,)
+                    "SELECT firmware, platform, capabilities FROM devices WHERE device_id = ?",
+                    (device,),
                 )
                 fw = row["firmware"] if row else ""
                 status, detail = "pending", ""
                 if row is None:
                     status, detail = "skipped", "unknown device"
-                elif row["platform"] and row["platform"] != art["platform"]:
-                    status, detail = "skipped", f"platform {row['platform']}"
+                elif row["platform"] and device_family(row["platform"]) != art["platform"]:
+                    status, detail = "skipped", _wrong_kind(row["platform"], art["kind"])
+                elif (
+                    art["kind"] == "edge-bundle"
+                    and row["platform"]
+                    and "self_update" not in json.loads(row["capabilities"] or "[]")
+                ):
+                    status, detail = "skipped", "self-update is off ([agent] update_public_key)"
                 elif fw == version:
                     status, detail = "skipped", f"already on {version}"
                 elif opts.only_version is not None and fw != opts.only_version:
@@ -343,7 +350,6 @@ class Rollouts:
         if art is None:  # removed under a paused rollout: nothing to offer
             self._set(tx, rid, "paused", phase, f"artifact {row['artifact_id']} is gone", now)
             return False
-        sha = bytes.fromhex(art["sha256"])
         for d in pending:
             device = d["device_id"]
             key = tx.scalar("SELECT hmac_key FROM ota_device_keys WHERE device_id = ?", (device,))
@@ -358,17 +364,7 @@ class Rollouts:
                     opts,
                 )
                 continue
-            offer = command_pb2.OtaOffer(
-                artifact_id=art["id"],
-                version=art["version"],
-                size=art["size"],
-                sha256=sha,
-                block_size=BLOCK_SIZE,
-                scheme=command_pb2.SIGNATURE_SCHEME_HMAC_SHA256,
-                signature=hmac.new(bytes(key), sha, hashlib.sha256).digest(),
-                platform=art["platform"],
-                rollout_id=rid,
-            )
+            offer = make_offer(art, bytes(key), rid)
             deadline = now + int(opts.device_timeout_s * 1000)
             cid = self.commands.insert(
                 tx, command_pb2.Command(ota_offer=offer), device, now, deadline
@@ -639,6 +635,44 @@ class Rollouts:
         out["devices"] = devices
         out["events"] = events
         return out
+
+
+def device_family(platform: str) -> str:
+    """The artifact platform a device takes: ESP32 nodes report ``esp32``; edge agents report
+    their camera backend's platform (picamera2, maix, opencv, synthetic, ...) and take ``linux``
+    bundles."""
+    return "esp32" if platform == "esp32" else "linux"
+
+
+def _wrong_kind(platform: str, kind: str) -> str:
+    if device_family(platform) == "esp32":
+        return f"ESP32 node: {kind} artifacts are never offered to it"
+    return f"edge agent (platform {platform}): {kind} artifacts are never offered to it"
+
+
+def make_offer(art: Row, device_key: bytes, rollout_id: str) -> command_pb2.OtaOffer:
+    """The offer of an artifact to one device. ESP32 images: ``signature`` is HMAC-SHA256(device
+    key, sha256) (their release signature is inside the image). Edge bundles: ``signature`` is
+    the release key's Ed25519 signature stored at upload, ``device_hmac`` the per-device HMAC."""
+    sha = bytes.fromhex(art["sha256"])
+    device_hmac = hmac.new(device_key, sha, hashlib.sha256).digest()
+    offer = command_pb2.OtaOffer(
+        artifact_id=art["id"],
+        version=art["version"],
+        size=art["size"],
+        sha256=sha,
+        block_size=BLOCK_SIZE,
+        platform=art["platform"],
+        rollout_id=rollout_id,
+    )
+    if art["kind"] == "edge-bundle":
+        offer.scheme = command_pb2.SIGNATURE_SCHEME_ED25519
+        offer.signature = bytes(art["signature"])
+        offer.device_hmac = device_hmac
+    else:
+        offer.scheme = command_pb2.SIGNATURE_SCHEME_HMAC_SHA256
+        offer.signature = device_hmac
+    return offer
 
 
 def assign_phases(devices: list[str], canary: int, phases: tuple[float, ...]) -> dict[str, int]:

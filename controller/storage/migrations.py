@@ -251,6 +251,23 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Edge-agent bundles (kind edge-bundle) travel with a detached Ed25519 signature of their
+        # SHA-256, checked at upload and put in every offer; ESP32 images carry theirs inside.
+        "ota: detached signatures of edge bundles",
+        ["ALTER TABLE ota_artifacts ADD COLUMN signature {blob}"],
+    ),
+    (
+        "broker credentials delivered through desired config (camfleet device rotate)",
+        [
+            """CREATE TABLE device_credentials (
+                device_id {text} PRIMARY KEY,
+                message {blob} NOT NULL,
+                updated_ms {bigint} NOT NULL
+            )""",
+            "ALTER TABLE device_desired ADD COLUMN credentials {blob}",
+        ],
+    ),
 ]
 
 

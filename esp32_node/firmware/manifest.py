@@ -11,6 +11,7 @@ NODE_MODULES = (
     "camctl.py",
     "cfg.py",
     "commands.py",
+    "creds.py",
     "eventq.py",
     "firmware_info.py",
     "frames.py",

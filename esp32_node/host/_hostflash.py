@@ -10,7 +10,7 @@ ESP32, in files the CPython harness (esp32_node/tools/hostdevice.py) reads and w
 - ``boot.json``: written when the "chip" goes down on purpose (deep sleep, reset, watchdog) and
   read by the next boot; its absence means the power was cut (the harness killed us);
 - ``wake.json``: what woke the chip from deep sleep (set by the harness: timer, ext0, ...);
-- ``faults.json``: fault injection (camera init, Wi-Fi, broker), decremented as used;
+- ``faults.json``: fault injection (camera init, Wi-Fi, broker, NVS full), decremented as used;
 - ``fs/``: the node's filesystem (current directory of the process).
 
 The "bootloader" runs once per process, on first import of this module: it decides the reset

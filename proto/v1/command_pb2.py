@@ -26,7 +26,7 @@ from camfleet.proto.v1 import common_pb2 as camfleet_dot_v1_dot_common__pb2
 from camfleet.proto.v1 import config_pb2 as camfleet_dot_v1_dot_config__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x61mfleet/v1/command.proto\x12\x0b\x63\x61mfleet.v1\x1a\x18\x63\x61mfleet/v1/common.proto\x1a\x18\x63\x61mfleet/v1/config.proto\"\xca\x01\n\nCaptureNow\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x13\n\x0binterval_ms\x18\x02 \x01(\r\x12.\n\toverrides\x18\x03 \x01(\x0b\x32\x1b.camfleet.v1.CameraSettings\x12\x37\n\x08metadata\x18\x04 \x03(\x0b\x32%.camfleet.v1.CaptureNow.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\tSetConfig\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.camfleet.v1.DeviceConfig\".\n\x06Reboot\x12\x12\n\nagent_only\x18\x01 \x01(\x08\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\r\"\x1c\n\tStayAwake\x12\x0f\n\x07seconds\x18\x01 \x01(\r\"\x0c\n\nReannounce\"\xc9\x01\n\x08OtaOffer\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\r\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12\x12\n\nblock_size\x18\x05 \x01(\r\x12,\n\x06scheme\x18\x06 \x01(\x0e\x32\x1c.camfleet.v1.SignatureScheme\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x10\n\x08platform\x18\x08 \x01(\t\x12\x12\n\nrollout_id\x18\t \x01(\t\"\xff\x02\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x02 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\r\n\x05group\x18\x04 \x01(\t\x12*\n\x07\x63\x61pture\x18\n \x01(\x0b\x32\x17.camfleet.v1.CaptureNowH\x00\x12,\n\nset_config\x18\x0b \x01(\x0b\x32\x16.camfleet.v1.SetConfigH\x00\x12%\n\x06reboot\x18\x0c \x01(\x0b\x32\x13.camfleet.v1.RebootH\x00\x12,\n\nstay_awake\x18\r \x01(\x0b\x32\x16.camfleet.v1.StayAwakeH\x00\x12-\n\nreannounce\x18\x0e \x01(\x0b\x32\x17.camfleet.v1.ReannounceH\x00\x12*\n\tota_offer\x18\x0f \x01(\x0b\x32\x15.camfleet.v1.OtaOfferH\x00\x12\x0c\n\x04hmac\x18\x64 \x01(\x0c\x42\x08\n\x06\x61\x63tionJ\x04\x08\x05\x10\nJ\x04\x08\x10\x10\x1e\"\x8d\x01\n\x03\x41\x63k\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.camfleet.v1.AckStatus\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x03\x12\x0f\n\x07session\x18\x05 \x01(\r\x12\x13\n\x0b\x63\x61pture_ids\x18\x06 \x03(\t*s\n\x0fSignatureScheme\x12 \n\x1cSIGNATURE_SCHEME_UNSPECIFIED\x10\x00\x12 \n\x1cSIGNATURE_SCHEME_HMAC_SHA256\x10\x01\x12\x1c\n\x18SIGNATURE_SCHEME_ED25519\x10\x02*\x9d\x01\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x13\n\x0f\x41\x43K_STATUS_DONE\x10\x02\x12\x15\n\x11\x41\x43K_STATUS_FAILED\x10\x03\x12\x16\n\x12\x41\x43K_STATUS_EXPIRED\x10\x04\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x61mfleet/v1/command.proto\x12\x0b\x63\x61mfleet.v1\x1a\x18\x63\x61mfleet/v1/common.proto\x1a\x18\x63\x61mfleet/v1/config.proto\"\xca\x01\n\nCaptureNow\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12\x13\n\x0binterval_ms\x18\x02 \x01(\r\x12.\n\toverrides\x18\x03 \x01(\x0b\x32\x1b.camfleet.v1.CameraSettings\x12\x37\n\x08metadata\x18\x04 \x03(\x0b\x32%.camfleet.v1.CaptureNow.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\tSetConfig\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.camfleet.v1.DeviceConfig\".\n\x06Reboot\x12\x12\n\nagent_only\x18\x01 \x01(\x08\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\r\"\x1c\n\tStayAwake\x12\x0f\n\x07seconds\x18\x01 \x01(\r\"\x0c\n\nReannounce\"\xde\x01\n\x08OtaOffer\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\r\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12\x12\n\nblock_size\x18\x05 \x01(\r\x12,\n\x06scheme\x18\x06 \x01(\x0e\x32\x1c.camfleet.v1.SignatureScheme\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x10\n\x08platform\x18\x08 \x01(\t\x12\x12\n\nrollout_id\x18\t \x01(\t\x12\x13\n\x0b\x64\x65vice_hmac\x18\n \x01(\x0c\"\xff\x02\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x02 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\r\n\x05group\x18\x04 \x01(\t\x12*\n\x07\x63\x61pture\x18\n \x01(\x0b\x32\x17.camfleet.v1.CaptureNowH\x00\x12,\n\nset_config\x18\x0b \x01(\x0b\x32\x16.camfleet.v1.SetConfigH\x00\x12%\n\x06reboot\x18\x0c \x01(\x0b\x32\x13.camfleet.v1.RebootH\x00\x12,\n\nstay_awake\x18\r \x01(\x0b\x32\x16.camfleet.v1.StayAwakeH\x00\x12-\n\nreannounce\x18\x0e \x01(\x0b\x32\x17.camfleet.v1.ReannounceH\x00\x12*\n\tota_offer\x18\x0f \x01(\x0b\x32\x15.camfleet.v1.OtaOfferH\x00\x12\x0c\n\x04hmac\x18\x64 \x01(\x0c\x42\x08\n\x06\x61\x63tionJ\x04\x08\x05\x10\nJ\x04\x08\x10\x10\x1e\"\x8d\x01\n\x03\x41\x63k\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.camfleet.v1.AckStatus\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x03\x12\x0f\n\x07session\x18\x05 \x01(\r\x12\x13\n\x0b\x63\x61pture_ids\x18\x06 \x03(\t*s\n\x0fSignatureScheme\x12 \n\x1cSIGNATURE_SCHEME_UNSPECIFIED\x10\x00\x12 \n\x1cSIGNATURE_SCHEME_HMAC_SHA256\x10\x01\x12\x1c\n\x18SIGNATURE_SCHEME_ED25519\x10\x02*\x9d\x01\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_STATUS_ACCEPTED\x10\x01\x12\x13\n\x0f\x41\x43K_STATUS_DONE\x10\x02\x12\x15\n\x11\x41\x43K_STATUS_FAILED\x10\x03\x12\x16\n\x12\x41\x43K_STATUS_EXPIRED\x10\x04\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CAPTURENOW_METADATAENTRY']._loaded_options = None
   _globals['_CAPTURENOW_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SIGNATURESCHEME']._serialized_start=1181
-  _globals['_SIGNATURESCHEME']._serialized_end=1296
-  _globals['_ACKSTATUS']._serialized_start=1299
-  _globals['_ACKSTATUS']._serialized_end=1456
+  _globals['_SIGNATURESCHEME']._serialized_start=1202
+  _globals['_SIGNATURESCHEME']._serialized_end=1317
+  _globals['_ACKSTATUS']._serialized_start=1320
+  _globals['_ACKSTATUS']._serialized_end=1477
   _globals['_CAPTURENOW']._serialized_start=95
   _globals['_CAPTURENOW']._serialized_end=297
   _globals['_CAPTURENOW_METADATAENTRY']._serialized_start=250
@@ -52,9 +52,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REANNOUNCE']._serialized_start=433
   _globals['_REANNOUNCE']._serialized_end=445
   _globals['_OTAOFFER']._serialized_start=448
-  _globals['_OTAOFFER']._serialized_end=649
-  _globals['_COMMAND']._serialized_start=652
-  _globals['_COMMAND']._serialized_end=1035
-  _globals['_ACK']._serialized_start=1038
-  _globals['_ACK']._serialized_end=1179
+  _globals['_OTAOFFER']._serialized_end=670
+  _globals['_COMMAND']._serialized_start=673
+  _globals['_COMMAND']._serialized_end=1056
+  _globals['_ACK']._serialized_start=1059
+  _globals['_ACK']._serialized_end=1200
 # @@protoc_insertion_point(module_scope)

@@ -224,6 +224,7 @@ class OtaOffer(_message.Message):
     SIGNATURE_FIELD_NUMBER: _builtins.int
     PLATFORM_FIELD_NUMBER: _builtins.int
     ROLLOUT_ID_FIELD_NUMBER: _builtins.int
+    DEVICE_HMAC_FIELD_NUMBER: _builtins.int
     artifact_id: _builtins.str
     version: _builtins.str
     size: _builtins.int
@@ -237,6 +238,11 @@ class OtaOffer(_message.Message):
     platform: _builtins.str
     """"esp32", "linux"; a device refuses another platform"""
     rollout_id: _builtins.str
+    device_hmac: _builtins.bytes
+    """Scheme ED25519 (edge bundles): `signature` is the release key's, the same for every device;
+    this is HMAC-SHA256(device key, sha256) with the device's own key, as ESP32 offers carry in
+    `signature`: the offer was made for this device by a controller that holds its key.
+    """
     def __init__(
         self,
         *,
@@ -249,10 +255,11 @@ class OtaOffer(_message.Message):
         signature: _builtins.bytes = ...,
         platform: _builtins.str = ...,
         rollout_id: _builtins.str = ...,
+        device_hmac: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_id", b"artifact_id", "block_size", b"block_size", "platform", b"platform", "rollout_id", b"rollout_id", "scheme", b"scheme", "sha256", b"sha256", "signature", b"signature", "size", b"size", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_id", b"artifact_id", "block_size", b"block_size", "device_hmac", b"device_hmac", "platform", b"platform", "rollout_id", b"rollout_id", "scheme", b"scheme", "sha256", b"sha256", "signature", b"signature", "size", b"size", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -326,6 +326,7 @@ class Desired(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_FIELD_NUMBER: _builtins.int
     HMAC_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """increases with every change; device applies the highest"""
@@ -338,17 +339,24 @@ class Desired(_message.Message):
     def config(self) -> Global___DeviceConfig:
         """the full merged config (group defaults + device overrides)"""
 
+    @_builtins.property
+    def credentials(self) -> Global___BrokerCredentials:
+        """New broker credentials (`camfleet device rotate`): the device stores them, reconnects with
+        them and reports the identity it uses (Reported.identity). docs/protocol.md "Credentials".
+        """
+
     def __init__(
         self,
         *,
         version: _builtins.int = ...,
         updated_at_ms: _builtins.int = ...,
         config: Global___DeviceConfig | None = ...,
+        credentials: Global___BrokerCredentials | None = ...,
         hmac: _builtins.bytes = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "credentials", b"credentials"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "hmac", b"hmac", "updated_at_ms", b"updated_at_ms", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "credentials", b"credentials", "hmac", b"hmac", "updated_at_ms", b"updated_at_ms", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -365,12 +373,15 @@ class Reported(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """the desired version now applied (or refused, see error)"""
     applied_at_ms: _builtins.int
     error: _builtins.str
     """non-empty: the version was refused, the old one still runs"""
     session: _builtins.int
+    identity: _builtins.str
+    """the broker username the device is connected with"""
     @_builtins.property
     def config(self) -> Global___DeviceConfig:
         """the effective config after applying"""
@@ -383,11 +394,43 @@ class Reported(_message.Message):
         config: Global___DeviceConfig | None = ...,
         error: _builtins.str = ...,
         session: _builtins.int = ...,
+        identity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_at_ms", b"applied_at_ms", "config", b"config", "error", b"error", "session", b"session", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_at_ms", b"applied_at_ms", "config", b"config", "error", b"error", "identity", b"identity", "session", b"session", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Reported: _TypeAlias = Reported  # noqa: Y015
+
+@_typing.final
+class BrokerCredentials(_message.Message):
+    """A broker identity for one device. Only the password is secret: AES-256-CBC (PKCS#7 padding)
+    with key HKDF-Expand-SHA256(device key, "camfleet-credentials-v1 " + device id, 32); its
+    integrity is the HMAC of the Desired that carries it (encrypt-then-MAC).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    IV_FIELD_NUMBER: _builtins.int
+    CIPHERTEXT_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    iv: _builtins.bytes
+    """16 random bytes"""
+    ciphertext: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        iv: _builtins.bytes = ...,
+        ciphertext: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertext", b"ciphertext", "iv", b"iv", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BrokerCredentials: _TypeAlias = BrokerCredentials  # noqa: Y015

@@ -15,7 +15,12 @@ from camfleet.mosquitto import free_port
 @pytest.fixture
 def prod(tmp_path: Path) -> Iterator[ConfiguredMosquitto]:
     init_broker(
-        tmp_path / "broker", "prod", port=free_port(), tls_port=free_port(), websockets="off"
+        tmp_path / "broker",
+        "prod",
+        port=free_port(),
+        tls_port=free_port(),
+        cert_port=free_port(),
+        websockets="off",
     )
     broker = ConfiguredMosquitto(tmp_path / "broker")
     broker.start()

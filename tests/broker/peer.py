@@ -21,6 +21,7 @@ class Peer:
         client_id: str | None = None,
         ca_file: str | None = None,
         tls: bool = False,
+        cert: tuple[str, str] | None = None,  # (certificate, key) files: TLS with that identity
     ) -> None:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.connected = threading.Event()
@@ -33,14 +34,18 @@ class Peer:
             reconnect_on_failure=False,
         )
         self.disconnected = threading.Event()
+        self._settled = threading.Event()  # connected or disconnected, whichever came first
         if username is not None:
             self.client.username_pw_set(username, password)
-        if tls:
-            self.client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        if tls or cert:
+            certfile, keyfile = cert or (None, None)
+            self.client.tls_set(
+                ca_certs=ca_file, certfile=certfile, keyfile=keyfile, cert_reqs=ssl.CERT_REQUIRED
+            )
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self.messages.put((m.topic, bytes(m.payload)))
         self.client.on_subscribe = lambda c, u, mid, codes, p: self._suback.put(codes)
-        self.client.on_disconnect = lambda *a: self.disconnected.set()
+        self.client.on_disconnect = lambda *a: (self.disconnected.set(), self._settled.set())
         self.port = port
 
     def _on_connect(self, client: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
@@ -48,12 +53,23 @@ class Peer:
             self.refused = str(rc)
             client.disconnect()
         self.connected.set()
+        self._settled.set()
 
     def connect(self) -> bool:
-        """True if the broker accepted the connection."""
-        self.client.connect("127.0.0.1", self.port)
+        """True if the broker accepted the connection (False also when the TLS handshake
+        failed: the broker refused the client's certificate, or it had none)."""
+        try:
+            self.client.connect("127.0.0.1", self.port)
+        except ssl.SSLCertVerificationError:
+            raise  # this client refused the broker's certificate: not the broker's answer
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as exc:
+            self.refused = f"TLS handshake: {exc}"
+            return False
         self.client.loop_start()
-        assert self.connected.wait(10), "no CONNACK"
+        # A TLS listener that refuses the certificate closes the connection without a CONNACK.
+        assert self._settled.wait(60), "no CONNACK"
+        if not self.connected.is_set():
+            self.refused = "closed before CONNACK"
         return self.refused is None
 
     def subscribe(self, topic: str) -> bool:

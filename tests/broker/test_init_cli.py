@@ -20,7 +20,7 @@ def camfleet(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def running(config: Path, port: int) -> Iterator[None]:
+def running(config: Path, port: int) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
         [*CAMFLEET, "broker", "run", "--config", str(config), "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -33,7 +33,7 @@ def running(config: Path, port: int) -> Iterator[None]:
         assert line.startswith(f"broker listening on mqtt://127.0.0.1:{port}"), (
             line + proc.stderr.read() if proc.stderr else line
         )
-        yield
+        yield proc
     finally:
         proc.terminate()
         proc.wait(30)
@@ -54,8 +54,9 @@ def test_dev_profile_is_labelled_loopback_and_anonymous(tmp_path: Path) -> None:
 
 def test_prod_profile_refuses_anonymous_and_serves_the_controller_identity(tmp_path: Path) -> None:
     d = tmp_path / "prod"
-    tls_port = free_port()
-    out = camfleet("broker", "init", str(d), "--tls-port", str(tls_port), "--websockets", "off")
+    tls_port, cert_port = free_port(), free_port()
+    out = camfleet("broker", "init", str(d), "--tls-port", str(tls_port),
+                   "--cert-port", str(cert_port), "--websockets", "off")  # fmt: skip
     assert out.returncode == 0, out.stderr
     conf = (d / "mosquitto.conf").read_text()
     assert "allow_anonymous false" in conf and "mosquitto_dynamic_security.so" in conf
@@ -70,7 +71,13 @@ def test_prod_profile_refuses_anonymous_and_serves_the_controller_identity(tmp_p
     ]
 
     port = free_port()
-    with running(d, port):
+    with running(d, port) as proc:
+        assert proc.stdout is not None
+        # The device listeners it opened, on the lines after the first.
+        assert [proc.stdout.readline(), proc.stdout.readline()] == [
+            f"       and on port {tls_port} (MQTT over TLS)\n",
+            f"       and on port {cert_port} (MQTT over TLS, client certificate as identity)\n",
+        ]
         assert not Peer(port).connect()
         url = BrokerUrl.parse(camfleet("broker", "url", "--config", str(d)).stdout.strip())
         assert url.username == "_controller"

@@ -38,7 +38,7 @@ def serial_port() -> Iterator[str]:
     assert "listening on" in first, first
     yield f"socket://127.0.0.1:{port}"
     proc.terminate()
-    proc.wait(10)
+    proc.wait(60)
 
 
 def provision(

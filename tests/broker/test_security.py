@@ -41,7 +41,12 @@ class Secure:
 @pytest.fixture
 def secure(tmp_path: Path) -> Iterator[Secure]:
     init_broker(
-        tmp_path / "broker", "prod", port=free_port(), tls_port=free_port(), websockets="off"
+        tmp_path / "broker",
+        "prod",
+        port=free_port(),
+        tls_port=free_port(),
+        cert_port=free_port(),
+        websockets="off",
     )
     broker = ConfiguredMosquitto(tmp_path / "broker")
     broker.start()

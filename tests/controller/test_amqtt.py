@@ -18,7 +18,7 @@ def test_controller_falls_back_to_mqtt311(amqtt_broker: EmbeddedBroker, tmp_path
         dev.send_frames(10, size=4000)
         assert dev.wait_receipted(timeout=20)
         cmd = ctl.commands.create("reannounce", {}, device_id=dev.device_id)[0]
-        assert dev.wait_until(lambda: any(c.command.id == cmd["id"] for c in dev.commands), 10)
+        assert dev.wait_until(lambda: any(c.command.id == cmd["id"] for c in dev.commands), 60)
         assert ctl.metrics.total("frames_stored_total") == 10
     finally:
         dev.disconnect()

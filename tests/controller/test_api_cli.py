@@ -116,7 +116,7 @@ def test_api_and_cli(controllers, devices, tmp_path: Path) -> None:  # type: ign
     code, out, _ = run_cli(api, "config", "get", dev.device_id, "--json")
     cfg = json.loads(out)
     assert cfg["desired"]["camera"]["jpeg_quality"] == 80 and cfg["version"] == 1
-    assert dev.wait_until(lambda: any(d.version == 1 for d in dev.desired), 10)
+    assert dev.wait_until(lambda: any(d.version == 1 for d in dev.desired), 60)
 
     # Groups: assign through the API, then a group capture and group defaults through the CLI.
     patched = http.patch(

@@ -95,7 +95,7 @@ def test_desired_config_merges_groups_and_reaches_a_sleeping_node(controllers, d
     assert status["desired"]["camera"] == {"jpeg_quality": 90, "hflip": True}
     assert status["version"] == 2 and status["drift"]
     node.wake()
-    assert node.wait_until(lambda: any(d.version == 2 for d in node.desired), 10)
+    assert node.wait_until(lambda: any(d.version == 2 for d in node.desired), 60)
 
     def in_sync() -> bool:
         with ctl.db.read() as tx:

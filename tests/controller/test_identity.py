@@ -211,7 +211,7 @@ def test_the_controller_says_where_its_token_is_not_what_it_is(mosquitto, tmp_pa
                 break
     finally:
         proc.terminate()
-        proc.wait(15)
+        proc.wait(60)
     token = (data / "api-token").read_text().strip()
     out = "".join(lines)
     assert token and token not in out

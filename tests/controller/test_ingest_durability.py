@@ -49,9 +49,9 @@ def test_kill_9_mid_stream_loses_nothing_and_stores_nothing_twice(
         threads = [threading.Thread(target=stream, args=(d,)) for d in devs]
         for t in threads:
             t.start()
-        assert started.wait(10)
+        assert started.wait(60)
         # Kill as soon as the controller has receipted something: mid-stream by construction.
-        assert devs[0].wait_until(lambda: len(devs[0].receipted) >= 5, 20)
+        assert devs[0].wait_until(lambda: len(devs[0].receipted) >= 5, 60)
         ctl.kill9()
         for t in threads:
             t.join(30)
@@ -81,7 +81,7 @@ def test_broker_restart_with_persistence(mosquitto: Mosquitto, tmp_path: Path, c
         dev.send_frames(20, size=3000)  # queued in the device's client meanwhile
     mosquitto.start()
     for dev in devs:
-        assert dev.connected.wait(20)
+        assert dev.connected.wait(60)
         assert dev.wait_receipted(timeout=60), f"{dev.device_id}: not all frames receipted"
     assert waiter.wait_for(lambda: len(frame_rows(data)) == 120, 10)
     assert ctl.store.flush(30)  # files are written behind the frame log

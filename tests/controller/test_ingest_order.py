@@ -49,7 +49,7 @@ def _registered(data: Path, device_id: str) -> Callable[[], bool]:
 def _quiet(ctl: Any, dev: SimDevice, data: Path) -> None:
     """Wait until the device's birth is committed and acknowledged (the writer is idle)."""
     assert Waiter(ctl).wait_for(_registered(data, dev.device_id), 20)
-    assert ctl.writer.idle.wait(20)
+    assert ctl.writer.idle.wait(60)
 
 
 def test_frame_log_sync_then_index_then_receipt_then_broker_ack(
@@ -109,7 +109,7 @@ def test_frame_log_sync_then_index_then_receipt_then_broker_ack(
     dev.publish_frame(frame)
 
     assert dev.wait_receipted(timeout=20)
-    assert ctl.writer.idle.wait(20)
+    assert ctl.writer.idle.wait(60)
     with lock:
         seen = list(events)
     # the bytes, then their sync (not yet indexed), then the receipt (indexed), then the ack
@@ -163,7 +163,7 @@ def test_a_failed_store_is_neither_indexed_nor_receipted_and_is_stored_when_sent
     dev.send_frames(3, size=2500)
     waiter = Waiter(ctl)
     assert waiter.wait_for(lambda: ctl.metrics.total("writer_job_errors_total") >= 3, 20)
-    assert ctl.writer.idle.wait(20)
+    assert ctl.writer.idle.wait(60)
     assert frame_rows(data, dev.device_id) == []
     assert dev.receipted == set()
     assert ctl.store.flush(20)
@@ -286,7 +286,7 @@ def test_a_failing_frame_does_not_take_the_rest_of_its_batch_down(
     def gated_insert(tx: Any, entries: list[Any], stored_ms: int) -> None:
         if any(e.device_id == gate.device_id for e in entries):
             held.set()
-            assert release.wait(20)  # hold the writer while the next batch queues up
+            assert release.wait(60)  # hold the writer while the next batch queues up
         if any(e.device_id == bad.device_id for e in entries):
             raise RuntimeError("constraint failed")
         insert(tx, entries, stored_ms)
@@ -309,15 +309,15 @@ def test_a_failing_frame_does_not_take_the_rest_of_its_batch_down(
     monkeypatch.setattr(frames_index, "insert", gated_insert)
     monkeypatch.setattr(ctl.writer, "submit", counting_submit)
     gate.send_frames(1, size=1000)
-    assert held.wait(20)  # the gate's frame is in a batch of its own, and holds the writer
+    assert held.wait(60)  # the gate's frame is in a batch of its own, and holds the writer
     bad.send_frames(2, size=1000)
     good.send_frames(2, size=1000)
     good.replay_spool()  # the same two frames again, in the same batch
-    assert queued.wait(20)  # the six frames wait behind the gate: one batch
+    assert queued.wait(60)  # the six frames wait behind the gate: one batch
     release.set()
     assert good.wait_receipted(timeout=20)
     assert gate.wait_receipted(timeout=20)
-    assert ctl.writer.idle.wait(20)
+    assert ctl.writer.idle.wait(60)
     assert len(frame_rows(data, good.device_id)) == 2
     assert frame_rows(data, bad.device_id) == [] and bad.receipted == set()
     assert ctl.writer._thread.is_alive()  # still ingesting
@@ -350,7 +350,7 @@ def test_a_frame_repeated_inside_one_batch_is_stored_once(
     def gated_insert(tx: Any, entries: list[Any], stored_ms: int) -> None:
         if any(e.device_id == gate.device_id for e in entries):
             held.set()
-            assert release.wait(20)
+            assert release.wait(60)
         insert(tx, entries, stored_ms)
 
     def counting_submit(job: Any) -> None:
@@ -361,13 +361,13 @@ def test_a_frame_repeated_inside_one_batch_is_stored_once(
     monkeypatch.setattr(frames_index, "insert", gated_insert)
     monkeypatch.setattr(ctl.writer, "submit", counting_submit)
     gate.send_frames(1, size=1000)
-    assert held.wait(20)
+    assert held.wait(60)
     dev.send_frames(2, size=1000)
     dev.replay_spool()
-    assert queued.wait(20)
+    assert queued.wait(60)
     release.set()
     assert dev.wait_receipted(timeout=20)
-    assert ctl.writer.idle.wait(20)
+    assert ctl.writer.idle.wait(60)
     assert ctl.metrics.total("frames_stored_total") == 3
     assert ctl.metrics.total("frames_duplicate_total") == 2
     assert ctl.store.flush(20)

@@ -37,7 +37,7 @@ def test_latest_jpeg_and_discovery_after_store(controllers, devices, mosquitto) 
     )
     reader.loop_start()
     try:
-        assert both.wait(10)
+        assert both.wait(60)
     finally:
         reader.loop_stop()
         reader.disconnect()

@@ -66,7 +66,7 @@ def test_rollout_cli_and_api(controllers, devices, release_key, tmp_path) -> Non
         (second, "pending"),
     ]
     canary = a if a.device_id == first else b
-    assert canary.wait_until(lambda: len(canary.commands) == 1, 20)
+    assert canary.wait_until(lambda: len(canary.commands) == 1, 60)
     offer = canary.commands[0].command.ota_offer
     sha = hashlib.sha256(image.read_bytes()).digest()
     assert offer.sha256 == sha and offer.size == len(image.read_bytes())

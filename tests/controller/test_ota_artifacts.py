@@ -163,3 +163,54 @@ def test_a_controller_without_the_release_key_refuses_every_image(
     assert too_big.status_code == 413
     unauthorized = httpx.post(f"{api}/api/v1/ota/artifacts", content=good.read_bytes())
     assert unauthorized.status_code == 401
+
+
+def test_edge_keygen_bundle_and_sign(tmp_path: Path) -> None:
+    """The release side of edge bundles: a key (private PEM 600, public base64), a bundle of a
+    directory or a wheel, its detached signature, all accepted by the agent's own verifier."""
+    import zipfile
+
+    from camfleet.edge import update
+
+    runner = CliRunner()
+    key = tmp_path / "edge-release.pem"
+    result = runner.invoke(cli, ["ota", "edge-keygen", str(key)])
+    assert result.exit_code == 0, result.output
+    public = (tmp_path / "edge-release.pem.pub").read_text().strip()
+    assert result.output.strip().endswith(f"public key: {public}")
+    assert key.stat().st_mode & 0o777 == 0o600
+    again = runner.invoke(cli, ["ota", "edge-keygen", str(key)])
+    assert again.exit_code == 2 and "refusing to overwrite" in again.output
+
+    tree = tmp_path / "unpacked"
+    (tree / "camfleet").mkdir(parents=True)
+    (tree / "camfleet" / "__init__.py").write_text('__version__ = "3.0.0"\n')
+    wheel = tmp_path / "camfleet-3.0.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("camfleet/__init__.py", '__version__ = "3.0.0"\n')
+        z.writestr("camfleet-3.0.0.dist-info/METADATA", "Name: camfleet\n")
+    for source in (tree, wheel):
+        out, sig = tmp_path / f"{source.name}.tar.gz", tmp_path / f"{source.name}.sig"
+        made = runner.invoke(
+            cli, ["ota", "edge-bundle", str(source), "--version", "3.0.0", "-o", str(out)]
+        )
+        assert made.exit_code == 0, made.output
+        signed = runner.invoke(
+            cli, ["ota", "edge-sign", str(out), "--keyfile", str(key), "-o", str(sig)]
+        )
+        assert signed.exit_code == 0, signed.output
+        data = out.read_bytes()
+        manifest, files = update.verify(
+            data, hashlib.sha256(data).digest(), sig.read_bytes(), update.load_public_key(public)
+        )
+        assert manifest.version == "3.0.0"
+        assert files["camfleet/__init__.py"] == b'__version__ = "3.0.0"\n'
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = runner.invoke(
+        cli, ["ota", "edge-bundle", str(empty), "--version", "1", "-o", str(tmp_path / "x")]
+    )
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (
+        f"camfleet: error: {empty}: no camfleet/__init__.py: a bundle carries the camfleet package"
+    )

@@ -3,6 +3,7 @@ time-outs, manual gates and operator control, driven by the messages devices sen
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import pytest
@@ -175,3 +176,68 @@ def test_rate_limit_and_allowed_downgrade(database, release_key, tmp_path) -> No
     clock.ms += 60_001
     ro.tick()
     assert offered() == ["n0", "n1", "n2", "n3"]
+
+
+def test_edge_bundles_go_to_edge_agents_only(database, release_key, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An edge bundle is stored with its signature (blob on both databases) and offered with
+    scheme ED25519 and the device's HMAC; an ESP32 image is never offered to an edge agent nor a
+    bundle to an ESP32 node: both are skipped at create with the reason."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from camfleet.controller.ota.images import ImageRefused
+    from camfleet.edge import update
+
+    release = Ed25519PrivateKey.generate()
+    ro, _clock, published, esp_art = _engine(database, release_key, tmp_path)
+    ro.artifacts.edge_public_key = release.public_key()
+    bundle = update.make_bundle("2.0.0", {"camfleet/__init__.py": b'__version__ = "2.0.0"\n'})
+    sha, sig = update.sign(release, bundle)
+    art = ro.artifacts.add(bundle, filename="b.tar.gz", signature=sig)
+    assert (art["kind"], art["version"], art["platform"]) == ("edge-bundle", "2.0.0", "linux")
+    assert art["signature"] == sig.hex()
+    assert not ro.artifacts.add(bundle, signature=sig)["created"]  # deduplicated by SHA-256
+    with pytest.raises(ImageRefused, match="bad signature"):
+        ro.artifacts.add(bundle + b"x", signature=sig)
+    with pytest.raises(ImageRefused, match="--signature"):
+        ro.artifacts.add(bundle)
+    esp_image = ro.artifacts.read(esp_art)[1]
+    with pytest.raises(ImageRefused, match="carry their signature inside"):
+        ro.artifacts.add(esp_image, signature=sig)
+
+    _birth(database, "esp", "1.0.0")
+    edge = state_pb2.DeviceState(
+        presence=state_pb2.PRESENCE_ONLINE, session=1, firmware_version="1.0.0",
+        platform="picamera2", capabilities=["jpeg", "self_update"],
+    )  # fmt: skip
+    with database.transaction() as tx:
+        registry.apply_state(tx, "pi", edge, 1)
+        del edge.capabilities[:]  # an agent without [agent] update_public_key
+        registry.apply_state(tx, "pi-off", edge, 1)
+    for device in ("esp", "pi", "pi-off"):
+        set_device_key(database, device, (device.encode() * 16)[:32])
+
+    rid = ro.create(art["id"], RolloutOptions(target="devices:esp,pi,pi-off"))["id"]
+    details = {d["device_id"]: (d["status"], d["detail"]) for d in ro.status(rid)["devices"]}
+    assert details == {
+        "esp": ("skipped", "ESP32 node: edge-bundle artifacts are never offered to it"),
+        "pi": ("offered", ""),
+        "pi-off": ("skipped", "self-update is off ([agent] update_public_key)"),
+    }
+    (topic, payload) = published[-1]
+    assert topic.endswith("/pi/cmd")
+    offer = command_pb2.Command.FromString(payload).ota_offer
+    assert offer.scheme == command_pb2.SIGNATURE_SCHEME_ED25519
+    assert offer.sha256 == sha and offer.signature == sig and offer.platform == "linux"
+    assert offer.device_hmac == hmac.new(b"pi" * 16, sha, "sha256").digest()  # its key
+
+    rid = ro.create(esp_art, RolloutOptions(target="devices:esp,pi"))["id"]
+    details = {d["device_id"]: (d["status"], d["detail"]) for d in ro.status(rid)["devices"]}
+    assert details == {
+        "esp": ("offered", ""),
+        "pi": (
+            "skipped",
+            "edge agent (platform picamera2): esp32-app artifacts are never offered to it",
+        ),
+    }
+    offer = command_pb2.Command.FromString(published[-1][1]).ota_offer
+    assert offer.scheme == command_pb2.SIGNATURE_SCHEME_HMAC_SHA256 and not offer.device_hmac

@@ -35,6 +35,25 @@ def test_stale_will_is_ignored_and_states_derive(database) -> None:  # type: ign
     assert row is not None and registry.derive_state(row, 6000, 60_000, 60_000) == "offline"
 
 
+def test_an_enrolled_device_is_listed_until_its_first_birth_counts_as_new(database) -> None:  # type: ignore[no-untyped-def]
+    db = database
+    with db.transaction() as tx:
+        registry.enrol(tx, "gate", ("yard",), "usb")
+        row = tx.one("SELECT * FROM devices WHERE device_id = 'gate'")
+        assert row is not None and registry.derive_state(row, 10**13, 60_000, 60_000) == "enrolled"
+        assert registry.groups_of(tx, "gate") == ["yard"]
+        birth = state_pb2.DeviceState(presence=state_pb2.PRESENCE_ONLINE, session=3)
+        assert registry.apply_state(tx, "gate", birth, 5000) == "new"
+        row = tx.one("SELECT * FROM devices WHERE device_id = 'gate'")
+        assert row is not None and row["first_seen_ms"] == row["last_seen_ms"] == 5000
+        assert registry.derive_state(row, 6000, 60_000, 60_000) == "online"
+        # enrolled again (new credentials): its history stays
+        registry.enrol(tx, "gate", ("porch",), "usb")
+        row = tx.one("SELECT * FROM devices WHERE device_id = 'gate'")
+        assert row is not None and row["first_seen_ms"] == 5000 and row["session"] == 3
+        assert registry.groups_of(tx, "gate") == ["porch", "yard"]
+
+
 def test_telemetry_and_event_history_stay_bounded_and_keep_the_newest(database) -> None:  # type: ignore[no-untyped-def]
     from camfleet.proto.v1 import telemetry_pb2
 

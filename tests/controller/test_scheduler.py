@@ -6,11 +6,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from camfleet.controller.commands import Commands
 from camfleet.controller.desired import DesiredState
 from camfleet.controller.metrics import Metrics
 from camfleet.controller.scheduler import Scheduler
+from camfleet.errors import UserError
 from camfleet.mosquitto import Mosquitto, free_port
 from camfleet.testing.controller_process import ControllerProcess, Waiter
 from camfleet.testing.sim_device import SimDevice, unique_id
@@ -52,11 +54,11 @@ def test_schedule_fires_once_per_slot_across_kill_9(mosquitto: Mosquitto, tmp_pa
         )
         assert resp.status_code == 201, resp.text
         sid = resp.json()["id"]
-        assert dev.wait_until(lambda: len(_slots(dev, sid)) >= 3, 15)
+        assert dev.wait_until(lambda: len(_slots(dev, sid)) >= 3, 60)
         ctl.kill9()
         before = len(_slots(dev, sid))
         ctl.start()
-        assert dev.wait_until(lambda: len(_slots(dev, sid)) >= before + 3, 15)
+        assert dev.wait_until(lambda: len(_slots(dev, sid)) >= before + 3, 60)
         schedule = httpx.get(f"http://127.0.0.1:{port}/api/v1/schedules/{sid}").json()
         ctl.stop()
         slots = _slots(dev, sid)
@@ -108,6 +110,14 @@ def test_missed_slot_policy(database) -> None:  # type: ignore[no-untyped-def]
     clock.now += 60_000
     assert scheduler.tick() == 0
     assert scheduler.get(once["id"])["next_slot_ms"] is None
+    # A one-shot whose time passed while the request travelled (5 s) still fires, once; one
+    # older than the grace is refused instead of stored to never fire (it was stored silently).
+    late = scheduler.create("device", "cam-1", "once", str(clock.now - 5_000))
+    assert scheduler.tick() == 1
+    assert scheduler.tick() == 0
+    assert scheduler.get(late["id"])["fired"] == 1
+    with pytest.raises(UserError, match="in the past"):
+        scheduler.create("device", "cam-1", "once", str(clock.now - 121_000))
 
 
 def test_sleeping_group_gets_schedule_compiled_into_desired(controllers, devices) -> None:  # type: ignore[no-untyped-def]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from camfleet.edge.agent import EdgeAgent
+from camfleet.edge.agent import EdgeAgent, FrameObserver
 from camfleet.edge.config import EdgeConfig, config_from_dict
 from camfleet.mosquitto import Mosquitto
 from camfleet.testing.device_receiver import DeviceReceiver as Receiver
@@ -42,8 +42,12 @@ def agent_config(
 class RunningAgent:
     """An EdgeAgent running on its own thread, stopped by the fixture."""
 
-    def __init__(self, config: EdgeConfig, camera: Any = None) -> None:
+    def __init__(
+        self, config: EdgeConfig, camera: Any = None, observers: Iterable[FrameObserver] = ()
+    ) -> None:
         self.agent = EdgeAgent(config, camera=camera)
+        # before the thread starts: a schedule may capture before the test gets the agent
+        self.agent.observers.extend(observers)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.agent.run, args=(self.stop_event,), daemon=True)
         self.thread.start()
@@ -64,8 +68,10 @@ def device_id(request: pytest.FixtureRequest) -> str:
 def run_agent() -> Iterator[Callable[..., RunningAgent]]:
     started: list[RunningAgent] = []
 
-    def start(config: EdgeConfig, camera: Any = None) -> RunningAgent:
-        running = RunningAgent(config, camera)
+    def start(
+        config: EdgeConfig, camera: Any = None, observers: Iterable[FrameObserver] = ()
+    ) -> RunningAgent:
+        running = RunningAgent(config, camera, observers)
         started.append(running)
         return running
 

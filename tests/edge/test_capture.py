@@ -105,7 +105,7 @@ def test_session_survives_a_failing_callback(
     rx = receiver_for(shared_mosquitto, device_id)
     cfg = agent_config(tmp_path, shared_mosquitto, device_id)
     running = run_agent(cfg, camera=FlakyCamera({"seed": 1}))
-    assert running.agent.online.wait(10), "the agent gave up reconnecting"
+    assert running.agent.online.wait(60), "the agent gave up reconnecting"
     assert FlakyCamera.failures == 0
     # The birth follows the agent's SUBSCRIBE on its connection: once the receiver has it, the
     # broker routes commands to the agent (its first session exists only from this connect).

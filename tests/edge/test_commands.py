@@ -61,7 +61,7 @@ def capture_ok(rx, command_id: str) -> frame_pb2.Frame:
         ),
         ({"capture": A.CaptureNow(count=6)}, A.ACK_STATUS_REJECTED, "exceeds max_burst 5"),
         ({"reboot": A.Reboot()}, A.ACK_STATUS_REJECTED, "machine reboot is disabled"),
-        ({"ota_offer": A.OtaOffer(artifact_id="x")}, A.ACK_STATUS_REJECTED, "not supported"),
+        ({"ota_offer": A.OtaOffer(artifact_id="x")}, A.ACK_STATUS_REJECTED, "self-update is off"),
         (
             {
                 "set_config": A.SetConfig(

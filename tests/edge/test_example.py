@@ -34,7 +34,7 @@ def test_the_example_config_captures_and_keeps_its_state_outside_the_tree(
         received = frames.get(timeout=60)  # the example's schedule, no command needed
     finally:
         agent.terminate()
-        agent.wait(20)
+        agent.wait(60)
         frames.close()
     assert received.topic == topics.device_topic("garden-cam", Kind.FRAME)
     assert codec.decode_message(received.topic, received.payload)[1].message.data[:2] == b"\xff\xd8"

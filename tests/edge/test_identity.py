@@ -18,21 +18,21 @@ def test_a_wiped_agent_loses_nothing(mosquitto, tmp_path, device_id, run_agent):
         cfg = agent_config(tmp_path, mosquitto, device_id)
         running = run_agent(cfg)
         agent = running.agent
-        assert agent.online.wait(20)
+        assert agent.online.wait(60)
         agent.capture()
         agent.capture()
-        assert agent.wait_until(lambda: agent.spool.depth == 0, 20)
+        assert agent.wait_until(lambda: agent.spool.depth == 0, 60)
         first = agent.incarnation
         running.stop()
         shutil.rmtree(tmp_path / device_id)  # state dir and spool wiped
 
         running = run_agent(cfg)
         agent = running.agent
-        assert agent.online.wait(20)
+        assert agent.online.wait(60)
         assert agent.incarnation != first
         agent.capture()
         agent.capture()
-        assert agent.wait_until(lambda: agent.spool.depth == 0, 20)
+        assert agent.wait_until(lambda: agent.spool.depth == 0, 60)
         assert waiter.wait_for(lambda: len(frame_rows(tmp_path / "data", device_id)) == 4, 20)
         rows = frame_rows(tmp_path / "data", device_id)
         assert sorted((r["session"], r["seq"]) for r in rows) == [(1, 1), (1, 1), (1, 2), (1, 2)]
@@ -48,7 +48,7 @@ def test_receipts_for_another_incarnation_or_oversized_delete_nothing(  # type: 
     rx = receiver_for(mosquitto, device_id, receipts=False)
     running = run_agent(agent_config(tmp_path, mosquitto, device_id))
     agent = running.agent
-    assert agent.online.wait(20)
+    assert agent.online.wait(60)
     for _ in range(3):
         agent.capture()
     rx.wait_for(lambda g: len(g.frames) == 3, what="3 frames")
@@ -66,7 +66,7 @@ def test_receipts_for_another_incarnation_or_oversized_delete_nothing(  # type: 
     topic = topics.device_topic(device_id, topics.Kind.RECEIPT)
     for r in (wrong, huge):
         rx.client.publish(topic, codec.encode(r), qos=1).wait_for_publish(5)
-    assert agent.wait_until(lambda: agent.counters["bad_messages"] == received + 1, 20)
+    assert agent.wait_until(lambda: agent.counters["bad_messages"] == received + 1, 60)
     assert agent.spool.depth == 3
     # The right receipt still works.
     good = frame_pb2.Receipt(
@@ -77,4 +77,4 @@ def test_receipts_for_another_incarnation_or_oversized_delete_nothing(  # type: 
     session = next(iter(rx.got.frames))[0]
     good.stored[0].session = session
     rx.client.publish(topic, codec.encode(good), qos=1).wait_for_publish(5)
-    assert agent.wait_until(lambda: agent.spool.depth == 0, 20)
+    assert agent.wait_until(lambda: agent.spool.depth == 0, 60)

@@ -7,56 +7,17 @@ variant cannot capture, which fails the health check.
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import camfleet
-import camfleet.edge
-import camfleet.proto
 from camfleet import __version__
 from camfleet.edge import update
 from camfleet.proto.v1 import state_pb2
-
-RELEASE = Ed25519PrivateKey.generate()
-
-
-def payload(version: str, broken: bool = False) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    for pkg, prefix in (
-        (camfleet, "camfleet"),
-        (camfleet.edge, "camfleet/edge"),
-        (camfleet.proto, "camfleet/proto"),
-    ):
-        root = Path(pkg.__path__[0])
-        for f in root.rglob("*.py"):
-            if "__pycache__" not in f.parts:
-                files[f"{prefix}/{f.relative_to(root).as_posix()}"] = f.read_bytes()
-    init = files["camfleet/__init__.py"].decode()
-    files["camfleet/__init__.py"] = re.sub(
-        r'__version__ = ".*"', f'__version__ = "{version}"', init
-    ).encode()
-    if broken:
-        agent = files["camfleet/edge/agent.py"].decode()
-        needle = "cap = self.camera.capture(settings)"
-        assert needle in agent
-        files["camfleet/edge/agent.py"] = agent.replace(
-            needle, 'raise CameraError("this build cannot capture")'
-        ).encode()
-    return files
-
-
-def write_bundle(tmp_path: Path, version: str, key=RELEASE, broken=False) -> tuple[Path, Path]:
-    data = update.make_bundle(version, payload(version, broken))
-    bundle, sig = tmp_path / f"camfleet-{version}.tar.gz", tmp_path / f"{version}.sig"
-    bundle.write_bytes(data)
-    sig.write_bytes(update.sign(key, data)[1])
-    return bundle, sig
+from tests.edge.bundles import RELEASE, write_bundle
 
 
 @pytest.fixture
@@ -114,7 +75,7 @@ def online_on(version: str):
 
 
 def ota_events(g, phase: str):
-    return [e for e in g.events if e.type == "ota" and e.attributes.get("phase") == phase]
+    return [e for e in g.events if e.type == "ota" and e.ota.phase == phase]
 
 
 def test_an_edge_agent_updates_itself(setup):
@@ -124,7 +85,7 @@ def test_an_edge_agent_updates_itself(setup):
     assert done.returncode == 0, done.stderr
     assert "installed 2.0.0" in done.stdout
     start()
-    rx.wait_for(lambda g: ota_events(g, "confirmed"), timeout=90, what="update confirmed")
+    rx.wait_for(lambda g: ota_events(g, "succeeded"), timeout=90, what="update confirmed")
     assert online_on("2.0.0")(rx.got)
     assert not online_on(__version__)(rx.got)  # the launcher switched before connecting
     slots = update.Slots(tmp_path / "state")

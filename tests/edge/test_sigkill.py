@@ -82,7 +82,7 @@ def test_sigkill_while_spooling_loses_and_corrupts_nothing(
             )
         finally:
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            proc.wait(60)
         killed = max(s for s, _ in rx.got.frames)
         killed_sessions.append(killed)
         rx.wait_for(

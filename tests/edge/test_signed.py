@@ -74,4 +74,4 @@ def test_forged_receipt_command_and_desired_are_refused(
         Kind.RECEIPT,
         make_receipt([(frame.session, frame.seq)], int(time.time() * 1000), frame.incarnation),
     )
-    assert agent.wait_until(lambda: (frame.session, frame.seq) not in agent.spool, 15)
+    assert agent.wait_until(lambda: (frame.session, frame.seq) not in agent.spool, 60)

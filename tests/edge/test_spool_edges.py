@@ -11,6 +11,7 @@ import pytest
 
 from camfleet.edge.spool import CorruptFrame, Spool, SpoolKey
 from camfleet.proto import codec
+from camfleet.proto.receipts import make_receipt
 
 
 def frame(session: int, seq: int, size: int = 100) -> Any:
@@ -39,6 +40,40 @@ def test_queries_per_session(tmp_path: Path) -> None:
         spool.put(frame(*key))
     assert spool.max_session() == 3
     assert [spool.last_seq(s) for s in (1, 2, 3, 4)] == [5, 1, 8, 0]
+
+
+def test_membership_and_walking_the_spool_in_order(tmp_path: Path) -> None:
+    """The sender walks the spool with ``next_after`` and prunes its send times with ``in``.
+    Catches ``in`` answering the opposite, and ``next_after`` reading past the last key (an
+    IndexError instead of None: the sender would fail on every pass once it reaches the end)."""
+    spool = Spool(tmp_path, max_frames=100, max_bytes=10**6)
+    assert spool.next_after(None) is None
+    for key in [(1, 2), (1, 3), (2, 1)]:
+        spool.put(frame(*key))
+    assert SpoolKey(1, 3) in spool and SpoolKey(1, 4) not in spool
+    walked, key = [], None
+    while (key := spool.next_after(key)) is not None:
+        walked.append(key)
+    assert walked == [SpoolKey(1, 2), SpoolKey(1, 3), SpoolKey(2, 1)]
+    assert spool.next_after(SpoolKey(1, 2)) == SpoolKey(1, 3)
+    assert spool.next_after(SpoolKey(9, 9)) is None
+
+
+def test_a_receipt_deletes_only_what_it_may(tmp_path: Path) -> None:
+    """Catches a receipt deleting frames the sender never published (``sent`` read the other
+    way round: the published ones kept, the others lost), and a receipt naming the previous
+    incarnation deleting a frame of the first session of the new one (the boundary session
+    taken as an earlier incarnation's)."""
+    spool = Spool(tmp_path, max_frames=100, max_bytes=10**6)
+    for seq in (1, 2, 3):
+        spool.put(frame(4, seq))
+    receipt = make_receipt([(4, 1), (4, 2), (4, 3)], 0, b"new")
+    deleted = spool.apply_receipt(receipt, b"new", 4, sent=lambda key: key.seq != 2)
+    assert deleted == [SpoolKey(4, 1), SpoolKey(4, 3)]
+    assert spool.frame_keys() == [SpoolKey(4, 2)]
+    # incarnation "new" since session 4: a receipt of "old" for (4, 2) is not about this frame
+    assert spool.apply_receipt(make_receipt([(4, 2)], 0, b"old"), b"new", 4) == []
+    assert spool.apply_receipt(make_receipt([(4, 2)], 0, b"new"), b"new", 4) == [SpoolKey(4, 2)]
 
 
 def test_a_file_holding_another_frame_and_a_second_corrupt_file_are_quarantined(

@@ -120,7 +120,9 @@ def test_a_failed_health_check_rolls_back_at_once(tmp_path):
     slots.reject("health check failed: camera error")
     again = update.Slots(tmp_path)
     assert again.boot() is None
-    assert again.failed == {"version": "2.0.0", "reason": "health check failed: camera error"}
+    assert again.failed is not None
+    assert again.failed["version"] == "2.0.0"
+    assert again.failed["reason"] == "health check failed: camera error"
 
 
 def test_config_refuses_a_malformed_public_key_in_one_line():

@@ -58,7 +58,7 @@ def test_repeated_command_id_captures_once_and_is_acked_again(mosquitto, make_de
 def test_set_config_and_burst_bounds(mosquitto, make_device, receiver_for):
     """Catches a set_config that is acked but not persisted or reported, an invalid one that is
     not refused, a capture count that is not bounded to 1..10 (0 means one frame), and a
-    re-announce that does not publish the birth and reported state again."""
+    re-announce that does not publish the birth, the reported state and telemetry again."""
     dev = make_device(mosquitto)
     rx = receiver_for(mosquitto, dev)
     assert dev.run_wake().ended == "deepsleep"
@@ -87,5 +87,47 @@ def test_set_config_and_burst_bounds(mosquitto, make_device, receiver_for):
     births = [s for s in rx.of("state") if s.presence == state_pb2.PRESENCE_ONLINE]
     assert [b.session for b in births] == [1, 2, 2]  # the wake's birth, then the re-announce
     assert [r.session for r in rx.of("reported")].count(2) >= 2  # set_config's, re-announce's
+    # the wake's telemetry, then the re-announce's
+    assert [t.session for t in rx.of("telemetry")].count(2) == 2
     per_command = [f.command_id for f in rx.frames.values()]
     assert (per_command.count("zero"), per_command.count("many")) == (1, 10)
+
+
+def test_a_handler_that_raises_is_acked_failed_and_the_wake_goes_on(
+    mosquitto, make_device, receiver_for
+):
+    """A set_config whose NVS write fails (the partition full: host fault ``nvs_full:cfg``)
+    raises inside its handler. Catches the handler's exception not acked FAILED with
+    "action: error" (esp32_commands #21: the controller would wait for an ack that never comes)
+    and an exception that ends the wake or the commands after it."""
+    dev = make_device(mosquitto)
+    rx = receiver_for(mosquitto, dev)
+    assert dev.run_wake().ended == "deepsleep"
+    dev.set_fault("nvs_full:cfg", 1)
+    first = config_pb2.DeviceConfig()
+    first.schedule.interval_s = 45
+    second = config_pb2.DeviceConfig()
+    second.schedule.interval_s = 50
+    rx.send_command(
+        command_pb2.Command(id="cfg-full", set_config=command_pb2.SetConfig(config=first))
+    )
+    rx.send_command(
+        command_pb2.Command(id="cfg-next", set_config=command_pb2.SetConfig(config=second))
+    )
+
+    woke = dev.run_wake()
+
+    assert woke.ended == "deepsleep", woke.output
+    # one connection, handled in order: once the second ack is here the first one is too
+    rx.wait_for(lambda g: any(a.command_id == "cfg-next" for a in g.acks), what="the second ack")
+    acks = [(a.command_id, a.status, a.detail) for a in rx.of("ack")]
+    assert acks == [
+        (
+            "cfg-full",
+            command_pb2.ACK_STATUS_FAILED,
+            # MicroPython's text of OSError(-esp_err_t, name), as esp32_nvs.c raises it
+            "set_config: (-4357, 'ESP_ERR_NVS_NOT_ENOUGH_SPACE')",
+        ),
+        ("cfg-next", command_pb2.ACK_STATUS_DONE, ""),
+    ], woke.output
+    assert config_pb2.DeviceConfig.FromString(dev.read_nvs()["cfg"]).schedule.interval_s == 50

@@ -32,7 +32,7 @@ def test_sim_runs_n_nodes_that_publish_decodable_frames(mosquitto):
     sub.connect(mosquitto.host, mosquitto.port)
     sub.subscribe(topics.device_filter(topics.Kind.FRAME), qos=1)
     sub.loop_start()
-    assert subscribed.wait(5)
+    assert subscribed.wait(60)
     try:
         run = subprocess.run(
             [

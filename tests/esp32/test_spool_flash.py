@@ -57,3 +57,11 @@ def test_the_spool_is_bounded_by_bytes_and_by_count_dropping_the_oldest(result: 
     depth, total, after_count, keys, has_new, has_dropped = result["bounded"]
     assert (depth, total) == (3, 3 * 1022)
     assert (after_count, keys, has_new, has_dropped) == (2, [[2, 5], [2, 6]], True, False)
+
+
+def test_the_highest_spooled_session_is_the_next_sessions_floor(result: dict) -> None:  # type: ignore[type-arg]
+    """Spooled frames of sessions 2, 3 and 5 (the last one at seq 2); then none. Catches
+    ``max_session`` reading another entry or the seq: after a power cut wipes RTC memory the
+    node would number its new session at or below one whose frames are still spooled, and its
+    new frames would collide with them (same session and seq)."""
+    assert result["sessions"] == [5, 0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from camfleet.proto import codec
 from camfleet.proto.v1 import command_pb2, common_pb2, config_pb2, state_pb2
 from tests.esp32.conftest import node_config
 
@@ -46,13 +47,20 @@ def test_check_only_timer_wake_captures_nothing(mosquitto, make_device, receiver
 
 
 def test_session_survives_resets_and_the_will_carries_it(mosquitto, make_device, receiver_for):
-    dev = make_device(mosquitto)
+    cfg = config_pb2.DeviceConfig()
+    cfg.sleep.awake_window_s = 120
+    cfg.camera.width, cfg.camera.height = 640, 480
+    dev = make_device(mosquitto, config=codec.encode(cfg))
     rx = receiver_for(mosquitto, dev)
-    dev.run_wake()
+    dev.run_wake()  # its frame is receipted: the wake ends early, long window or not
+    # Without a receipt the second wake stays up for its 120 s window: the power cut below lands
+    # mid-wake however slowly the test runs (a 2 s window ended first under a CPU hog).
+    rx.receipts = False
     dev.start_wake()
     rx.wait_for(lambda g: len(_births(rx)) == 2, what="two births")
     dev.cut_power()  # mid-wake: no DISCONNECT, the broker publishes the will
     assert dev.wait_wake().ended == "power_cut"
+    rx.receipts = True
     rx.wait_for(lambda g: g.states[-1].presence == state_pb2.PRESENCE_OFFLINE, what="the will")
     will = rx.of("state")[-1]
     assert will.session == _births(rx)[-1].session == 2

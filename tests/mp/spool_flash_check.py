@@ -114,6 +114,14 @@ bounded = [sp.depth(), sp.total_bytes()]
 sp.max_bytes, sp.max_frames = 10**6, 2
 drops.append(sp.add(2, 6, b"h" * 10, b"d" * 1000))
 bounded += [sp.depth(), [(e[0], e[1]) for e in sp.entries()], sp.has(2, 6), sp.has(2, 1)]
+# the highest spooled session (the floor of the next session after RTC memory is lost)
+sp.max_frames = 10
+sp.add(3, 9, b"h", b"d")
+sp.add(5, 2, b"h", b"d")
+sessions = [sp.max_session()]
+for e in sp.entries():
+    sp.remove(e[0], e[1])
+sessions.append(sp.max_session())
 os.chdir("/")
 os.umount("/flash")
 result = {
@@ -122,5 +130,6 @@ result = {
     "deleted": deleted,
     "drops": drops,
     "bounded": bounded,
+    "sessions": sessions,
 }
 print("RESULT " + json.dumps(result))

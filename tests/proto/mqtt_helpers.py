@@ -37,7 +37,7 @@ class Subscriber:
         self.client.connect(host, port)
         self.client.subscribe([(f, qos) for f in filters])
         self.client.loop_start()
-        assert self._subscribed.wait(10), "SUBACK not received"
+        assert self._subscribed.wait(60), "SUBACK not received"
 
     def get(self, timeout: float = 10.0) -> Received:
         return self.messages.get(timeout=timeout)

@@ -45,6 +45,18 @@ def test_chunks_fit_and_are_as_full_as_the_limit_allows(max_payload: int) -> Non
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
+@pytest.mark.parametrize("max_payload", [MIN_MAX_PAYLOAD, 1500, 4096])
+def test_chunks_of_a_frame_over_2_mib_still_fit(max_payload: int) -> None:
+    """A 3 MB frame (a 5-megapixel JPEG) at small limits: offsets and total_size take 4-byte
+    varints, counts and indexes 2, so the worst-case estimate has almost no slack left.
+    Catches the estimate of data's own tag and length (6 bytes) taken off instead of added:
+    chunks one byte over the broker's limit."""
+    frame = sample_frame(os.urandom(3_000_000), session=70_000, seq=2**31)
+    chunks = split_frame(frame, max_payload)
+    assert max(len(codec.encode(c)) for c in chunks) <= max_payload
+    assert b"".join(c.data for c in chunks) == frame.data
+
+
 def test_a_header_that_leaves_no_room_is_refused_exactly_where_it_stops_fitting() -> None:
     """Catches the room check moved by one (``<=``, ``< 2``) or weakened (``and``): at the
     smallest limit that fits, the first chunk carries one byte of data; one byte less raises."""
@@ -219,3 +231,91 @@ def test_a_frame_expires_at_exactly_its_timeout() -> None:
     assert reassembler.expire() == []
     now[0] += 0.5
     assert reassembler.expire() == [("cam-1", b"", 7, 1)]
+
+
+def test_the_count_of_incomplete_frames_is_bounded_at_exactly_max_frames() -> None:
+    """Catches the bound on incomplete frames (all devices) not enforced, or enforced one frame
+    late: the oldest goes (counted as a memory eviction) when a frame would be the
+    (max_frames + 1)-th."""
+    reassembler = Reassembler(max_frames=3)
+    for n in range(1, 5):
+        chunks = split_frame(sample_frame(os.urandom(5000), seq=n), 2048)
+        reassembler.add(f"cam-{n}", _wire(chunks[0]))
+        assert len(reassembler.pending()) == min(n, 3)
+    assert [k[0] for k in reassembler.pending()] == ["cam-2", "cam-3", "cam-4"]
+    assert reassembler.stats.evicted_memory == 1
+    assert [(k[0], why) for k, why in reassembler.take_evicted()] == [("cam-1", "memory")]
+
+
+@pytest.mark.parametrize("limit", ["device", "memory"])
+def test_a_frame_given_up_for_a_byte_limit_leaves_the_limit_whole(limit: str) -> None:
+    """A frame that alone outgrows its device's byte share (or the reassembler's whole byte
+    limit) is given up. Catches the give-up going on with the chunk anyway (its bytes then
+    counted for ever: the next frame of a normal size would be evicted too)."""
+    if limit == "device":
+        reassembler = Reassembler(max_bytes_per_device=10_000)
+    else:
+        reassembler = Reassembler(max_bytes=10_000, max_bytes_per_device=10**6)
+    big = split_frame(sample_frame(os.urandom(12_000), seq=1), 4096)
+    assert [reassembler.add("cam-1", _wire(c)) for c in big] == [None] * len(big)
+    assert getattr(reassembler.stats, f"evicted_{limit}") == 1
+    normal = split_frame(sample_frame(os.urandom(8000), seq=2), 4096)
+    results = [reassembler.add("cam-1", _wire(c)) for c in normal]
+    assert results[-1] is not None and results[-1].seq == 2
+
+
+def test_a_completed_frame_gives_its_device_share_back() -> None:
+    """One device sends frames one after the other, each well within its shares. Catches a
+    completed frame still counted against its device (as an incomplete frame or as bytes):
+    after a few frames every new one would be evicted, or the eviction would find nothing to
+    evict."""
+    reassembler = Reassembler(max_per_device=2, max_bytes_per_device=10_000)
+    for seq in range(1, 6):
+        chunks = split_frame(sample_frame(os.urandom(6000), seq=seq), 4096)
+        results = [reassembler.add("cam-1", _wire(c)) for c in chunks]
+        assert results[-1] is not None and results[-1].seq == seq
+    assert reassembler.stats.evicted == 0
+    assert reassembler.stats.pending_frames == 0 and reassembler.stats.pending_bytes == 0
+
+
+def test_shares_are_counted_right_while_other_frames_of_the_device_are_in_flight() -> None:
+    """Frames of one device interleave; one completes while another is still incomplete.
+    Catches the completed frame's count or bytes taken off the wrong entry (or the whole
+    device's bytes forgotten): a frame still in flight would then be evicted for nothing, or
+    the device could hold more than its byte share."""
+    reassembler = Reassembler(max_per_device=2, max_bytes_per_device=10**6)
+    a, b, c = (split_frame(sample_frame(os.urandom(6000), seq=s), 4096) for s in (1, 2, 3))
+    reassembler.add("cam-1", _wire(a[0]))
+    reassembler.add("cam-1", _wire(b[0]))
+    assert reassembler.add("cam-1", _wire(a[1])) is not None  # a completes, b in flight
+    reassembler.add("cam-1", _wire(c[0]))  # the second frame in flight: nothing to evict
+    assert reassembler.stats.evicted == 0
+    assert reassembler.add("cam-1", _wire(b[1])) is not None
+    assert reassembler.add("cam-1", _wire(c[1])) is not None
+
+    reassembler = Reassembler(max_per_device=10, max_bytes_per_device=10_000)
+    a, b, c, d = (split_frame(sample_frame(os.urandom(6000), seq=s), 4096) for s in range(1, 5))
+    reassembler.add("cam-1", _wire(a[0]))
+    reassembler.add("cam-1", _wire(b[0]))
+    assert reassembler.add("cam-1", _wire(a[1])) is not None  # b's first chunk still held
+    reassembler.add("cam-1", _wire(c[0]))
+    assert reassembler.stats.evicted_device == 0
+    reassembler.add("cam-1", _wire(d[0]))  # b + c + d's first chunks: over 10 000
+    assert reassembler.stats.evicted_device == 1
+    assert ("cam-1", b"", 7, 2) not in reassembler.pending()
+
+
+def test_a_chunk_ending_past_the_frame_is_refused_even_undecoded() -> None:
+    """The codec refuses such a chunk first, but the reassembler is a public API and checks on
+    its own. Catches the check (or its count) broken: a chunk ending past total_size accepted,
+    or counted other than once."""
+    chunks = split_frame(sample_frame(os.urandom(6000)), 2048)
+    reassembler = Reassembler()
+    reassembler.add("cam-1", _wire(chunks[0]))
+    past = frame_pb2.FrameChunk()
+    past.CopyFrom(chunks[-1])
+    past.data = past.data + b"x"  # raw, not through the codec
+    with pytest.raises(ContractError) as info:
+        reassembler.add("cam-1", past)
+    assert info.value.reason is Reason.CHUNK_MISMATCH and "past total_size" in str(info.value)
+    assert reassembler.stats.mismatched == 1

@@ -234,7 +234,7 @@ def test_ota_page_shows_a_rollouts_progress(dash: Dash, open_page, release_key, 
     })  # fmt: skip
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
-    assert dev.wait_until(lambda: len(dev.commands) == 1, 20)
+    assert dev.wait_until(lambda: len(dev.commands) == 1, 60)
     total = dev.commands[0].command.ota_offer.size // 4096
 
     w = open_page("#/ota")
