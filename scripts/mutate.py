@@ -139,6 +139,8 @@ TARGETS: dict[str, Target] = {
             # identity conflicts and the disk watermarks (issue 9) also go through the writer
             "tests/controller/test_identity.py::test_a_wiped_device_and_an_identity_reuse_lose_nothing",
             "tests/controller/test_storms.py::test_a_full_disk_refuses_frames_then_resumes_by_itself",
+            # what runs after the PUBACKs: Home Assistant's latest JPEG (the after-ack hook)
+            "tests/controller/test_integrations.py::test_latest_jpeg_and_discovery_after_store",
         ),
     ),
     "jobs": Target("controller/ingest/jobs.py", (WRITER, *CONTROLLER_INGEST)),

@@ -152,3 +152,18 @@ def test_mutated_valid_payloads_raise_only_the_documented_error(
         codec.decode(kind, bytes(payload))
     except ContractError as exc:
         assert isinstance(exc.reason, Reason)
+
+
+def test_unknown_fields_inside_a_repeated_sub_message_are_flagged() -> None:
+    """A newer writer's field inside an element of a repeated message field (a receipt's
+    ``stored`` ranges) is flagged like one at the top. Catches the scan skipping the non-empty
+    repeated fields instead of the empty ones (``unknown_fields_total`` would miss them)."""
+    extra = frame_pb2.SeqRange(session=8, first_seq=1, last_seq=2).SerializeToString()
+    extra += b"\xb8\x3e\x01"  # field 999, a varint: unknown to this reader
+    payload = codec.encode(SAMPLES[Kind.RECEIPT]) + b"\x0a" + bytes([len(extra)]) + extra
+    decoded = codec.decode(Kind.RECEIPT, payload)
+    assert decoded.unknown_fields is True
+    assert isinstance(decoded.message, frame_pb2.Receipt)
+    assert decoded.message.stored[-1].session == 8
+    plain = codec.decode(Kind.RECEIPT, codec.encode(SAMPLES[Kind.RECEIPT]))
+    assert plain.unknown_fields is False
