@@ -295,14 +295,9 @@ def test_frames_paho_still_holds_at_reconnect_are_left_to_the_sender(
         rx.close()
 
 
-def test_after_the_broker_lost_the_session_frames_wait_for_the_controller(
-    rig: Rig, mosquitto: Mosquitto
-) -> None:
-    """SIGKILL before the broker's autosave: it comes back without this client's session, and
-    most likely without the controller's subscription. Frames sent before the controller
-    subscribes again would arrive after the ones sent between its subscription and its birth,
-    so the sender sends nothing on that connection until the controller's ONLINE presence
-    arrives on it. Catches the hold removed (the frame goes at once, to nobody)."""
+def _lose_the_session_with_frame_1_spooled(rig: Rig, mosquitto: Mosquitto) -> None:
+    """SIGKILL the broker, spool frame 1 while it is down, restart it without sessions, and
+    return once the sender, reconnected, holds its frames."""
     conn = rig.sender.conn
     rig.rx.subscribed.clear()
     mosquitto.kill()
@@ -321,6 +316,30 @@ def test_after_the_broker_lost_the_session_frames_wait_for_the_controller(
     # The controller's stand-in must be subscribed again before its presence counts (the real
     # controller publishes ONLINE only after its SUBACK); under load it reconnects last.
     assert rig.rx.subscribed.wait(60), "the receiver did not subscribe again"
-    rig.sender.controller_present(conn.epoch)  # the agent does this on an ONLINE presence
+
+
+def test_after_the_broker_lost_the_session_frames_wait_for_the_controller(
+    rig: Rig, mosquitto: Mosquitto
+) -> None:
+    """SIGKILL before the broker's autosave: it comes back without this client's session, and
+    most likely without the controller's subscription. Frames sent before the controller
+    subscribes again would arrive after the ones sent between its subscription and its birth,
+    so the sender sends nothing on that connection until the controller's ONLINE presence
+    arrives on it. Catches the hold removed (the frame goes at once, to nobody)."""
+    _lose_the_session_with_frame_1_spooled(rig, mosquitto)
+    # the agent does this on an ONLINE presence
+    rig.sender.controller_present(rig.sender.conn.epoch)
     rig.wait_arrivals(1, "the frame, once the controller is there")
+    assert rig.arrivals() == [1]
+
+
+def test_after_a_lost_session_frames_go_anyway_when_no_controller_comes(
+    rig: Rig, mosquitto: Mosquitto
+) -> None:
+    """A fleet without a controller presence on its broker still gets its frames after a
+    session-losing crash: the hold ends after ``resend_after`` (30 s on the test's clock).
+    Catches a hold that never ends without a controller (its deadline computed wrong)."""
+    _lose_the_session_with_frame_1_spooled(rig, mosquitto)
+    rig.at(30.0)  # no controller presence: the hold's deadline has come
+    rig.wait_arrivals(1, "the frame, without a controller, after the hold")
     assert rig.arrivals() == [1]
