@@ -12,18 +12,25 @@ from camfleet.controller.device_keys import registry_keys
 from camfleet.mosquitto import free_port
 
 
-@pytest.fixture
-def prod(tmp_path: Path) -> Iterator[ConfiguredMosquitto]:
+def start_prod_broker(directory: Path) -> ConfiguredMosquitto:
+    """``broker init --profile prod`` into ``directory`` on free ports (every listener: brokers
+    of side-by-side tests must not collide), then started."""
     init_broker(
-        tmp_path / "broker",
+        directory,
         "prod",
         port=free_port(),
         tls_port=free_port(),
         cert_port=free_port(),
         websockets="off",
     )
-    broker = ConfiguredMosquitto(tmp_path / "broker")
+    broker = ConfiguredMosquitto(directory)
     broker.start()
+    return broker
+
+
+@pytest.fixture
+def prod(tmp_path: Path) -> Iterator[ConfiguredMosquitto]:
+    broker = start_prod_broker(tmp_path / "broker")
     yield broker
     broker.kill()
 

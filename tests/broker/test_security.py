@@ -17,8 +17,8 @@ import pytest
 
 from camfleet.broker_config import dynsec
 from camfleet.broker_config.admin import DynsecAdmin
-from camfleet.broker_config.profiles import BrokerDir, ConfiguredMosquitto, init_broker
-from camfleet.mosquitto import free_port
+from camfleet.broker_config.profiles import BrokerDir, ConfiguredMosquitto
+from tests.broker.conftest import start_prod_broker
 from tests.broker.peer import Peer
 
 ROOT = "camfleet"
@@ -40,16 +40,7 @@ class Secure:
 
 @pytest.fixture
 def secure(tmp_path: Path) -> Iterator[Secure]:
-    init_broker(
-        tmp_path / "broker",
-        "prod",
-        port=free_port(),
-        tls_port=free_port(),
-        cert_port=free_port(),
-        websockets="off",
-    )
-    broker = ConfiguredMosquitto(tmp_path / "broker")
-    broker.start()
+    broker = start_prod_broker(tmp_path / "broker")
     bdir = broker.broker_dir
     passwords = {"dev-a": "pw-a-0123456789", "dev-b": "pw-b-0123456789"}
     with DynsecAdmin(bdir.url("admin")) as admin:

@@ -243,13 +243,11 @@ def test_files_appear_in_the_quiet_time_at_low_priority_and_release_everything(
     assert not store._thread or not store._thread.is_alive()
 
 
-def test_put_batch_waits_while_the_files_are_too_far_behind(
+def _store_with_held_file_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Backpressure: more committed bytes waiting for files than ``max_pending_bytes`` makes
-    the next ``put_batch`` wait until the file writer catches up. Catches the wait skipped (the
-    backlog, and the memory and frame log behind it, unbounded), and the backlog counted wrong
-    (up on commit, down once written: otherwise it blocks for ever or never)."""
+) -> tuple[LocalFrameStore, threading.Event]:
+    """A store (backlog limit 10,000 bytes, no quiet-time writes) whose file writer waits for
+    the returned gate before each pass."""
     store = LocalFrameStore(tmp_path, max_pending_bytes=10_000)
     store.idle_s = 3600.0
     gate = threading.Event()
@@ -260,6 +258,17 @@ def test_put_batch_waits_while_the_files_are_too_far_behind(
         real(items)
 
     monkeypatch.setattr(store, "_write_files", held)
+    return store, gate
+
+
+def test_put_batch_waits_while_the_files_are_too_far_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Backpressure: more committed bytes waiting for files than ``max_pending_bytes`` makes
+    the next ``put_batch`` wait until the file writer catches up. Catches the wait skipped (the
+    backlog, and the memory and frame log behind it, unbounded), and the backlog counted wrong
+    (up on commit, down once written: otherwise it blocks for ever or never)."""
+    store, gate = _store_with_held_file_writes(tmp_path, monkeypatch)
     keys = _keys(40)
     for round_ in range(3):  # each round: over the limit, then drained (counted back down)
         gate.clear()
@@ -287,16 +296,7 @@ def test_a_backlog_of_exactly_the_limit_does_not_wait(
 ) -> None:
     """``max_pending_bytes`` is the most that may wait for files: exactly that much does not
     hold ingest up. Catches the limit counted as exclusive (``>=``)."""
-    store = LocalFrameStore(tmp_path, max_pending_bytes=10_000)
-    store.idle_s = 3600.0
-    gate = threading.Event()
-    real = store._write_files
-
-    def held(items: Any) -> None:
-        assert gate.wait(30)
-        real(items)
-
-    monkeypatch.setattr(store, "_write_files", held)
+    store, gate = _store_with_held_file_writes(tmp_path, monkeypatch)
     first, second = _keys(2)
     try:
         store.put_batch([(first, b"a" * 10_000)])

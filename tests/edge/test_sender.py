@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from camfleet.edge.config import EdgeConfig
 from camfleet.edge.mqtt import Connection
 from camfleet.edge.sender import SpoolSender
 from camfleet.edge.spool import Spool, SpoolKey
@@ -72,17 +73,22 @@ class Rig:
         self.sender.receipt_arrived()
 
 
-@pytest.fixture
-def rig(mosquitto: Mosquitto, tmp_path: Path, device_id: str) -> Iterator[Rig]:
-    cfg = agent_config(tmp_path, mosquitto, device_id)
-    rx = DeviceReceiver(mosquitto.host, mosquitto.port, device_id, receipts=False).start()
-    conn = Connection(
+def _bare_connection(cfg: EdgeConfig) -> Connection:
+    """The agent's broker connection with no agent behind it: the sender alone uses it."""
+    return Connection(
         cfg,
         will=lambda: (1, b""),
         on_connected=lambda session: None,
         on_disconnected=lambda: None,
         on_message=lambda topic, payload, retained: None,
     )
+
+
+@pytest.fixture
+def rig(mosquitto: Mosquitto, tmp_path: Path, device_id: str) -> Iterator[Rig]:
+    cfg = agent_config(tmp_path, mosquitto, device_id)
+    rx = DeviceReceiver(mosquitto.host, mosquitto.port, device_id, receipts=False).start()
+    conn = _bare_connection(cfg)
     spool = Spool(tmp_path / "spool", max_frames=1000, max_bytes=10**8)
     now = [START]
     corrupt: list[str] = []
@@ -264,13 +270,7 @@ def test_frames_paho_still_holds_at_reconnect_are_left_to_the_sender(
     paho sends its queued frame on CONNACK, before the event queued after it."""
     cfg = agent_config(tmp_path, shared_mosquitto, device_id)
     rx = DeviceReceiver(shared_mosquitto.host, shared_mosquitto.port, device_id).start()
-    conn = Connection(
-        cfg,
-        will=lambda: (1, b""),
-        on_connected=lambda session: None,
-        on_disconnected=lambda: None,
-        on_message=lambda topic, payload, retained: None,
-    )
+    conn = _bare_connection(cfg)
     spool = Spool(tmp_path / "spool", max_frames=10, max_bytes=10**6)
     sender = SpoolSender(  # not started: only its topics matter here
         spool,
